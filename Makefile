@@ -1,0 +1,17 @@
+# Flotilla: the two commands a newcomer needs are `make demo` and `make test` (see README.md).
+.PHONY: test check unit setup cluster-up cluster-down cluster-kind
+
+test:  ## Everything: installs/builds what is missing (cached under ~/.cache), static checks, all test tiers.
+	scripts/test
+
+setup:  ## Python venv + Go-built cluster binaries + llama.cpp wheel + model, without running tests.
+	scripts/test --setup-only
+
+check:  ## Static checks only (ruff, mypy --strict, import-linter, generated files up to date).
+	scripts/test --checks-only
+
+cluster-up:
+	e2e/cluster up
+
+cluster-down:
+	e2e/cluster down

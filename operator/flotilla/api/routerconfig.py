@@ -1,0 +1,158 @@
+"""The routing table the operator renders and the router reads: the one contract between them.
+
+The operator renders a ``RouterConfig`` from a ``ModelFleet`` into the fleet's ConfigMap (key
+``router.yaml``); ``flotilla router --config FILE`` loads the same model from the mounted file and reloads it
+when the file changes. Both sides import this module, so the format cannot drift.
+
+Field names are camelCase on the wire (like every Kubernetes object) and snake_case in Python.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+CONFIG_KEY = "router.yaml"
+"""The ConfigMap key (and file name in the router pod) that holds the serialised ``RouterConfig``."""
+
+FallbackReason = Literal["unavailable", "error", "timeout", "overload", "cold"]
+"""Why a request left its chosen model: no ready endpoint, connect error or 5xx, no first byte in time,
+over the in-flight cap, or the model is scaled to zero / still starting."""
+
+ProviderKind = Literal["openai", "anthropic", "openai-compatible"]
+
+ALL_FALLBACK_REASONS: tuple[FallbackReason, ...] = ("unavailable", "error", "timeout", "overload", "cold")
+
+
+class WireModel(BaseModel):
+    """Base for wire models: camelCase aliases, snake_case attributes, unknown keys rejected."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Price(WireModel):
+    """US dollars per million tokens."""
+
+    input_per_mtok: float = Field(0.0, ge=0, alias="inputPerMTok", description="USD per 1M input tokens.")
+    output_per_mtok: float = Field(0.0, ge=0, alias="outputPerMTok", description="USD per 1M output tokens.")
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """Dollars for one request's usage."""
+        return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1_000_000
+
+
+class ServiceRef(WireModel):
+    """A Kubernetes Service whose EndpointSlices list the model's pods (used when the router runs in a cluster)."""
+
+    namespace: str
+    name: str
+    port: int = Field(8080, ge=1, le=65535)
+
+
+class ModelUpstream(WireModel):
+    """One fleet model as the router sees it: where its pods are, what it costs, how hard to push it."""
+
+    name: str = Field(min_length=1, description="Fleet model name; also accepted as the request's `model`.")
+    served_model_name: str = Field(min_length=1, description="The `model` value sent to the model server.")
+    service: ServiceRef | None = Field(None, description="Discover pods from this Service's EndpointSlices.")
+    endpoints: list[str] = Field(
+        default_factory=list, description="Static base URLs (e.g. http://127.0.0.1:8081) when not discovering."
+    )
+    price: Price = Field(default_factory=Price)
+    timeout_seconds: float = Field(120.0, gt=0, description="Whole-request timeout.")
+    first_byte_timeout_seconds: float = Field(
+        30.0, gt=0, description="No response headers within this time counts as `timeout` (falls back)."
+    )
+    max_in_flight: int = Field(64, ge=1, description="Per-pod cap; over it the request counts as `overload`.")
+    scale_from_zero: bool = Field(
+        False, description="The model may sit at zero replicas: hold requests (up to the cold-start budget)."
+    )
+
+
+class ProviderUpstream(WireModel):
+    """A cloud fallback provider. The key is read from an env var or a mounted Secret file, never inline."""
+
+    name: str = Field(min_length=1)
+    provider: ProviderKind
+    base_url: str = Field(alias="baseURL", min_length=1)
+    model: str = Field(min_length=1)
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key.")
+    api_key_file: str | None = Field(None, description="File (a mounted Secret key) holding the API key.")
+    price: Price = Field(default_factory=Price)
+    timeout_seconds: float = Field(60.0, gt=0)
+
+
+class TaskMatch(WireModel):
+    """How the classifier recognises a task: cheap rules first, then semantic similarity to examples."""
+
+    keywords: list[str] = Field(default_factory=list, description="Case-insensitive words or phrases.")
+    patterns: list[str] = Field(default_factory=list, description="Python regular expressions.")
+    examples: list[str] = Field(default_factory=list, description="Example prompts for embedding similarity.")
+
+
+class TaskRoute(WireModel):
+    """A task type and where its requests go, in order: models first, then fallbacks."""
+
+    name: str = Field(min_length=1)
+    preset: str | None = Field(
+        None, description="Built-in preset (code, math, writing, summarization, extraction, translation, chat) "
+        "whose keywords and examples are used in addition to `match`. Defaults to `name` when it is a preset."
+    )
+    match: TaskMatch = Field(default_factory=TaskMatch)
+    models: list[str] = Field(default_factory=list)
+    fallbacks: list[str] = Field(default_factory=list)
+
+
+class CircuitBreakerSettings(WireModel):
+    failures: int = Field(5, ge=1, description="Consecutive failures that open the breaker.")
+    cooldown_seconds: float = Field(10.0, gt=0, description="Open time before a half-open probe.")
+
+
+class ClassifierSettings(WireModel):
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="Below this confidence the request goes to the default task."
+    )
+    history_turns: int = Field(2, ge=0, description="Earlier user turns also considered.")
+
+
+class RouterConfig(WireModel):
+    """Everything one fleet's router needs. Rendered by the operator, read (and hot-reloaded) by the router."""
+
+    fleet: str = Field("local", description="Fleet name, for metrics labels and logs.")
+    namespace: str = Field("default")
+    default_task: str
+    tasks: list[TaskRoute] = Field(min_length=1)
+    models: list[ModelUpstream] = Field(default_factory=list)
+    fallbacks: list[ProviderUpstream] = Field(default_factory=list)
+    fallback_on: list[FallbackReason] = Field(default_factory=lambda: list(ALL_FALLBACK_REASONS))
+    cold_start_budget_seconds: float = Field(2.0, ge=0)
+    circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
+    classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies get HTTP 413.")
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> RouterConfig:
+        """Fail at load time, not at request time, when a route names something that does not exist."""
+        model_names = [m.name for m in self.models]
+        provider_names = [f.name for f in self.fallbacks]
+        task_names = [t.name for t in self.tasks]
+        for kind, names in (("model", model_names), ("fallback", provider_names), ("task", task_names)):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"duplicate {kind} names: {', '.join(duplicates)}")
+        if self.default_task not in task_names:
+            raise ValueError(f"defaultTask {self.default_task!r} is not one of the tasks: {', '.join(task_names)}")
+        for task in self.tasks:
+            for model in task.models:
+                if model not in model_names:
+                    raise ValueError(f"task {task.name!r} routes to unknown model {model!r}")
+            for fallback in task.fallbacks:
+                if fallback not in provider_names:
+                    raise ValueError(f"task {task.name!r} routes to unknown fallback {fallback!r}")
+        return self
+
+    def to_wire(self) -> dict[str, object]:
+        """The camelCase dict written into the ConfigMap."""
+        return self.model_dump(by_alias=True, mode="json")

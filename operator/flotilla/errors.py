@@ -1,0 +1,35 @@
+"""Flotilla's exception tree, mapped at the edges (kopf handlers, HTTP responses, CLI exit codes).
+
+    FlotillaError
+    ├── UsageError            bad input from a person: a file, a flag (CLI exit code 2)
+    ├── InvalidSpecError      a ModelFleet the apiserver accepted but Flotilla cannot render (permanent)
+    ├── ConfigError           a router config that does not load (the router keeps the previous one)
+    └── UpstreamError         a model server or provider failed; carries the fallback reason
+"""
+
+from __future__ import annotations
+
+
+class FlotillaError(Exception):
+    """Base of every error Flotilla raises on purpose."""
+
+
+class UsageError(FlotillaError):
+    """A person's input is wrong; the message says what and how to fix it."""
+
+
+class InvalidSpecError(FlotillaError):
+    """The fleet spec cannot be rendered; retrying will not help until the spec changes."""
+
+
+class ConfigError(FlotillaError):
+    """The router configuration is invalid."""
+
+
+class UpstreamError(FlotillaError):
+    """A model server or provider failed before the first byte reached the client."""
+
+    def __init__(self, reason: str, message: str, status: int = 502) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
