@@ -44,7 +44,8 @@ class Price(WireModel):
 
 
 class ServiceRef(WireModel):
-    """A Kubernetes Service whose EndpointSlices list the model's pods (used when the router runs in a cluster)."""
+    """A Kubernetes Service whose EndpointSlices list the model's pods (used when the router runs in a
+    cluster). `port` is the pods' (target) port, as EndpointSlices list it."""
 
     namespace: str
     name: str
@@ -58,7 +59,8 @@ class ModelUpstream(WireModel):
     served_model_name: str = Field(min_length=1, description="The `model` value sent to the model server.")
     service: ServiceRef | None = Field(None, description="Discover pods from this Service's EndpointSlices.")
     endpoints: list[str] = Field(
-        default_factory=list, description="Static base URLs (e.g. http://127.0.0.1:8081) when not discovering."
+        default_factory=list,
+        description="Static base URLs (e.g. http://127.0.0.1:8081) when not discovering.",
     )
     price: Price = Field(default_factory=Price)
     timeout_seconds: float = Field(120.0, gt=0, description="Whole-request timeout.")
@@ -97,8 +99,10 @@ class TaskRoute(WireModel):
 
     name: str = Field(min_length=1)
     preset: str | None = Field(
-        None, description="Built-in preset (code, math, writing, summarization, extraction, translation, chat) "
-        "whose keywords and examples are used in addition to `match`. Defaults to `name` when it is a preset."
+        None,
+        description="Built-in preset (code, math, writing, summarization, extraction, translation, chat) "
+        "whose keywords and examples are used in addition to `match`. "
+        "Defaults to `name` when it is a preset.",
     )
     match: TaskMatch = Field(default_factory=TaskMatch)
     models: list[str] = Field(default_factory=list)
@@ -118,7 +122,8 @@ class ClassifierSettings(WireModel):
 
 
 class RouterConfig(WireModel):
-    """Everything one fleet's router needs. Rendered by the operator, read (and hot-reloaded) by the router."""
+    """Everything one fleet's router needs. Rendered by the operator, read (and hot-reloaded) by the
+    router."""
 
     fleet: str = Field("local", description="Fleet name, for metrics labels and logs.")
     namespace: str = Field("default")
@@ -143,7 +148,9 @@ class RouterConfig(WireModel):
             if duplicates:
                 raise ValueError(f"duplicate {kind} names: {', '.join(duplicates)}")
         if self.default_task not in task_names:
-            raise ValueError(f"defaultTask {self.default_task!r} is not one of the tasks: {', '.join(task_names)}")
+            raise ValueError(
+                f"defaultTask {self.default_task!r} is not one of the tasks: {', '.join(task_names)}"
+            )
         for task in self.tasks:
             for model in task.models:
                 if model not in model_names:

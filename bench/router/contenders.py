@@ -1,0 +1,159 @@
+"""The servers under test, each started by the harness in front of the same fake backend.
+
+- ``direct``: no proxy, wrk talks to the backend (the baseline every "added latency" is measured against);
+- ``flotilla``: ``flotilla router --config router.yaml`` from the project venv;
+- ``litellm``: LiteLLM proxy, one worker, no database, logging off (separate venv);
+- ``vllm-router``: the Rust router from PyPI ``vllm-router``, round-robin policy (separate venv).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import procs
+
+VENVS = Path.home() / ".cache" / "flotilla" / "bench-venvs"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What starting a contender needs: where the backend is, where to write configs, which cores to use."""
+
+    backend_url: str
+    work: Path
+    cpus: str | None
+    litellm_workers: int
+
+
+@dataclass
+class Running:
+    """A started contender: its base URL and (unless ``direct``) its process."""
+
+    name: str
+    url: str
+    proc: procs.Proc | None
+    note: str
+
+
+Starter = Callable[[Setup], Running]
+
+
+def _start_direct(setup: Setup) -> Running:
+    return Running("direct", setup.backend_url, None, "no proxy: wrk -> fake backend")
+
+
+def _flotilla_config(backend_url: str) -> str:
+    """The router config as JSON (YAML's subset): fleet model ``fake``, tasks ``chat`` and ``code`` to it."""
+    config = {
+        "fleet": "bench",
+        "defaultTask": "chat",
+        "tasks": [{"name": "chat", "models": ["fake"]}, {"name": "code", "models": ["fake"]}],
+        "models": [
+            {"name": "fake", "servedModelName": "fake", "endpoints": [backend_url], "maxInFlight": 4096}
+        ],
+    }
+    return json.dumps(config, indent=2)
+
+
+def _start_flotilla(setup: Setup) -> Running:
+    config = setup.work / "flotilla-router.yaml"
+    config.write_text(_flotilla_config(setup.backend_url))
+    port = free_port()
+    exe = REPO / ".venv" / "bin" / "flotilla"
+    cmd = [str(exe), "router", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    proc = procs.start("flotilla", procs.pinned(cmd, setup.cpus), setup.work)
+    try:
+        procs.wait_http(proc, f"http://127.0.0.1:{port}/healthz", timeout=60)
+    except procs.StartError:
+        proc.stop()
+        raise
+    return Running("flotilla", f"http://127.0.0.1:{port}", proc, "1 process (uvicorn), model=fake")
+
+
+LITELLM_CONFIG = """\
+model_list:
+  - model_name: fake
+    litellm_params:
+      model: openai/fake
+      api_base: {backend_url}/v1
+      api_key: bench
+litellm_settings:
+  set_verbose: false
+  json_logs: false
+  turn_off_message_logging: true
+  drop_params: true
+  callbacks: []
+  success_callback: []
+  failure_callback: []
+general_settings:
+  disable_spend_logs: true
+  disable_error_logs: true
+  allow_requests_on_db_unavailable: true
+"""
+
+
+def _start_litellm(setup: Setup) -> Running:
+    exe = VENVS / "litellm" / "bin" / "litellm"
+    if not exe.exists():
+        raise procs.StartError(
+            f"{exe} missing: python3 -m venv {exe.parents[1]} && pip install 'litellm[proxy]'"
+        )
+    config = setup.work / "litellm.yaml"
+    config.write_text(LITELLM_CONFIG.format(backend_url=setup.backend_url))
+    port = free_port()
+    workers = setup.litellm_workers
+    cmd = [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--num_workers", str(workers)]
+    env = {
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no download of the price list at start
+        "LITELLM_TELEMETRY": "False",
+        "DISABLE_SCHEMA_UPDATE": "True",
+        "PYTHONWARNINGS": "ignore",
+        # no auth, like the other contenders (LiteLLM refuses to start without a key unless told so)
+        "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+    }
+    name = "litellm" if workers == 1 else f"litellm-{workers}w"
+    proc = procs.start(name, procs.pinned(cmd, setup.cpus), setup.work, env)
+    try:
+        procs.wait_http(proc, f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
+    except procs.StartError:
+        proc.stop()
+        raise
+    return Running(name, f"http://127.0.0.1:{port}", proc, f"{workers} worker(s), no DB, logging off")
+
+
+def _start_vllm_router(setup: Setup) -> Running:
+    exe = VENVS / "vllm-router" / "bin" / "vllm-router"
+    if not exe.exists():
+        raise procs.StartError(f"{exe} missing: python3 -m venv {exe.parents[1]} && pip install vllm-router")
+    port = free_port()
+    cmd = [str(exe), "--host", "127.0.0.1", "--port", str(port), "--worker-urls", setup.backend_url]
+    cmd += ["--policy", "round_robin", "--log-level", "warning", "--prometheus-port", str(free_port())]
+    proc = procs.start("vllm-router", procs.pinned(cmd, setup.cpus), setup.work)
+    try:
+        procs.wait_http(proc, f"http://127.0.0.1:{port}/health", timeout=60)
+    except procs.StartError:
+        proc.stop()
+        raise
+    return Running("vllm-router", f"http://127.0.0.1:{port}", proc, "Rust (tokio), round_robin, log warning")
+
+
+STARTERS: dict[str, Starter] = {
+    "direct": _start_direct,
+    "flotilla": _start_flotilla,
+    "litellm": _start_litellm,
+    "vllm-router": _start_vllm_router,
+}

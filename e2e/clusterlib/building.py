@@ -1,0 +1,180 @@
+"""`e2e/cluster build`: compile the pinned binaries from source into the cache.
+
+Each tool is built with `go build` inside its throwaway module under e2e/gomod/ (so `go.sum` pins every
+dependency). What is already in the cache is skipped. Binaries are built into a temporary folder and
+renamed into place, so an interrupted build never leaves a half-written binary that a later run would
+mistake for a finished one; the rerun resumes from Go's build cache (~/.cache/go-build) instead of starting
+from zero. Modules are fetched into Go's default module cache (`go env GOMODCACHE`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from clusterlib import settings
+
+# Stage configs kwok needs to make nodes Ready, keep their leases, and run/complete/delete pods; paths
+# inside the kwok module source.
+KWOK_STAGES = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+)
+BUILD_DATE = "2026-01-01T00:00:00Z"  # fixed, so builds are reproducible and the link cache hits
+
+
+@dataclass(frozen=True)
+class Target:
+    """One `go build` invocation: binaries (name -> Go package) built in one throwaway module."""
+
+    name: str
+    module_dir: Path
+    packages: dict[str, str]
+    ldflags: str
+    bin_dir: Path
+
+
+def kube_ldflags(version: str) -> str:
+    """-X flags that make `--version` of the Kubernetes binaries tell the truth (as hack/lib/version.sh)."""
+    major, minor = version.lstrip("v").split(".")[:2]
+    flags = ["-s", "-w"]
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [
+            f"-X {pkg}.gitVersion={version}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+            f"-X {pkg}.buildDate={BUILD_DATE}",
+        ]
+    return " ".join(flags)
+
+
+def helm_ldflags(version: str, client_go: str) -> str:
+    """As helm's Makefile: its version, and the Kubernetes version it assumes (client-go 0.N -> 1.N)."""
+    minor = client_go.lstrip("v").split(".")[1]
+    flags = ["-s", "-w", f"-X helm.sh/helm/v3/internal/version.version={version}"]
+    flags.append("-X helm.sh/helm/v3/internal/version.gitTreeState=clean")
+    for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+        flags += [f"-X {pkg}.k8sVersionMajor=1", f"-X {pkg}.k8sVersionMinor={minor}"]
+    return " ".join(flags)
+
+
+def targets(cfg: settings.Settings) -> list[Target]:
+    pins = cfg.pins
+    return [
+        Target(
+            name="kubernetes",
+            module_dir=settings.GOMOD_DIR / "kubernetes",
+            packages={cmd: f"k8s.io/kubernetes/cmd/{cmd}" for cmd in settings.KUBE_COMMANDS},
+            ldflags=kube_ldflags(pins.kubernetes),
+            bin_dir=cfg.tool_dir("k8s") / "bin",
+        ),
+        Target(
+            name="etcd",
+            module_dir=settings.GOMOD_DIR / "etcd",
+            packages={"etcd": "go.etcd.io/etcd/server/v3"},
+            ldflags="-s -w",
+            bin_dir=cfg.tool_dir("etcd") / "bin",
+        ),
+        Target(
+            name="kwok",
+            module_dir=settings.GOMOD_DIR / "kwok",
+            packages={"kwok": "sigs.k8s.io/kwok/cmd/kwok"},
+            ldflags="-s -w",
+            bin_dir=cfg.tool_dir("kwok") / "bin",
+        ),
+        Target(
+            name="helm",
+            module_dir=settings.GOMOD_DIR / "helm",
+            packages={"helm": "helm.sh/helm/v3/cmd/helm"},
+            ldflags=helm_ldflags(pins.helm, pins.helm_client_go),
+            bin_dir=cfg.tool_dir("helm") / "bin",
+        ),
+    ]
+
+
+def _go() -> str:
+    go = shutil.which("go")
+    if go is None:
+        raise settings.ClusterError("`go` is not on PATH: install Go 1.24 or newer to build the cluster")
+    return go
+
+
+def build_target(target: Target) -> bool:
+    """Build the binaries of `target` that are missing; return True when something was built."""
+    missing = {name: pkg for name, pkg in target.packages.items() if not (target.bin_dir / name).exists()}
+    if not missing:
+        return False
+    tmp = target.bin_dir.parent / ".build-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    target.bin_dir.mkdir(parents=True, exist_ok=True)
+    if len(missing) == 1:
+        ((name, pkg),) = missing.items()
+        out, pkgs = str(tmp / name), [pkg]
+    else:  # `go build -o DIR/` names each binary after the last element of its package path.
+        out, pkgs = f"{tmp}/", list(missing.values())
+    cmd = [_go(), "build", "-trimpath", "-ldflags", target.ldflags, "-o", out, *pkgs]
+    env = {**os.environ, "CGO_ENABLED": "0"}
+    print(f"building {target.name}: {' '.join(missing)} (this takes minutes cold)", flush=True)
+    started = time.monotonic()
+    result = subprocess.run(cmd, cwd=target.module_dir, env=env, check=False)
+    if result.returncode != 0:
+        raise settings.ClusterError(f"go build of {target.name} failed (exit {result.returncode}); see above")
+    for name in missing:
+        os.replace(tmp / name, target.bin_dir / name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"built {target.name} in {time.monotonic() - started:.0f} s -> {target.bin_dir}", flush=True)
+    return True
+
+
+def copy_kwok_stages(cfg: settings.Settings) -> None:
+    """Concatenate kwok's stage configs from its module source into one --config file."""
+    if (cfg.stages_dir / "stages.yaml").exists():
+        return
+    listed = subprocess.run(
+        [_go(), "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok"],
+        cwd=settings.GOMOD_DIR / "kwok",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    source = Path(listed.stdout.strip())
+    if listed.returncode != 0 or not source.is_dir():
+        raise settings.ClusterError(f"cannot find the kwok module source: {listed.stderr.strip()}")
+    docs = [(source / rel).read_text().strip() for rel in KWOK_STAGES]
+    cfg.stages_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cfg.stages_dir / "stages.yaml.tmp"
+    tmp.write_text("\n---\n".join(docs) + "\n")
+    os.replace(tmp, cfg.stages_dir / "stages.yaml")
+
+
+def build(cfg: settings.Settings, only: list[str] | None = None) -> None:
+    """Build every pinned tool (or those named in `only`), skipping what the cache already has."""
+    known = {t.name: t for t in targets(cfg)}
+    for name in only or []:
+        if name not in known:
+            raise settings.ClusterError(f"unknown build target {name!r}; choose from {', '.join(known)}")
+    for target in known.values():
+        if only and target.name not in only:
+            continue
+        if not build_target(target):
+            print(f"{target.name}: cached in {target.bin_dir}", flush=True)
+        if target.name == "kwok":
+            copy_kwok_stages(cfg)
+    sys.stdout.flush()
+
+
+def missing_binaries(cfg: settings.Settings) -> list[Path]:
+    """Binaries `up` needs that are not built yet."""
+    names = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
+    paths = [cfg.binary(name) for name in names] + [cfg.stages_dir / "stages.yaml"]
+    return [p for p in paths if not p.exists()]

@@ -1,0 +1,107 @@
+"""Where things live and which versions are pinned.
+
+The pins are read from the throwaway Go modules under `e2e/gomod/` so that the go.mod files stay the one
+source of truth: bumping a version there moves the binaries to a new cache folder and `build` rebuilds.
+Environment variables are read only in `load()`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+E2E_DIR = Path(__file__).resolve().parent.parent
+GOMOD_DIR = E2E_DIR / "gomod"
+
+# The Kubernetes control-plane binaries built from k8s.io/kubernetes (kubelet and kube-proxy are pinned in
+# the same module for later use but not built: kwok stands in for the kubelet).
+KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+
+
+class ClusterError(Exception):
+    """A failure the user can act on; the CLI prints it as one message and exits 1 (no traceback)."""
+
+
+@dataclass(frozen=True)
+class Pins:
+    """Versions pinned by the go.mod files in e2e/gomod/."""
+
+    kubernetes: str  # e.g. v1.36.3
+    etcd: str  # e.g. v3.6.16
+    kwok: str  # e.g. v0.8.0
+    helm: str  # e.g. v3.22.0
+    helm_client_go: str  # client-go version helm was built against; helm reports it as its k8s version
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Paths for one invocation. `state_dir` holds one running cluster (data, logs, PIDs, kubeconfig)."""
+
+    cache_dir: Path
+    state_dir: Path
+    pins: Pins
+
+    def tool_dir(self, tool: str) -> Path:
+        """Cache folder of one pinned tool, e.g. ~/.cache/flotilla/k8s-v1.36.3."""
+        version = {
+            "k8s": self.pins.kubernetes,
+            "etcd": self.pins.etcd,
+            "kwok": self.pins.kwok,
+            "helm": self.pins.helm,
+        }[tool]
+        return self.cache_dir / f"{tool}-{version}"
+
+    def binary(self, name: str) -> Path:
+        """Path of a built binary by command name (kube-apiserver, etcd, kwok, helm, ...)."""
+        tool = "k8s" if name in KUBE_COMMANDS else name
+        return self.tool_dir(tool) / "bin" / name
+
+    @property
+    def stages_dir(self) -> Path:
+        """kwok stage configs copied from the kwok module source at build time."""
+        return self.tool_dir("kwok") / "stages"
+
+    @property
+    def bin_dirs(self) -> list[Path]:
+        """Folders to put on PATH to get kubectl, helm, kwok and etcd of the pinned versions."""
+        return [self.tool_dir(tool) / "bin" for tool in ("k8s", "helm", "kwok", "etcd")]
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+
+def _required_version(gomod: Path, module: str) -> str:
+    """The version a go.mod requires of `module` (the first, non-replace, require line)."""
+    try:
+        text = gomod.read_text()
+    except OSError as exc:
+        raise ClusterError(f"cannot read {gomod}: {exc.strerror}") from exc
+    match = re.search(rf"^\s*{re.escape(module)} (v\S+)", text, re.MULTILINE)
+    if match is None:
+        raise ClusterError(f"{gomod} does not require {module}")
+    return match.group(1)
+
+
+def read_pins(gomod_dir: Path = GOMOD_DIR) -> Pins:
+    return Pins(
+        kubernetes=_required_version(gomod_dir / "kubernetes" / "go.mod", "k8s.io/kubernetes"),
+        etcd=_required_version(gomod_dir / "etcd" / "go.mod", "go.etcd.io/etcd/server/v3"),
+        kwok=_required_version(gomod_dir / "kwok" / "go.mod", "sigs.k8s.io/kwok"),
+        helm=_required_version(gomod_dir / "helm" / "go.mod", "helm.sh/helm/v3"),
+        helm_client_go=_required_version(gomod_dir / "helm" / "go.mod", "k8s.io/client-go"),
+    )
+
+
+def load(env: dict[str, str] | None = None) -> Settings:
+    """Settings from the environment.
+
+    FLOTILLA_CACHE (default ~/.cache/flotilla) holds built binaries; FLOTILLA_CLUSTER_DIR (default
+    $FLOTILLA_CACHE/cluster) holds the running cluster's state, outside the repository.
+    """
+    env = dict(os.environ) if env is None else env
+    cache = Path(env.get("FLOTILLA_CACHE") or Path.home() / ".cache" / "flotilla").expanduser()
+    state = Path(env.get("FLOTILLA_CLUSTER_DIR") or cache / "cluster").expanduser()
+    return Settings(cache_dir=cache.absolute(), state_dir=state.absolute(), pins=read_pins())

@@ -1,0 +1,223 @@
+"""`e2e/cluster up`: start etcd, kube-apiserver, controller-manager, scheduler and kwok; create the nodes.
+
+Each component is checked while `up` waits: if one exits, or is not ready in time, `up` names it, prints
+the last lines of its log, stops everything it started and exits non-zero. A fresh cluster (empty etcd)
+is started every time; `up` on a healthy cluster only says so.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from clusterlib import building, keys, kubeapi, manifests, processes, settings, states
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+NODE_NAMES = tuple(node["metadata"]["name"] for node in manifests.nodes())
+_POLL = 0.1
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    """What `up` may be told: ports to pin (0 = a free one), extra flags per component, the time budget."""
+
+    timeout: float = 120.0
+    etcd_port: int = 0
+    apiserver_port: int = 0
+    extra_args: dict[str, list[str]] = field(default_factory=dict)
+    build: bool = True
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports the kernel considers free now (all sockets held open together so they differ)."""
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _pick_ports(options: UpOptions) -> manifests.Ports:
+    etcd, peer, api, kcm, sched = _free_ports(5)
+    return manifests.Ports(
+        etcd=options.etcd_port or etcd,
+        etcd_peer=peer,
+        apiserver=options.apiserver_port or api,
+        controller_manager=kcm,
+        scheduler=sched,
+    )
+
+
+def _https_ok(url: str) -> Callable[[], tuple[bool, str]]:
+    def probe() -> tuple[bool, str]:
+        try:
+            status, body = kubeapi.get_text(url)
+        except kubeapi.Unreachable as exc:
+            return False, f"{url}: {exc}"
+        return status == 200, f"{url}: HTTP {status} {body[:200]}"
+
+    return probe
+
+
+def nodes_ready(client: kubeapi.Client) -> tuple[bool, str]:
+    """True when every fake node is Ready and the node controller has lifted its not-ready taints."""
+    try:
+        listing = client.get("/api/v1/nodes")
+    except kubeapi.Unreachable as exc:
+        return False, str(exc)
+    waiting = []
+    found = {item["metadata"]["name"]: item for item in (listing or {}).get("items", [])}
+    for name in NODE_NAMES:
+        node = found.get(name)
+        conditions = {c["type"]: c["status"] for c in (node or {}).get("status", {}).get("conditions", [])}
+        taints = [t["key"] for t in (node or {}).get("spec", {}).get("taints", []) or []]
+        if node is None:
+            waiting.append(f"{name} missing")
+        elif conditions.get("Ready") != "True":
+            waiting.append(f"{name} not Ready")
+        elif any(key.startswith("node.kubernetes.io/") for key in taints):
+            waiting.append(f"{name} still tainted {taints}")
+    return not waiting, "; ".join(waiting)
+
+
+class _Starter:
+    """Starts the components in order, recording each in the state file as soon as it runs."""
+
+    def __init__(self, cfg: settings.Settings, options: UpOptions) -> None:
+        self.cfg = cfg
+        self.options = options
+        self.deadline = time.monotonic() + options.timeout
+        self.popens: dict[str, subprocess.Popen[bytes]] = {}
+        self.state = states.State(server="", token="", ports={})
+
+    def _start(self, name: str, cmd: list[str]) -> None:
+        cmd = cmd + self.options.extra_args.get(name, [])
+        proc, popen = processes.spawn(name, cmd, self.cfg.state_dir / "logs" / f"{name}.log")
+        self.popens[name] = popen
+        self.state.procs.append(proc)
+        states.write(self.cfg, self.state)
+
+    def _failure(self, name: str, headline: str) -> settings.ClusterError:
+        log = self.cfg.state_dir / "logs" / f"{name}.log"
+        text = processes.tail(log)
+        hint = ""
+        if "address already in use" in text:
+            hint = "\nhint: a port it needs is taken by another process (see the log lines above)"
+        return settings.ClusterError(f"{name} {headline}; last lines of {log}:\n{text}{hint}")
+
+    def _check_running(self) -> None:
+        for name, popen in self.popens.items():
+            code = popen.poll()
+            if code is not None:
+                raise self._failure(name, f"exited during start (exit code {code})")
+
+    def _wait(self, name: str, probe: Callable[[], tuple[bool, str]]) -> None:
+        why = ""
+        while True:
+            self._check_running()
+            ok, why = probe()
+            if ok:
+                return
+            if time.monotonic() > self.deadline:
+                raise self._failure(name, f"not ready after {self.options.timeout:.0f} s ({why})")
+            time.sleep(_POLL)
+
+    def run(self) -> None:
+        cfg = self.cfg
+        ports = _pick_ports(self.options)
+        bins = {name: cfg.binary(name) for name in COMPONENTS}
+        files = manifests.Files(state_dir=cfg.state_dir, bins=bins, stages=cfg.stages_dir / "stages.yaml")
+        token = keys.make_pki(files.pki)
+        server = f"https://127.0.0.1:{ports.apiserver}"
+        self.state = states.State(server=server, token=token, ports=asdict(ports))
+        states.write(cfg, self.state)
+        client = kubeapi.Client(server, token)
+
+        self._start("etcd", manifests.etcd(files, ports))
+        self._wait("etcd", _https_ok(f"http://127.0.0.1:{ports.etcd}/health"))
+        self._start("kube-apiserver", manifests.kube_apiserver(files, ports))
+        self._wait("kube-apiserver", client.readyz)
+        keys.write_kubeconfig(files.kubeconfig, server, files.apiserver_cert, token)
+        for node in manifests.nodes(cfg.pins.kubernetes):
+            client.create("/api/v1/nodes", node)
+        self._start("kube-controller-manager", manifests.kube_controller_manager(files, ports))
+        self._start("kube-scheduler", manifests.kube_scheduler(files, ports))
+        self._start("kwok", manifests.kwok(files, ports))
+        self._wait(
+            "kube-controller-manager", _https_ok(f"https://127.0.0.1:{ports.controller_manager}/healthz")
+        )
+        self._wait("kube-scheduler", _https_ok(f"https://127.0.0.1:{ports.scheduler}/healthz"))
+        self._wait("kwok", lambda: nodes_ready(client))
+        # Pods can be created in a namespace only once its `default` ServiceAccount exists.
+        self._wait(
+            "kube-controller-manager",
+            lambda: _exists(client, "/api/v1/namespaces/default/serviceaccounts/default"),
+        )
+
+    def abort(self) -> None:
+        """Stop everything started; keep only the logs so the failure can be read."""
+        processes.stop(self.state.procs)
+        states.clear(self.cfg.state_dir, keep_logs=True)
+
+
+def _exists(client: kubeapi.Client, path: str) -> tuple[bool, str]:
+    try:
+        return client.get(path) is not None, f"{path} not found yet"
+    except kubeapi.Unreachable as exc:
+        return False, str(exc)
+
+
+def healthy(state: states.State) -> tuple[bool, str]:
+    """Whether a recorded cluster is fully running: every process alive and /readyz answering 200."""
+    dead = [p.name for p in state.procs if not processes.alive(p)]
+    if dead:
+        return False, f"{', '.join(dead)} not running"
+    if {p.name for p in state.procs} != set(COMPONENTS):
+        return False, "start did not finish"
+    return kubeapi.Client(state.server, state.token).readyz()
+
+
+def up(cfg: settings.Settings, options: UpOptions) -> int:
+    with states.locked(cfg):
+        existing = states.read(cfg)
+        if existing is not None:
+            ok, why = healthy(existing)
+            if ok:
+                print(f"cluster already up at {existing.server} (state {cfg.state_dir}); nothing started")
+                print(f"  export KUBECONFIG={cfg.kubeconfig}")
+                return 0
+            print(f"found a broken cluster in {cfg.state_dir} ({why}); stopping it", file=sys.stderr)
+            processes.stop(existing.procs)
+        missing = building.missing_binaries(cfg)
+        if missing:
+            if not options.build:
+                raise settings.ClusterError(
+                    f"not built: {', '.join(map(str, missing))}; run e2e/cluster build"
+                )
+            building.build(cfg)
+        states.clear(cfg.state_dir, keep_logs=False)
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        starter = _Starter(cfg, options)
+        try:
+            starter.run()
+        except (settings.ClusterError, kubeapi.Unreachable, KeyboardInterrupt, OSError) as exc:
+            starter.abort()
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise settings.ClusterError(
+                f"{exc}\nstopped everything it had started; nothing is left running"
+            ) from exc
+    took = time.monotonic() - started
+    print(f"cluster up in {took:.1f} s: {starter.state.server}, nodes {', '.join(NODE_NAMES)} Ready")
+    print(f'  export KUBECONFIG={cfg.kubeconfig}    # or: eval "$(e2e/cluster env)"')
+    return 0

@@ -1,0 +1,58 @@
+"""The validation messages a person sees, shared by the CRD's CEL rules and the pydantic validators.
+
+They are part of the API: the apiserver returns them on `kubectl apply`, `flotilla render` prints them, the
+integration tests assert them and docs/reference lists them. Change them only on purpose.
+"""
+
+from __future__ import annotations
+
+FLEET_NAME = (
+    "metadata.name of a ModelFleet must be at most 30 characters (child object names are built from it)"
+)
+EMPTY_FLEET = "a fleet needs at least one entry in spec.models or spec.fallbacks"
+DUPLICATE_MODEL = "model names must be unique: two entries in spec.models have the same name"
+DUPLICATE_FALLBACK = "fallback names must be unique: two entries in spec.fallbacks have the same name"
+DUPLICATE_TASK = "task names must be unique: two entries in spec.routing.tasks have the same name"
+NAME_CLASH = "a fallback cannot have the same name as a model"
+RESERVED_MODEL_NAME = "model name 'router' is reserved for the fleet's router"
+UNKNOWN_ROUTE_MODEL = "spec.routing.tasks[].models may only name models defined in spec.models"
+UNKNOWN_ROUTE_FALLBACK = "spec.routing.tasks[].fallbacks may only name fallbacks defined in spec.fallbacks"
+UNKNOWN_DEFAULT_TASK = "spec.routing.defaultTask must name a task of spec.routing.tasks or of a model's tasks"
+REPLICAS_ORDER = "replicas.min must be less than or equal to replicas.max"
+HPA_ZERO = "autoscaling.mode hpa cannot scale to zero: set replicas.min to 1 or more"
+SOURCE_SCHEME = "source.uri must start with hf://, pvc://, s3://, http://, https:// or file://"
+SOURCE_SHAPE = (
+    "source.uri needs a location after the scheme: hf://ORG/REPO, pvc://CLAIM/PATH, s3://BUCKET/KEY, "
+    "file:///ABSOLUTE/PATH or a URL"
+)
+HF_TOKEN_SCHEME = "source.hfToken is only used with hf:// sources"
+INLINE_API_KEY = (
+    "apiKey must not contain the key itself: store it in a Secret and reference it with "
+    "apiKey.secretKeyRef {name, key}"
+)
+API_KEY_REQUIRED = "providers openai and anthropic need apiKey.secretKeyRef"
+BASE_URL_REQUIRED = "provider openai-compatible needs baseURL"
+BASE_URL_SCHEME = "baseURL must start with http:// or https://"
+ENV_SOURCE = "valueFrom needs exactly one of secretKeyRef or configMapKeyRef"
+
+
+def runtime_needs_gpu(runtime: str) -> str:
+    """Message for a GPU runtime without a GPU (one per runtime, so it can name the runtime)."""
+    return (
+        f"runtime {runtime} needs a GPU: set accelerator.gpus to 1 or more (or use runtime llamacpp for CPU)"
+    )
+
+
+def runtime_source(runtime: str, hint: str) -> str:
+    """Message for a source the runtime cannot load; ``hint`` says what it can."""
+    return f"runtime {runtime} cannot load this source: {hint}"
+
+
+def runtime_quantization(runtime: str, hint: str) -> str:
+    """Message for a quantization the runtime does not understand; ``hint`` lists what it does."""
+    return f"quantization for runtime {runtime} must be {hint}"
+
+
+def unknown_runtime(runtime: str, known: list[str]) -> str:
+    """pydantic's message for a runtime name not in the table (the apiserver's enum says the same)."""
+    return f"unknown runtime {runtime!r}: supported runtimes are {', '.join(known)}"

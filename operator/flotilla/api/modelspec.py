@@ -1,0 +1,251 @@
+"""`spec.models[]`: one small model, where its weights come from, which runtime serves it, how it scales."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from flotilla.api import capabilities, messages
+from flotilla.api.common import (
+    MAX_LIST,
+    MAX_MAP,
+    MAX_SHORT,
+    Duration,
+    EnvVar,
+    Name,
+    Resources,
+    SecretKeySelector,
+    ShortText,
+    SpecModel,
+    Text,
+    Toleration,
+    cel_rules,
+    object_default,
+)
+from flotilla.api.routerconfig import Price
+
+SOURCE_SCHEME_RE = r"^(hf|pvc|s3|http|https|file)://"
+SOURCE_SHAPE_RE = (
+    r"^(hf://[^/@]+/[^/@]+(@.+)?|pvc://[a-z0-9][-a-z0-9.]*(/.*)?|s3://[^/]+/.+|https?://[^/]+.*|file:///.+)$"
+)
+
+
+class SourceKeyRef(SpecModel):
+    """A Secret key handed to the runtime as an environment variable."""
+
+    secret_key_ref: SecretKeySelector
+    """The Secret key holding the token."""
+
+
+class ModelSource(SpecModel):
+    """Where the weights come from. The runtime turns each scheme into the right mechanism: the server pulls
+    hf:// itself, pvc:// is mounted read-only, s3:// and http(s):// are downloaded by an init container,
+    file:// names a path already inside the server image (weights baked into `image`)."""
+
+    model_config = cel_rules(
+        (f"self.uri.matches('{SOURCE_SCHEME_RE}')", messages.SOURCE_SCHEME),
+        (f"self.uri.matches('{SOURCE_SHAPE_RE}')", messages.SOURCE_SHAPE),
+        ("!has(self.hfToken) || self.uri.startsWith('hf://')", messages.HF_TOKEN_SCHEME),
+    )
+
+    uri: Annotated[str, Field(min_length=1, max_length=1024)]
+    """hf://ORG/REPO[@REVISION], pvc://CLAIM/PATH, s3://BUCKET/KEY, http(s)://HOST/PATH or
+    file:///PATH/IN/IMAGE (llamacpp: a .gguf file)."""
+    hf_token: SourceKeyRef | None = None
+    """Hugging Face token for gated or private hf:// repositories (exposed to the server as HF_TOKEN)."""
+    credentials_secret: ShortText | None = None
+    """Secret whose keys become env of the download init container (e.g. AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY)."""
+    endpoint: ShortText | None = None
+    """S3-compatible endpoint URL for s3:// sources outside AWS (e.g. MinIO)."""
+
+    @property
+    def scheme(self) -> str:
+        """`hf`, `pvc`, `s3`, `http` or `https`."""
+        return self.uri.split("://", 1)[0]
+
+    @property
+    def location(self) -> str:
+        """Everything after `scheme://`."""
+        return self.uri.split("://", 1)[1]
+
+    @model_validator(mode="after")
+    def _valid_uri(self) -> ModelSource:
+        if not re.match(SOURCE_SCHEME_RE, self.uri):
+            raise ValueError(f"{messages.SOURCE_SCHEME} (got {self.uri!r})")
+        if not re.match(SOURCE_SHAPE_RE, self.uri):
+            raise ValueError(f"{messages.SOURCE_SHAPE} (got {self.uri!r})")
+        if self.hf_token is not None and self.scheme != "hf":
+            raise ValueError(messages.HF_TOKEN_SCHEME)
+        return self
+
+
+class Accelerator(SpecModel):
+    """GPUs for each replica: becomes an nvidia.com/gpu limit, a toleration of the nvidia.com/gpu taint and,
+    with a product, a node selector on nvidia.com/gpu.product."""
+
+    gpus: Annotated[int, Field(ge=0, le=16)] = 1
+    """GPUs per replica (nvidia.com/gpu limit); more than 1 shards the model (vLLM tensor parallelism)."""
+    product: ShortText | None = None
+    """GPU product label value, e.g. NVIDIA-L4 or NVIDIA-A100-SXM4-80GB (node selector
+    nvidia.com/gpu.product)."""
+
+
+class Replicas(SpecModel):
+    """How many pods serve the model. Without an autoscaler the model runs `min` replicas."""
+
+    model_config = cel_rules(("!has(self.max) || self.min <= self.max", messages.REPLICAS_ORDER))
+
+    min: Annotated[int, Field(ge=0, le=1000)] = 1
+    """Lowest replica count; 0 parks the model (requests go to fallbacks or wait for a cold start)."""
+    max: Annotated[int, Field(ge=1, le=1000)] | None = None
+    """Highest replica count an autoscaler may reach; defaults to `min`."""
+
+    @property
+    def upper(self) -> int:
+        """`max`, or `min` when no max is set."""
+        return self.max if self.max is not None else self.min
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Replicas:
+        if self.max is not None and self.min > self.max:
+            raise ValueError(f"{messages.REPLICAS_ORDER} (got min {self.min}, max {self.max})")
+        return self
+
+
+AutoscalingMode = Literal["none", "hpa"]
+
+
+class Autoscaling(SpecModel):
+    """How replicas follow load between replicas.min and replicas.max."""
+
+    mode: AutoscalingMode = "none"
+    """none: fixed at replicas.min; hpa: an autoscaling/v2 HorizontalPodAutoscaler on the in-flight metric
+    (needs a custom-metrics adapter) and, if set, CPU utilisation."""
+    target_in_flight: Annotated[int, Field(ge=1, le=10000)] = 8
+    """Concurrent requests per replica the autoscaler aims for."""
+    target_cpu_utilization: Annotated[int, Field(ge=1, le=100)] | None = None
+    """Also scale on average CPU utilisation (percent of requests), useful for llamacpp models."""
+    scale_down_delay: Duration = "300s"
+    """Load must stay low this long before replicas are removed (e.g. 300s, 5m)."""
+
+
+def _runtime_rules() -> list[tuple[str, str]]:
+    """CEL rules generated from the runtime table, so a new runtime brings its own checks."""
+    rules: list[tuple[str, str]] = []
+    for caps in capabilities.CAPABILITIES.values():
+        this = f"self.runtime != '{caps.name}'"
+        if caps.gpu == "required":
+            rules.append(
+                (f"{this} || (has(self.accelerator) && self.accelerator.gpus >= 1)", caps.gpu_message())
+            )
+        scheme_ok = f"self.source.uri.matches('^({'|'.join(caps.schemes)})://')"
+        if caps.file_suffix:
+            suffix = re.escape(caps.file_suffix).replace("\\", "\\\\")
+            is_file = f"self.source.uri.matches('(?i){suffix}([?].*)?$')"
+            scheme_ok += f" && (self.source.uri.startsWith('hf://') || {is_file})"
+        rules.append((f"{this} || ({scheme_ok})", caps.source_message()))
+        rules.append(
+            (
+                f"{this} || !has(self.quantization) || "
+                f"self.quantization.matches('{caps.quantization_pattern}')",
+                caps.quantization_message(),
+            )
+        )
+    return rules
+
+
+class ModelSpec(SpecModel):
+    """One model of the fleet: its weights, runtime, hardware, scaling, price and the tasks it serves."""
+
+    model_config = cel_rules(
+        ("self.name != 'router'", messages.RESERVED_MODEL_NAME),
+        (
+            "!has(self.autoscaling) || self.autoscaling.mode != 'hpa' || !has(self.replicas) || "
+            "self.replicas.min >= 1",
+            messages.HPA_ZERO,
+        ),
+        *_runtime_rules(),
+    )
+
+    name: Name
+    """Model name (DNS label, at most 32 characters): names its Deployment and Service and is accepted as the
+    request's `model` by the router."""
+    source: ModelSource
+    """Where the weights come from."""
+    runtime: Annotated[str, Field(max_length=32, json_schema_extra={"enum": list(capabilities.CAPABILITIES)})]
+    """Serving runtime: vllm (GPU, OpenAI server) or llamacpp (CPU, llama.cpp server; GGUF files)."""
+    served_model_name: Annotated[str, Field(min_length=1, max_length=MAX_SHORT)] | None = None
+    """Name the model server answers to (its `model` field); defaults to the model name."""
+    quantization: Annotated[str, Field(max_length=16)] | None = None
+    """vllm: awq, gptq or fp8 (passed as --quantization). llamacpp: a GGUF type such as Q4_K_M, used to pick
+    the file of an hf:// repository."""
+    accelerator: Accelerator | None = None
+    """GPUs per replica; leave out for CPU serving."""
+    resources: Resources = Field(default_factory=Resources, json_schema_extra=object_default())
+    """CPU and memory requests/limits of the model server container."""
+    replicas: Replicas = Field(default_factory=Replicas, json_schema_extra=object_default())
+    """Replica bounds."""
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling, json_schema_extra=object_default())
+    """How replicas follow load."""
+    tasks: Annotated[list[Name], Field(min_length=1, max_length=16)] = Field(
+        default_factory=lambda: ["chat"], json_schema_extra={"default": ["chat"]}
+    )
+    """Task types this model serves (e.g. code, math, chat); routes without an explicit model list use
+    them."""
+    price: Price = Field(default_factory=Price, json_schema_extra=object_default())
+    """What a request costs on this model, for cost accounting (USD per million tokens)."""
+    max_in_flight: Annotated[int, Field(ge=1, le=10000)] = 64
+    """Concurrent requests the router sends one replica; beyond it a request counts as `overload` (falls
+    back)."""
+    max_context_length: Annotated[int, Field(ge=256, le=1_048_576)] | None = None
+    """Context window in tokens (vLLM --max-model-len, llama.cpp --ctx-size); the runtime default if unset."""
+    image: ShortText | None = None
+    """Container image override; the operator's default image for the runtime if unset."""
+    args: Annotated[list[Text], Field(max_length=64)] = Field(default_factory=list)
+    """Extra arguments appended to the model server's command line."""
+    env: Annotated[list[EnvVar], Field(max_length=64)] = Field(default_factory=list)
+    """Extra environment variables of the model server container (override Flotilla's)."""
+    node_selector: Annotated[dict[str, ShortText], Field(max_length=MAX_MAP)] = Field(default_factory=dict)
+    """Extra node labels the pods require."""
+    tolerations: Annotated[list[Toleration], Field(max_length=MAX_LIST)] = Field(default_factory=list)
+    """Extra tolerations of the pods."""
+
+    @property
+    def caps(self) -> capabilities.RuntimeCapabilities:
+        """The runtime's entry in the capability table."""
+        return capabilities.CAPABILITIES[self.runtime]
+
+    @property
+    def gpus(self) -> int:
+        """GPUs per replica (0 without an accelerator)."""
+        return self.accelerator.gpus if self.accelerator is not None else 0
+
+    @property
+    def model_name(self) -> str:
+        """The name the model server answers to."""
+        return self.served_model_name or self.name
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, value: str) -> str:
+        if value not in capabilities.CAPABILITIES:
+            raise ValueError(messages.unknown_runtime(value, list(capabilities.CAPABILITIES)))
+        return value
+
+    @model_validator(mode="after")
+    def _runtime_accepts(self) -> ModelSpec:
+        caps = self.caps
+        if self.name == "router":
+            raise ValueError(messages.RESERVED_MODEL_NAME)
+        if caps.gpu == "required" and self.gpus < 1:
+            raise ValueError(caps.gpu_message())
+        if not caps.accepts_source(self.source.scheme, self.source.location):
+            raise ValueError(f"{caps.source_message()} (got {self.source.uri!r})")
+        if self.quantization is not None and not caps.accepts_quantization(self.quantization):
+            raise ValueError(f"{caps.quantization_message()} (got {self.quantization!r})")
+        if self.autoscaling.mode == "hpa" and self.replicas.min < 1:
+            raise ValueError(messages.HPA_ZERO)
+        return self

@@ -1,0 +1,161 @@
+"""`spec.fallbacks[]`, `spec.routing` and `spec.router`: cloud safety nets, task routes, the router pods."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from flotilla.api import messages
+from flotilla.api.common import (
+    MAX_LIST,
+    MAX_SHORT,
+    Duration,
+    Name,
+    Resources,
+    SecretKeySelector,
+    ShortText,
+    SpecModel,
+    cel_rules,
+    object_default,
+)
+from flotilla.api.routerconfig import ALL_FALLBACK_REASONS, FallbackReason, Price, ProviderKind
+
+DEFAULT_BASE_URLS: dict[str, str] = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com/v1",
+}
+"""Base URL used when a fallback of this provider sets none."""
+
+
+class ApiKeyRef(SpecModel):
+    """The provider API key, as a Secret reference only: the router gets it as an env var from the Secret;
+    Flotilla never reads or copies the value."""
+
+    model_config = cel_rules(("!has(self.value) && has(self.secretKeyRef)", messages.INLINE_API_KEY))
+
+    secret_key_ref: SecretKeySelector | None = None
+    """The Secret key holding the API key (required)."""
+    value: Annotated[str, Field(max_length=MAX_SHORT)] | None = None
+    """Not allowed: listed only so an inline key is rejected with a clear message instead of being silently
+    dropped."""
+
+    @model_validator(mode="after")
+    def _secret_only(self) -> ApiKeyRef:
+        if self.value is not None or self.secret_key_ref is None:
+            raise ValueError(messages.INLINE_API_KEY)
+        return self
+
+
+class FallbackSpec(SpecModel):
+    """A cloud (or any OpenAI-compatible) model used when the fleet's own models cannot answer."""
+
+    model_config = cel_rules(
+        ("self.provider == 'openai-compatible' || has(self.apiKey)", messages.API_KEY_REQUIRED),
+        ("self.provider != 'openai-compatible' || has(self.baseURL)", messages.BASE_URL_REQUIRED),
+        ("!has(self.baseURL) || self.baseURL.matches('^https?://')", messages.BASE_URL_SCHEME),
+    )
+
+    name: Name
+    """Fallback name, referenced by spec.routing.tasks[].fallbacks."""
+    provider: ProviderKind
+    """API shape: openai, anthropic (Messages API) or openai-compatible (any server speaking the OpenAI
+    API)."""
+    base_url: Annotated[str, Field(max_length=1024)] | None = Field(None, alias="baseURL")
+    """API base URL; defaults to https://api.openai.com/v1 or https://api.anthropic.com/v1 for those
+    providers."""
+    model: Annotated[str, Field(min_length=1, max_length=MAX_SHORT)]
+    """The provider's model name, e.g. gpt-4.1-mini or claude-haiku-4-5."""
+    api_key: ApiKeyRef | None = None
+    """API key as a Secret reference (required for openai and anthropic)."""
+    price: Price = Field(default_factory=Price, json_schema_extra=object_default())
+    """What a request costs on this provider (USD per million tokens), for cost accounting."""
+    timeout: Duration = "60s"
+    """Whole-request timeout."""
+
+    @property
+    def effective_base_url(self) -> str:
+        """The base URL, with the provider default filled in."""
+        return self.base_url or DEFAULT_BASE_URLS.get(self.provider, "")
+
+    @model_validator(mode="after")
+    def _complete(self) -> FallbackSpec:
+        if self.provider != "openai-compatible" and self.api_key is None:
+            raise ValueError(messages.API_KEY_REQUIRED)
+        if self.provider == "openai-compatible" and self.base_url is None:
+            raise ValueError(messages.BASE_URL_REQUIRED)
+        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(messages.BASE_URL_SCHEME)
+        return self
+
+
+Phrase = Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class TaskMatchSpec(SpecModel):
+    """How the router recognises the task: keywords and regular expressions first, then similarity to the
+    example prompts."""
+
+    keywords: Annotated[list[Phrase], Field(max_length=256)] = Field(default_factory=list)
+    """Case-insensitive words or phrases that indicate the task."""
+    patterns: Annotated[list[Phrase], Field(max_length=64)] = Field(default_factory=list)
+    """Regular expressions (Python syntax) that indicate the task."""
+    examples: Annotated[list[Phrase], Field(max_length=256)] = Field(default_factory=list)
+    """Example prompts of the task, compared by embedding similarity."""
+
+
+class TaskSpec(SpecModel):
+    """A task type and where its requests go, in order: models first, then fallbacks."""
+
+    name: Name
+    """Task name, e.g. code, math, writing, chat (also accepted as the request's `model`)."""
+    preset: Annotated[str, Field(max_length=64)] | None = None
+    """Built-in keyword/example preset added to `match` (code, math, writing, summarization, extraction,
+    translation, chat); defaults to the task name when it is one."""
+    match: TaskMatchSpec = Field(default_factory=TaskMatchSpec, json_schema_extra=object_default())
+    """How to recognise the task."""
+    models: Annotated[list[Name], Field(max_length=16)] | None = None
+    """Fleet models to try, in order. Unset: the models whose `tasks` include this task, in spec order."""
+    fallbacks: Annotated[list[Name], Field(max_length=16)] | None = None
+    """Fallbacks to try after the models, in order. Unset: every fallback of the fleet; [] for none."""
+
+
+class RoutingSpec(SpecModel):
+    """Task routing. Without `tasks`, one route per task named in the models' `tasks`."""
+
+    default_task: Name | None = None
+    """Task for requests the classifier is not sure about; defaults to chat if that task exists, else the
+    first."""
+    tasks: Annotated[list[TaskSpec], Field(max_length=MAX_LIST)] = Field(default_factory=list)
+    """Task routes, in priority order."""
+    fallback_on: Annotated[list[FallbackReason], Field(max_length=len(ALL_FALLBACK_REASONS))] = Field(
+        default_factory=lambda: list(ALL_FALLBACK_REASONS),
+        json_schema_extra={"default": list(ALL_FALLBACK_REASONS)},
+    )
+    """Failures that move a request to the next model or fallback: unavailable (no ready pod), error
+    (connect error or 5xx), timeout (no first byte in time), overload (over the in-flight cap), cold (the
+    model is starting and the cold-start budget ran out)."""
+    cold_start_budget: Duration = "2s"
+    """How long a request may wait for a model scaled to zero before it falls back."""
+    classifier_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """Below this classifier confidence the request goes to the default task."""
+
+
+class RouterSpec(SpecModel):
+    """The fleet's OpenAI-compatible router pods."""
+
+    replicas: Annotated[int, Field(ge=0, le=100)] = 1
+    """Router pods."""
+    resources: Resources = Field(
+        default_factory=lambda: Resources(
+            requests={"cpu": "100m", "memory": "256Mi"}, limits={"memory": "1Gi"}
+        ),
+        json_schema_extra={
+            "default": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+        },
+    )
+    """CPU and memory of the router container."""
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    """Type of the router Service."""
+    image: ShortText | None = None
+    """Router image override; the operator's own image if unset."""

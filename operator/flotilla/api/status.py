@@ -1,0 +1,80 @@
+"""`status` of a ModelFleet: what the operator observed, written by the reconciler through the status
+subresource."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from flotilla.api.common import MAX_SHORT, MAX_TEXT
+
+ConditionType = Literal["Ready", "ModelsReady", "RouterReady", "Degraded"]
+CONDITION_TYPES: tuple[ConditionType, ...] = ("Ready", "ModelsReady", "RouterReady", "Degraded")
+ModelPhase = Literal["Pending", "Progressing", "Ready", "Degraded", "ScaledToZero"]
+
+
+class StatusModel(BaseModel):
+    """Base for status models: camelCase on the wire; unknown keys ignored (old operators read new status)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", use_attribute_docstrings=True
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The camelCase dict for a status patch (unset optional fields left out)."""
+        return self.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+class Condition(StatusModel):
+    """A condition in the Kubernetes style."""
+
+    type: Annotated[str, Field(max_length=64)]
+    """Ready, ModelsReady, RouterReady or Degraded."""
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
+    reason: Annotated[str, Field(max_length=128)] = ""
+    """CamelCase reason for the last transition, e.g. AllModelsReady, DeploymentUnavailable."""
+    message: Annotated[str, Field(max_length=MAX_TEXT)] = ""
+    """What a person should know about it."""
+    last_transition_time: (
+        Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})] | None
+    ) = None
+    """When the status last changed (RFC 3339)."""
+    observed_generation: int | None = None
+    """metadata.generation the condition was computed from."""
+
+
+class ModelStatus(StatusModel):
+    """Observed state of one model's Deployment."""
+
+    name: Annotated[str, Field(max_length=MAX_SHORT)]
+    """Model name."""
+    ready_replicas: int = 0
+    """Replicas passing their readiness probe."""
+    desired_replicas: int = 0
+    """Replicas the Deployment wants."""
+    phase: ModelPhase = "Pending"
+    """Pending, Progressing, Ready, Degraded or ScaledToZero."""
+    message: Annotated[str, Field(max_length=MAX_TEXT)] = ""
+    """Why the model is not Ready, if it is not."""
+
+
+class FleetStatus(StatusModel):
+    """What the operator last observed of the fleet."""
+
+    observed_generation: int | None = None
+    """metadata.generation the operator last reconciled."""
+    conditions: list[Condition] = Field(default_factory=list)
+    """Ready, ModelsReady, RouterReady and Degraded."""
+    models: list[ModelStatus] = Field(default_factory=list)
+    """Per-model replicas and phase."""
+    models_ready: Annotated[str, Field(max_length=32)] | None = None
+    """Ready models out of all models, e.g. 2/3 (the MODELS column of kubectl get mf)."""
+    endpoint: Annotated[str, Field(max_length=MAX_SHORT)] | None = None
+    """The router's in-cluster OpenAI base URL, e.g. http://assistants-router.ai.svc:8080/v1."""
+
+    def condition(self, type_: str) -> Condition | None:
+        """The condition of that type, if present."""
+        return next((c for c in self.conditions if c.type == type_), None)

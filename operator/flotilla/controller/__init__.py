@@ -1,0 +1,1 @@
+"""The kopf controller: thin handlers registered in one module, the ``flotilla operator`` command."""

@@ -1,0 +1,88 @@
+"""``flotilla operator``: run the kopf handlers against the cluster in $KUBECONFIG (or in-cluster).
+
+Namespace scoping: ``--namespace NS`` (repeatable) serves only those namespaces; ``--all-namespaces`` (the
+default when no namespace is named) serves the whole cluster. The operator runs standalone unless
+``--peering NAME`` names a kopf peering object (for an active/standby pair).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from flotilla import errors
+from flotilla.controller import configuring
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    """Flags of ``flotilla operator``."""
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", dest="namespaces", action="append", default=[], metavar="NS",
+        help="serve fleets in this namespace (repeat for several)",
+    )  # fmt: skip
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="serve fleets in every namespace (the default)"
+    )
+    parser.add_argument(
+        "--liveness", metavar="URL",
+        help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz (default: none)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="default INFO"
+    )
+    parser.add_argument(
+        "--peering", metavar="NAME", help="use kopf peering object NAME (default: standalone, one replica)"
+    )
+    parser.add_argument("--workers", type=int, default=16, help="threads for API calls (default 16)")
+
+
+def config_from(args: argparse.Namespace) -> configuring.OperatorConfig:
+    """Validate the flags into an :class:`OperatorConfig`; bad values are usage errors."""
+    namespaces = tuple(dict.fromkeys(args.namespaces))
+    for namespace in namespaces:
+        if not _DNS_LABEL.fullmatch(namespace):
+            raise errors.UsageError(f"--namespace {namespace!r} is not a valid namespace name")
+    if args.workers < 1:
+        raise errors.UsageError("--workers must be 1 or more")
+    if args.liveness and not re.match(r"^https?://[^/]+(/.*)?$", args.liveness):
+        raise errors.UsageError(
+            f"--liveness {args.liveness!r} must be a URL such as http://0.0.0.0:8080/healthz"
+        )
+    return configuring.OperatorConfig(
+        namespaces=namespaces,
+        liveness=args.liveness,
+        log_level=args.log_level,
+        peering=args.peering,
+        workers=args.workers,
+    )
+
+
+def run(name: str, args: argparse.Namespace) -> int:
+    """Run the operator until SIGINT/SIGTERM."""
+    config = config_from(args)
+    import kopf  # imported here so `flotilla --help` stays fast
+
+    from flotilla.controller import contexts, handlers
+    from flotilla.reconcile import kube
+
+    configuring.configure_logging(config)
+    try:
+        client = kube.Kube.connect(pool_size=config.workers)
+    except Exception as exc:  # kubeconfig missing or unreadable: a message, not a traceback
+        raise errors.FlotillaError(f"cannot load Kubernetes credentials: {exc}") from None
+    context = contexts.Context(kube=client, config=config)
+    kopf.run(
+        registry=handlers.registry,
+        settings=configuring.configure(kopf.OperatorSettings(), config),
+        standalone=config.peering is None,
+        peering_name=config.peering,
+        clusterwide=config.clusterwide,
+        namespaces=list(config.namespaces),
+        liveness_endpoint=config.liveness,
+        memo=kopf.Memo(flotilla=context),
+    )
+    return 0

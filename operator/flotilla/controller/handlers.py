@@ -1,0 +1,133 @@
+"""Every kopf handler of the operator, registered in one place on one explicit registry.
+
+Each handler is a short stub that unpacks kopf's kwargs and calls a ``handle_<verb>_<object>`` function in
+:mod:`flotilla.controller.handling`. Two indexes, kept current by kopf's watch streams, feed them: fleets
+by (namespace, name), and each fleet's Deployments summarised for status — which is how status follows
+the Deployments by watching them rather than by polling.
+
+No handler is a deletion handler, so kopf never adds a finalizer: deleting a fleet is left to the
+garbage collector through the owner references on every child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+
+from flotilla.api import fleet as fleet_api
+from flotilla.controller import contexts, handling
+from flotilla.reconcile import planning, statuses
+
+registry = kopf.OperatorRegistry()
+MANAGED = {planning.MANAGED_BY: planning.MANAGER}
+FLEETS = (fleet_api.GROUP, fleet_api.VERSION, fleet_api.PLURAL)
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+FleetIndex = Mapping[tuple[str, str], Iterable[dict[str, Any]]]
+DeploymentIndex = Mapping[tuple[str, str], Iterable[statuses.DeploymentView]]
+
+
+def _context(memo: Any) -> contexts.Context:
+    context: contexts.Context = memo["flotilla"]
+    return context
+
+
+def _fleet(
+    kwargs: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """The fleet a child belongs to, by its fleet label, from the fleets index (kopf passes indexes as
+    kwargs named after their handlers)."""
+    index: FleetIndex = kwargs["fleet_index"]
+    name = labels.get(planning.FLEET_LABEL)
+    return next(iter(index.get((namespace or "", name or ""), [])), None)
+
+
+def _deployments(kwargs: Mapping[str, Any]) -> DeploymentIndex:
+    index: DeploymentIndex = kwargs["deployment_index"]
+    return index
+
+
+@kopf.on.login(registry=registry)
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster service account or $KUBECONFIG, through the official client (as ``Kube`` does)."""
+    return kopf.login_via_client(**kwargs)
+
+
+@kopf.on.startup(registry=registry)
+async def startup(memo: Any, **_: Any) -> None:
+    """Size the thread pool the synchronous API calls run in."""
+    workers = _context(memo).config.workers
+    asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor(workers))
+
+
+@kopf.on.cleanup(registry=registry)
+async def cleanup(memo: Any, **_: Any) -> None:
+    """Close the API connection pool."""
+    _context(memo).kube.close()
+
+
+@kopf.index(*FLEETS, registry=registry)
+def fleet_index(
+    *, namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Fleets by (namespace, name), so child events find their fleet without an API call."""
+    return {(namespace or "", name): handling.fleet_entry(body)}
+
+
+@kopf.index("apps", "v1", "deployments", labels=MANAGED, registry=registry)
+def deployment_index(
+    *, namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], statuses.DeploymentView]:
+    """Each fleet's Deployments, summarised for status."""
+    fleet = labels.get(planning.FLEET_LABEL)
+    return {(namespace or "", fleet): statuses.DeploymentView.from_body(body)} if fleet else {}
+
+
+@kopf.on.resume(*FLEETS, registry=registry)
+@kopf.on.create(*FLEETS, registry=registry)
+@kopf.on.update(*FLEETS, registry=registry)
+async def reconcile_fleet(
+    *, body: kopf.Body, namespace: str | None, name: str, memo: Any, logger: Logger, **kwargs: Any
+) -> None:
+    """A fleet appeared, changed, or the operator (re)started: converge its children."""
+    views = list(_deployments(kwargs).get((namespace or "", name), []))
+    await handling.handle_reconcile_fleet(body, _context(memo), views, logger)
+
+
+@kopf.on.event(*FLEETS, registry=registry)
+def forget_fleet(*, type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """Drop a deleted fleet's in-memory state (its children are garbage-collected)."""
+    if type == "DELETED":
+        _context(memo).forget(namespace or "", name)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry)
+async def deployment_event(
+    *, type: str, body: kopf.Body, namespace: str | None, labels: Mapping[str, str], memo: Any,
+    logger: Logger, **kwargs: Any,
+) -> None:  # fmt: skip
+    """A Deployment of a fleet changed or vanished: restore it and refresh the fleet's status."""
+    fleet = _fleet(kwargs, namespace, labels)
+    views = list(_deployments(kwargs).get((namespace or "", labels.get(planning.FLEET_LABEL, "")), []))
+    await handling.handle_event_deployment(type, body, fleet, _context(memo), views, logger)
+
+
+@kopf.on.event("v1", "services", labels=MANAGED, registry=registry)
+@kopf.on.event("v1", "configmaps", labels=MANAGED, registry=registry)
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED, registry=registry)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED, registry=registry)
+@kopf.on.event("v1", "serviceaccounts", labels=MANAGED, registry=registry)
+@kopf.on.event("rbac.authorization.k8s.io", "v1", "roles", labels=MANAGED, registry=registry)
+@kopf.on.event("rbac.authorization.k8s.io", "v1", "rolebindings", labels=MANAGED, registry=registry)
+async def child_event(
+    *, type: str, body: kopf.Body, namespace: str | None, labels: Mapping[str, str], memo: Any,
+    logger: Logger, **kwargs: Any,
+) -> None:  # fmt: skip
+    """Any other child changed or vanished: put it back if the fleet still wants it."""
+    fleet = _fleet(kwargs, namespace, labels)
+    await handling.handle_event_child(type, body, fleet, _context(memo), logger)

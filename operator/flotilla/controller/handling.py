@@ -1,0 +1,214 @@
+"""What each kopf handler does: reconcile a fleet, react to a child's event, refresh a fleet's status.
+
+This is the edge where Flotilla's errors meet kopf's: an unrenderable spec becomes ``kopf.PermanentError``
+(plus a Degraded condition and a Warning Event), a retryable API failure becomes
+``kopf.TemporaryError(delay=…)``. Planning and applying live in ``flotilla.reconcile``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+
+from flotilla import errors
+from flotilla.api import fleet as fleet_api
+from flotilla.controller import contexts
+from flotilla.reconcile import applying, desiring, statuses
+from flotilla.reconcile import kube as kubeapi
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+RETRY_DELAY = 5.0
+"""Seconds before kopf retries after a transient API failure."""
+FORBIDDEN_DELAY = 60.0
+"""Seconds before retrying after 403: someone has to fix RBAC first."""
+
+
+def fleet_entry(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a fleet body the fleets index keeps (enough to render, own and report)."""
+    meta = body["metadata"]
+    return {
+        "apiVersion": body.get("apiVersion", f"{fleet_api.GROUP}/{fleet_api.VERSION}"),
+        "kind": body.get("kind", fleet_api.KIND),
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "generation", "labels", "annotations", "deletionTimestamp")
+            if meta.get(k) is not None
+        },
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _post(
+    context: contexts.Context, fleet: Mapping[str, Any], notices: Iterable[statuses.Notice], logger: Logger
+) -> None:
+    """Log each notice and post it as an Event on the fleet.
+
+    Posted with Flotilla's client rather than ``kopf.event``: kopf's poster retries a refused Event for
+    seconds and logs every attempt as an error, which is just noise when the namespace is being deleted.
+    """
+    for notice in notices:
+        level = logging.WARNING if notice.type == "Warning" else logging.INFO
+        logger.log(level, "%s: %s", notice.reason, notice.message)
+        try:
+            await asyncio.to_thread(
+                context.kube.post_event, fleet, notice.type, notice.reason, notice.message
+            )
+        except kubeapi.ApiError as exc:
+            quiet = kubeapi.terminating(exc) or exc.status == 404
+            logger.log(
+                logging.DEBUG if quiet else logging.WARNING, "could not post Event %s: %s", notice.reason, exc
+            )
+
+
+def _temporary(exc: kubeapi.ApiError) -> kopf.TemporaryError:
+    delay = FORBIDDEN_DELAY if exc.status == 403 else RETRY_DELAY
+    return kopf.TemporaryError(str(exc), delay=delay)
+
+
+async def handle_reconcile_fleet(
+    body: Mapping[str, Any],
+    context: contexts.Context,
+    views: Iterable[statuses.DeploymentView],
+    logger: Logger,
+) -> None:
+    """Render the fleet, apply its children, prune the unwanted ones and refresh its status."""
+    fleet = fleet_entry(body)
+    state = context.state(fleet)
+    generation = int(fleet["metadata"].get("generation") or 0)
+    try:
+        desired = context.desired(fleet)
+    except errors.InvalidSpecError as exc:
+        state.applied_generation, state.spec_error = generation, str(exc)
+        await refresh_fleet_status(fleet, context, views, logger)
+        await _post(context, fleet, [statuses.Notice("Warning", "InvalidSpec", str(exc))], logger)
+        raise kopf.PermanentError(f"invalid spec: {exc}") from None
+    try:
+        outcome = await applying.reconcile_children(context.kube, fleet, desired)
+    except kubeapi.ApiError as exc:
+        if exc.retryable or exc.status in (403, 404):
+            raise _temporary(exc) from None
+        # 422 and friends: the apiserver refused a rendered child, so the spec holds a value it rejects.
+        state.applied_generation, state.spec_error = generation, f"the apiserver rejected a child: {exc}"
+        await refresh_fleet_status(fleet, context, views, logger)
+        await _post(context, fleet, [statuses.Notice("Warning", "ApplyRejected", str(exc))], logger)
+        raise kopf.PermanentError(str(exc)) from None
+    state.applied_generation, state.spec_error = generation, None
+    logger.info(
+        "generation %d applied: %d children changed, %d unchanged, %d pruned",
+        generation, len(outcome.changed), outcome.unchanged, len(outcome.pruned),
+    )  # fmt: skip
+    await refresh_fleet_status(fleet, context, views, logger)
+
+
+async def refresh_fleet_status(
+    fleet: Mapping[str, Any],
+    context: contexts.Context,
+    views: Iterable[statuses.DeploymentView],
+    logger: Logger,
+) -> None:
+    """Recompute the fleet's status from the watched Deployments; write it and post Events if it changed.
+
+    Serialised per fleet: handlers for different Deployments of one fleet run concurrently.
+    """
+    state = context.state(fleet)
+    async with state.lock:
+        try:
+            endpoint = statuses.endpoint(context.desired(fleet))
+        except errors.InvalidSpecError:
+            endpoint = None
+        observed = statuses.Observed(
+            generation=int(fleet["metadata"].get("generation") or 0),
+            models=desiring.model_names(fleet),
+            deployments=list(views),
+            applied_generation=state.applied_generation,
+            endpoint=endpoint,
+            spec_error=state.spec_error,
+        )
+        status = statuses.compute(observed, state.published, _now())
+        if state.published is not None and _settled(state.published) == _settled(status):
+            return
+        try:
+            await applying.publish_status(context.kube, fleet, status, fleet_api.PLURAL)
+        except kubeapi.ApiError as exc:
+            if exc.status == 404:  # the fleet is gone; nothing to report on
+                return
+            raise
+        notices = statuses.transitions(state.published, status)
+        state.published = status
+    await _post(context, fleet, notices, logger)
+
+
+def _settled(status: Mapping[str, Any]) -> dict[str, Any]:
+    """A status without timestamps, to tell a real change from a recomputation."""
+    copy = dict(status)
+    copy["conditions"] = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status["conditions"]
+    ]
+    return copy
+
+
+async def handle_event_child(
+    event_type: str | None,
+    body: Mapping[str, Any],
+    fleet: Mapping[str, Any] | None,
+    context: contexts.Context,
+    logger: Logger,
+) -> None:
+    """A watched child changed or vanished: put it back if the fleet still wants it as rendered."""
+    if fleet is None or fleet["metadata"].get("deletionTimestamp"):
+        return
+    deleted = event_type == "DELETED"
+    if deleted:  # the index may lag a fleet deletion; ask the apiserver before recreating anything
+        meta = fleet["metadata"]
+        live = await _get_fleet(context, meta["namespace"], meta["name"])
+        if (
+            live is None
+            or live["metadata"].get("uid") != meta["uid"]
+            or live["metadata"].get("deletionTimestamp")
+        ):
+            return
+    try:
+        desired = context.desired(fleet)
+    except errors.InvalidSpecError:
+        return
+    try:
+        notice = await applying.restore_child(context.kube, fleet, desired, body, deleted=deleted)
+    except kubeapi.ApiError as exc:
+        level = logging.DEBUG if kubeapi.terminating(exc) else logging.WARNING
+        logger.log(level, "could not restore %s %s: %s", body.get("kind"), body["metadata"].get("name"), exc)
+        return
+    if notice is not None:
+        await _post(context, fleet, [notice], logger)
+
+
+async def _get_fleet(context: contexts.Context, namespace: str, name: str) -> dict[str, Any] | None:
+    return await asyncio.to_thread(
+        context.kube.get_custom, fleet_api.GROUP, fleet_api.VERSION, fleet_api.PLURAL, namespace, name
+    )
+
+
+async def handle_event_deployment(
+    event_type: str | None,
+    body: Mapping[str, Any],
+    fleet: Mapping[str, Any] | None,
+    context: contexts.Context,
+    views: Iterable[statuses.DeploymentView],
+    logger: Logger,
+) -> None:
+    """A watched Deployment changed: restore it if needed, then refresh its fleet's status."""
+    await handle_event_child(event_type, body, fleet, context, logger)
+    if fleet is not None and not fleet["metadata"].get("deletionTimestamp"):
+        try:
+            await refresh_fleet_status(fleet, context, views, logger)
+        except kubeapi.ApiError as exc:
+            logger.warning("could not refresh the status of fleet %s: %s", fleet["metadata"]["name"], exc)

@@ -1,0 +1,95 @@
+"""Applying: execute a plan against the cluster — apply children, prune the unwanted, restore drift.
+
+Async on the outside (kopf handlers await it), the synchronous :class:`~flotilla.reconcile.kube.Kube`
+calls run in worker threads. Children of one fleet are applied concurrently: they do not depend on each
+other within a wave (see ``kube.APPLY_WAVES``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flotilla.reconcile import kube as kubeapi
+from flotilla.reconcile import owners, planning, statuses
+
+Manifest = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What one reconcile did: keys of children created or changed, and of children pruned."""
+
+    changed: tuple[planning.ChildKey, ...]
+    pruned: tuple[planning.ChildKey, ...]
+    unchanged: int
+
+
+async def observe(kube: kubeapi.Kube, namespace: str, fleet_name: str) -> list[Manifest]:
+    """Every child of the fleet that exists now, listed by the fleet's labels (one list per kind)."""
+    selector = planning.fleet_selector(fleet_name)
+    found = await asyncio.gather(
+        *(asyncio.to_thread(kube.list, kind, namespace, selector) for kind in kubeapi.CHILD_KINDS)
+    )
+    return [item for items in found for item in items]
+
+
+async def reconcile_children(
+    kube: kubeapi.Kube, fleet: Mapping[str, Any], desired: Sequence[Manifest]
+) -> Outcome:
+    """Apply every desired child with the fleet as owner, then delete labelled children no longer desired."""
+    namespace, name = fleet["metadata"]["namespace"], fleet["metadata"]["name"]
+    wanted = [owners.owned(m, fleet) for m in desired]
+    observed = await observe(kube, namespace, name)
+    step = planning.plan(wanted, observed)
+    before = {planning.child_key(o): o["metadata"].get("resourceVersion") for o in observed}
+    changed: list[planning.ChildKey] = []
+    for wave in planning.waves(step.apply, kubeapi.APPLY_WAVES):
+        applied = await asyncio.gather(*(asyncio.to_thread(kube.apply, m) for m in wave))
+        changed += [
+            planning.child_key(m)
+            for m, result in zip(wave, applied, strict=True)
+            if before.get(planning.child_key(m)) != result.get("metadata", {}).get("resourceVersion")
+        ]
+    for child in step.prune:
+        meta = child["metadata"]
+        await asyncio.to_thread(kube.delete, kubeapi.kind_of(child), namespace, meta["name"], meta.get("uid"))
+    return Outcome(
+        changed=tuple(changed),
+        pruned=tuple(planning.child_key(c) for c in step.prune),
+        unchanged=len(step.apply) - len(changed),
+    )
+
+
+async def restore_child(
+    kube: kubeapi.Kube,
+    fleet: Mapping[str, Any],
+    desired: Sequence[Manifest],
+    child: Mapping[str, Any],
+    deleted: bool,
+) -> statuses.Notice | None:
+    """Put one child back when it was deleted or its owned fields drifted; a Notice says what happened.
+
+    Children no longer desired (a removed model being pruned) and children of another fleet incarnation
+    (same name, different uid) are left alone.
+    """
+    key = planning.child_key(child)
+    wanted = planning.find(desired, key)
+    if wanted is None or owners.controller_uid(child) not in (None, fleet["metadata"]["uid"]):
+        return None
+    if not deleted and not planning.spec_drifted(wanted, child):
+        return None
+    await asyncio.to_thread(kube.apply, owners.owned(wanted, fleet))
+    what = f"{key[1]} {key[2]}"
+    if deleted:
+        return statuses.Notice("Normal", "ChildRecreated", f"{what} was deleted; recreated it")
+    return statuses.Notice("Normal", "ChildRestored", f"{what} was changed outside the fleet; restored it")
+
+
+async def publish_status(
+    kube: kubeapi.Kube, fleet: Mapping[str, Any], status: Mapping[str, Any], plural: str
+) -> None:
+    """Write the fleet's status through the status subresource (server-side apply, manager flotilla)."""
+    await asyncio.to_thread(kube.apply_status, fleet, status, plural)

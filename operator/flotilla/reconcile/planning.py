@@ -1,0 +1,117 @@
+"""Planning: desired children vs observed children → what to apply and what to prune. Pure, no I/O.
+
+The applier executes a :class:`Plan`; everything that decides *what* happens lives here so it can be
+tested table-driven without a cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
+
+from flotilla.render import naming
+
+Manifest = dict[str, Any]
+ChildKey = tuple[str, str, str]
+"""(apiVersion, kind, name): identifies a child within its fleet's namespace."""
+
+MANAGED_BY = naming.MANAGED_BY
+FLEET_LABEL = naming.FLEET
+MODEL_LABEL = naming.MODEL
+COMPONENT_LABEL = naming.COMPONENT
+MANAGER = naming.MANAGER
+
+
+def child_key(manifest: Mapping[str, Any]) -> ChildKey:
+    """The identity of a child: the same object across desired and observed lists."""
+    return (str(manifest.get("apiVersion")), str(manifest.get("kind")), str(manifest["metadata"]["name"]))
+
+
+def fleet_selector(fleet_name: str) -> str:
+    """Label selector for every child of one fleet (what pruning lists)."""
+    return f"{MANAGED_BY}={MANAGER},{FLEET_LABEL}={fleet_name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What one reconcile does: apply every desired child (server-side apply makes unchanged ones no-ops)
+    and delete observed children that are no longer desired."""
+
+    apply: tuple[Manifest, ...]
+    prune: tuple[Manifest, ...]
+
+    @property
+    def empty(self) -> bool:
+        """True when there is nothing to apply or delete."""
+        return not self.apply and not self.prune
+
+
+def plan(desired: Iterable[Manifest], observed: Iterable[Manifest]) -> Plan:
+    """Apply all of ``desired``; prune observed children whose key is not desired.
+
+    Observed objects come from a list by the fleet's labels, so everything in it belongs to the fleet;
+    an object being deleted already (``deletionTimestamp``) is not pruned twice.
+    """
+    wanted = list(desired)
+    keys = {child_key(m) for m in wanted}
+    if len(keys) != len(wanted):
+        dupes = sorted(
+            {"/".join(child_key(m)) for m in wanted if sum(child_key(m) == child_key(o) for o in wanted) > 1}
+        )
+        raise ValueError(f"rendering produced duplicate children: {', '.join(dupes)}")
+    prune = tuple(
+        o for o in observed if child_key(o) not in keys and not o.get("metadata", {}).get("deletionTimestamp")
+    )
+    return Plan(apply=tuple(wanted), prune=prune)
+
+
+def find(desired: Iterable[Manifest], key: ChildKey) -> Manifest | None:
+    """The desired manifest with this key, or None when the child is no longer wanted."""
+    return next((m for m in desired if child_key(m) == key), None)
+
+
+def drifted(desired: Any, observed: Any) -> bool:
+    """True when ``observed`` does not contain ``desired``: a field we set was changed or removed.
+
+    Containment, not equality: the apiserver adds defaults (clusterIP, protocol, status) and other
+    controllers add fields we do not own. Quantities the server re-spells (``0.5`` → ``500m``) compare
+    unequal; that only costs one no-op apply, which the server does not turn into a write.
+    """
+    if isinstance(desired, Mapping):
+        if not isinstance(observed, Mapping):
+            return True
+        return any(drifted(value, observed.get(key)) for key, value in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(observed, list) or len(desired) != len(observed):
+            return True
+        return any(drifted(d, o) for d, o in zip(desired, observed, strict=True))
+    if isinstance(desired, bool) or isinstance(observed, bool):
+        return desired is not observed
+    if isinstance(desired, int | float) and isinstance(observed, int | float):
+        return float(desired) != float(observed)
+    return bool(desired != observed)
+
+
+def spec_drifted(desired: Mapping[str, Any], observed: Mapping[str, Any]) -> bool:
+    """Drift in what Flotilla owns: labels, annotations and the spec/data (never status, never metadata
+    the server manages)."""
+    d_meta, o_meta = desired.get("metadata", {}), observed.get("metadata", {})
+    for field in ("labels", "annotations"):
+        if drifted(d_meta.get(field) or {}, o_meta.get(field) or {}):
+            return True
+    body_fields = [k for k in desired if k not in ("apiVersion", "kind", "metadata", "status")]
+    return any(drifted(desired[k], observed.get(k)) for k in body_fields)
+
+
+def waves(
+    manifests: Iterable[Manifest], order: Sequence[Collection[tuple[str, str]]]
+) -> list[list[Manifest]]:
+    """Split manifests into apply waves: wave i holds the (apiVersion, kind) pairs in ``order[i]``
+    (anything unlisted goes last), each wave in input order; empty waves are dropped."""
+    buckets: list[list[Manifest]] = [[] for _ in range(len(order) + 1)]
+    for manifest in manifests:
+        key = (str(manifest.get("apiVersion")), str(manifest.get("kind")))
+        index = next((i for i, kinds in enumerate(order) if key in kinds), -1)
+        buckets[index].append(manifest)
+    return [bucket for bucket in buckets if bucket]

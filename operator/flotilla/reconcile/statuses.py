@@ -1,0 +1,231 @@
+"""Fleet status from observed child Deployments, and the Events its transitions deserve. Pure, no I/O.
+
+The controller feeds this from its watch-maintained index of Deployments, so the status follows the
+cluster as it changes (no polling). Conditions keep their ``lastTransitionTime`` while their status holds,
+and :func:`transitions` compares the previous status to the new one, so an operator restart (which seeds
+"previous" from the stored status) does not repeat Events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+from flotilla.api import status as status_api
+from flotilla.reconcile import planning
+
+Phase = status_api.ModelPhase
+SERVING: frozenset[str] = frozenset({"Ready", "ScaledToZero"})
+"""Phases that count as ready: a model scaled to zero is served by the router's cold-start path."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DeploymentView:
+    """What status needs from one child Deployment (small, so the watch index stays small)."""
+
+    name: str
+    component: str
+    model: str | None
+    replicas: int
+    ready: int
+    updated: int
+    generation: int
+    observed_generation: int
+    failure: str | None = None
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> DeploymentView:
+        """Summarise a Deployment; a stalled rollout or a replica failure becomes ``failure``."""
+        meta, spec, status = body.get("metadata", {}), body.get("spec") or {}, body.get("status") or {}
+        labels = meta.get("labels") or {}
+        failure = None
+        for cond in status.get("conditions") or []:
+            stalled = cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded"
+            if stalled or (cond.get("type") == "ReplicaFailure" and cond.get("status") == "True"):
+                failure = f"{cond.get('reason')}: {cond.get('message', '')}".rstrip(": ")
+        replicas = spec.get("replicas")
+        return cls(
+            name=str(meta.get("name")),
+            component=str(labels.get(planning.COMPONENT_LABEL, "")),
+            model=labels.get(planning.MODEL_LABEL),
+            replicas=1 if replicas is None else int(replicas),
+            ready=int(status.get("readyReplicas") or 0),
+            updated=int(status.get("updatedReplicas") or 0),
+            generation=int(meta.get("generation") or 0),
+            observed_generation=int(status.get("observedGeneration") or 0),
+            failure=failure,
+        )
+
+    def phase(self) -> tuple[Phase, str]:
+        """The phase and a one-line reason a person can act on."""
+        if self.failure:
+            return "Degraded", self.failure
+        if self.replicas == 0:
+            return "ScaledToZero", "scaled to zero; the router starts it on demand"
+        rolled_out = self.observed_generation >= self.generation and self.updated >= self.replicas
+        if self.ready >= self.replicas and rolled_out:
+            return "Ready", f"{self.ready}/{self.replicas} replicas ready"
+        return "Progressing", f"{self.ready}/{self.replicas} replicas ready"
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """Everything status is computed from, gathered by the controller."""
+
+    generation: int
+    models: Sequence[str]
+    deployments: Sequence[DeploymentView]
+    applied_generation: int | None
+    endpoint: str | None
+    spec_error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Notice:
+    """A Kubernetes Event to post on the fleet."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+def _condition(
+    kind: str,
+    ok: bool,
+    reason: str,
+    message: str,
+    previous: Mapping[str, Mapping[str, Any]],
+    now: str,
+    gen: int,
+) -> dict[str, Any]:
+    status = "True" if ok else "False"
+    before = previous.get(kind) or {}
+    since = before.get("lastTransitionTime") if before.get("status") == status else None
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since or now,
+        "observedGeneration": gen,
+    }
+
+
+def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
+    """The fleet's ``status`` (camelCase dict, ready for the status subresource)."""
+    previous = previous or {}
+    prev_conds = {str(c.get("type")): c for c in previous.get("conditions") or [] if isinstance(c, Mapping)}
+    by_model = {d.model: d for d in observed.deployments if d.component == "model" and d.model}
+    router = next((d for d in observed.deployments if d.component == "router"), None)
+    gen = observed.applied_generation if observed.applied_generation is not None else 0
+
+    models: list[dict[str, Any]] = []
+    for name in observed.models:
+        view = by_model.get(name)
+        phase, message = view.phase() if view else ("Pending", "Deployment not created yet")
+        models.append({
+            "name": name,
+            "phase": phase,
+            "readyReplicas": view.ready if view else 0,
+            "desiredReplicas": view.replicas if view else 0,
+            "message": message,
+        })  # fmt: skip
+    not_ready = [m for m in models if m["phase"] not in SERVING]
+    degraded = [m for m in models if m["phase"] == "Degraded"]
+    router_phase, router_message = router.phase() if router else ("Pending", "Deployment not created yet")
+    current = observed.applied_generation == observed.generation
+
+    models_ok = not not_ready
+    models_msg = "; ".join(f"{m['name']}: {m['phase']} ({m['message']})" for m in not_ready)
+    conditions = [
+        _condition("ModelsReady", models_ok, "AllModelsReady" if models_ok else "ModelsNotReady",
+                   models_msg or f"{len(models)} of {len(models)} models ready", prev_conds, now, gen),
+        _condition("RouterReady", router_phase == "Ready",
+                   "RouterAvailable" if router_phase == "Ready" else f"Router{router_phase}",
+                   router_message, prev_conds, now, gen),
+    ]  # fmt: skip
+    if observed.spec_error:
+        bad: tuple[bool, str, str] = (True, "InvalidSpec", observed.spec_error)
+    elif degraded or router_phase == "Degraded":
+        names = [m["name"] for m in degraded] + (["router"] if router_phase == "Degraded" else [])
+        bad = (True, "ChildDegraded", "degraded: " + ", ".join(names))
+    else:
+        bad = (False, "AsExpected", "no degraded models")
+    conditions.append(_condition("Degraded", *bad, prev_conds, now, gen))
+    if observed.spec_error:
+        ready = (False, "InvalidSpec", observed.spec_error)
+    elif not current:
+        ready = (False, "Reconciling", f"generation {observed.generation} not applied yet")
+    elif bad[0]:
+        ready = (False, bad[1], bad[2])
+    elif not models_ok:
+        ready = (False, "ModelsNotReady", models_msg)
+    elif router_phase != "Ready":
+        ready = (False, "RouterNotReady", router_message)
+    else:
+        ready = (True, "FleetReady", f"{len(models)} models and the router are ready")
+    conditions.insert(0, _condition("Ready", *ready, prev_conds, now, gen))
+
+    status: dict[str, Any] = {
+        "observedGeneration": gen,
+        "conditions": conditions,
+        "models": models,
+        "modelsReady": f"{len(models) - len(not_ready)}/{len(models)}",
+    }
+    if observed.endpoint:
+        status["endpoint"] = observed.endpoint
+    return status_api.FleetStatus.model_validate(status).to_wire()  # the CRD's schema, checked here
+
+
+def condition_status(status: Mapping[str, Any] | None, kind: str) -> str | None:
+    """The status of one condition ("True" or "False"), None when absent."""
+    for cond in (status or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return str(cond.get("status"))
+    return None
+
+
+def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[Notice]:
+    """Events for notable changes between two statuses: fleet (not) ready, model degraded / recovered."""
+    notices: list[Notice] = []
+    was_ready = condition_status(previous, "Ready") == "True"
+    if condition_status(current, "Ready") == "True" and not was_ready:
+        endpoint = current.get("endpoint")
+        notices.append(
+            Notice("Normal", "FleetReady", f"all models and the router are ready; endpoint {endpoint}")
+        )
+    elif was_ready and condition_status(current, "Ready") == "False":
+        message = next(c["message"] for c in current["conditions"] if c["type"] == "Ready")
+        notices.append(Notice("Warning", "FleetNotReady", message))
+    before = {m.get("name"): m.get("phase") for m in _models(previous)}
+    for model in _models(current):
+        then, now = before.get(model.get("name")), model.get("phase")
+        if now == "Degraded" and then != "Degraded":
+            notices.append(
+                Notice("Warning", "ModelDegraded", f"model {model['name']}: {model.get('message')}")
+            )
+        elif then == "Degraded" and now in SERVING:
+            notices.append(Notice("Normal", "ModelRecovered", f"model {model['name']} is {now}"))
+    return notices
+
+
+def _models(status: Mapping[str, Any] | None) -> Iterable[Mapping[str, Any]]:
+    return [m for m in (status or {}).get("models") or [] if isinstance(m, Mapping)]
+
+
+def endpoint(desired: Iterable[Mapping[str, Any]]) -> str | None:
+    """The router's in-cluster OpenAI base URL, from the rendered router Service."""
+    for manifest in desired:
+        labels = manifest.get("metadata", {}).get("labels") or {}
+        if manifest.get("kind") == "Service" and labels.get(planning.COMPONENT_LABEL) == "router":
+            meta = manifest["metadata"]
+            ports = manifest.get("spec", {}).get("ports") or [{}]
+            port = ports[0].get("port", 80)
+            return f"http://{meta['name']}.{meta['namespace']}.svc:{port}/v1"
+    return None
+
+
+def same(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    """Equal statuses, ignoring nothing: used to skip a no-op status write."""
+    return dict(a or {}) == dict(b or {})

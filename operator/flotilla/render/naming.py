@@ -1,0 +1,78 @@
+"""Names, labels and selectors of every child object, and the router's endpoint URL.
+
+The reconciler uses these to find and garbage-collect children (e.g. a removed model's Deployment by its
+`flotilla.dev/model` label), so they are stable API: change them only with a migration.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flotilla.api.fleet import FallbackSpec, ModelFleet, ModelSpec
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+PART_OF = "app.kubernetes.io/part-of"
+FLEET = "flotilla.dev/fleet"
+MODEL = "flotilla.dev/model"
+COMPONENT = "flotilla.dev/component"
+RUNTIME = "flotilla.dev/runtime"
+MANAGER = "flotilla"
+
+ROUTER_PORT = 8080
+MODEL_SERVICE_PORT = 8080
+CONFIG_MOUNT_DIR = "/etc/flotilla"
+
+
+def _name(model: ModelSpec | str) -> str:
+    return model if isinstance(model, str) else model.name
+
+
+def model_deployment_name(fleet: ModelFleet, model: ModelSpec | str) -> str:
+    """`<fleet>-<model>`: the model's Deployment (its Service, HPA and PDB share the name)."""
+    return f"{fleet.name}-{_name(model)}"
+
+
+model_service_name = model_deployment_name
+model_hpa_name = model_deployment_name
+model_pdb_name = model_deployment_name
+
+
+def router_name(fleet: ModelFleet) -> str:
+    """`<fleet>-router`: the router's Deployment, Service, ConfigMap, ServiceAccount, Role and RoleBinding."""
+    return f"{fleet.name}-router"
+
+
+def router_endpoint(fleet: ModelFleet) -> str:
+    """The in-cluster OpenAI base URL of the fleet's router."""
+    return f"http://{router_name(fleet)}.{fleet.namespace}.svc:{ROUTER_PORT}/v1"
+
+
+def api_key_env(fallback: FallbackSpec | str) -> str:
+    """Env var in the router pod holding a fallback's API key (from its Secret)."""
+    name = fallback if isinstance(fallback, str) else fallback.name
+    return "FLOTILLA_API_KEY_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+
+
+def fleet_labels(fleet: ModelFleet, component: str) -> dict[str, str]:
+    """Labels on every child of the fleet."""
+    return {MANAGED_BY: MANAGER, PART_OF: "flotilla", FLEET: fleet.name, COMPONENT: component}
+
+
+def model_labels(fleet: ModelFleet, model: ModelSpec) -> dict[str, str]:
+    """Labels on a model's children and pods."""
+    return {**fleet_labels(fleet, "model"), MODEL: model.name, RUNTIME: model.runtime}
+
+
+def model_selector(fleet: ModelFleet, model: ModelSpec | str) -> dict[str, str]:
+    """Selects one model's pods (immutable in a Deployment: never add keys)."""
+    return {FLEET: fleet.name, COMPONENT: "model", MODEL: _name(model)}
+
+
+def router_selector(fleet: ModelFleet) -> dict[str, str]:
+    """Selects the router's pods."""
+    return {FLEET: fleet.name, COMPONENT: "router"}
+
+
+def children_selector(fleet: ModelFleet) -> str:
+    """Label selector (string form) matching every child of the fleet."""
+    return f"{MANAGED_BY}={MANAGER},{FLEET}={fleet.name}"

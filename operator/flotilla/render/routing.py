@@ -1,0 +1,88 @@
+"""The fleet's routing table (`RouterConfig`), the contract the router reads from the ConfigMap.
+
+Defaults filled in here: without `routing.tasks`, one task per task type the models declare; a task without
+`models` uses the models declaring it; without `fallbacks`, every fallback of the fleet; the default task is
+`chat` when there is one, else the first.
+"""
+
+from __future__ import annotations
+
+from flotilla.api import routerconfig as rc
+from flotilla.api.common import parse_duration
+from flotilla.api.fleet import ModelFleet, ModelSpec, TaskSpec
+from flotilla.render import naming
+from flotilla.runtimes import RUNTIMES
+
+DEFAULT_TASK = "chat"
+
+
+def _task_specs(fleet: ModelFleet) -> list[TaskSpec]:
+    """The routing tasks as written, or one per task type the models declare (in order of appearance)."""
+    if fleet.spec.routing.tasks:
+        return list(fleet.spec.routing.tasks)
+    names: list[str] = []
+    for model in fleet.spec.models:
+        names += [t for t in model.tasks if t not in names]
+    return [TaskSpec(name=n) for n in names or [DEFAULT_TASK]]
+
+
+def _route(fleet: ModelFleet, task: TaskSpec) -> rc.TaskRoute:
+    models = (
+        task.models
+        if task.models is not None
+        else [m.name for m in fleet.spec.models if task.name in m.tasks]
+    )
+    fallbacks = task.fallbacks if task.fallbacks is not None else [f.name for f in fleet.spec.fallbacks]
+    match = rc.TaskMatch(
+        keywords=task.match.keywords, patterns=task.match.patterns, examples=task.match.examples
+    )
+    return rc.TaskRoute(name=task.name, preset=task.preset, match=match, models=models, fallbacks=fallbacks)
+
+
+def _upstream(fleet: ModelFleet, model: ModelSpec) -> rc.ModelUpstream:
+    service = rc.ServiceRef(
+        namespace=fleet.namespace,
+        name=naming.model_service_name(fleet, model),
+        port=RUNTIMES[model.runtime].port,  # EndpointSlices list pod (target) ports
+    )
+    return rc.ModelUpstream(
+        name=model.name,
+        served_model_name=model.model_name,
+        service=service,
+        price=model.price,
+        max_in_flight=model.max_in_flight,
+        scale_from_zero=model.replicas.min == 0,
+    )
+
+
+def render_router_config(fleet: ModelFleet) -> rc.RouterConfig:
+    """The routing table for the fleet's router (ConfigMap key `router.yaml`, YAML of `to_wire()`)."""
+    routing = fleet.spec.routing
+    tasks = [_route(fleet, t) for t in _task_specs(fleet)]
+    names = [t.name for t in tasks]
+    default = routing.default_task or (DEFAULT_TASK if DEFAULT_TASK in names else names[0])
+    if default not in names:  # a default named only by a model's tasks while routes are explicit
+        tasks.append(_route(fleet, TaskSpec(name=default)))
+    fallbacks = [
+        rc.ProviderUpstream(
+            name=f.name,
+            provider=f.provider,
+            base_url=f.effective_base_url,
+            model=f.model,
+            api_key_env=naming.api_key_env(f) if f.api_key is not None else None,
+            price=f.price,
+            timeout_seconds=parse_duration(f.timeout),
+        )
+        for f in fleet.spec.fallbacks
+    ]
+    return rc.RouterConfig(
+        fleet=fleet.name,
+        namespace=fleet.namespace,
+        default_task=default,
+        tasks=tasks,
+        models=[_upstream(fleet, m) for m in fleet.spec.models],
+        fallbacks=fallbacks,
+        fallback_on=list(routing.fallback_on),
+        cold_start_budget_seconds=parse_duration(routing.cold_start_budget),
+        classifier=rc.ClassifierSettings(threshold=routing.classifier_threshold),
+    )

@@ -1,0 +1,163 @@
+"""The ASGI app: routes, lifespan (HTTP client, first config, watchers) and error mapping.
+
+``build_app(path)`` is the one place the router's parts are wired together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import prometheus_client
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from flotilla.api.routerconfig import RouterConfig
+from flotilla.router import classifying, discovering, handling, reloading, requesting, snapshots
+from flotilla.router.metrics import Metrics
+from flotilla.router.replies import RequestError, error_body
+from flotilla.router.upstreams import Upstreams
+
+log = logging.getLogger(__name__)
+JSON = "application/json"
+
+
+class RouterState:
+    """Long-lived pieces: upstream pools, metrics, discovery watchers; ``ctx`` once started."""
+
+    def __init__(self, config_path: Path, reload_interval: float) -> None:
+        self.config_path = config_path
+        self.reload_interval = reload_interval
+        self.upstreams = Upstreams()
+        self.metrics = Metrics()
+        self.watchers: dict[tuple[str, str, int, str], discovering.SliceWatcher] = {}
+        self.ctx: handling.Context | None = None
+
+    async def apply(self, config: RouterConfig) -> None:
+        """Build a snapshot for ``config`` and swap it in; in-flight requests keep the one they started."""
+        classifier = await asyncio.to_thread(classifying.build_classifier, config)
+        snapshot = snapshots.build(config, self.upstreams, classifier)
+        self._sync_watchers(config)
+        if self.ctx is not None:
+            self.ctx.snapshot = snapshot
+        else:
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300),
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+            )
+            self.ctx = handling.Context(snapshot, session, self.metrics)
+
+    def _sync_watchers(self, config: RouterConfig) -> None:
+        wanted = {
+            (m.service.namespace, m.service.name, m.service.port, m.name): m.service
+            for m in config.models
+            if m.service is not None
+        }
+        for key in [k for k in self.watchers if k not in wanted]:
+            self.watchers.pop(key).stop()
+        loop = asyncio.get_running_loop()
+        for key, service in wanted.items():
+            if key not in self.watchers:
+                pool = self.upstreams.pool(key[3], config.circuit_breaker)
+                watcher = discovering.SliceWatcher(service, loop, pool.set_endpoints)
+                self.watchers[key] = watcher
+                watcher.start()
+
+
+def _error(exc: RequestError) -> Response:
+    return Response(exc.body(), exc.status, media_type=JSON)
+
+
+def build_app(config_path: Path, reload_interval: float = 1.0) -> Starlette:
+    """The router app for the config at ``config_path`` (loaded at startup; a bad file fails startup)."""
+    state = RouterState(config_path, reload_interval)
+
+    async def chat(request: Request) -> Response:
+        return await _complete("chat", request)
+
+    async def completions(request: Request) -> Response:
+        return await _complete("completions", request)
+
+    async def _complete(kind: requesting.Kind, request: Request) -> Response:
+        assert state.ctx is not None
+        try:
+            return await handling.complete(state.ctx, kind, request)
+        except RequestError as exc:
+            if exc.status < 500:
+                state.metrics.requests.labels("none", "none", "rejected").inc()
+            return _error(exc)
+
+    async def models(request: Request) -> Response:
+        assert state.ctx is not None
+        return Response(state.ctx.snapshot.models_body, media_type=JSON)
+
+    async def healthz(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type=JSON)
+
+    async def readyz(request: Request) -> Response:
+        ready = state.ctx is not None
+        return Response(
+            b'{"status":"ready"}' if ready else b'{"status":"starting"}',
+            200 if ready else 503,
+            media_type=JSON,
+        )
+
+    async def metrics(request: Request) -> Response:
+        return Response(
+            prometheus_client.generate_latest(state.metrics.registry),
+            media_type=prometheus_client.CONTENT_TYPE_LATEST,
+        )
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        message = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        return Response(
+            error_body(status, f"{message}: {request.method} {request.url.path}"), status, media_type=JSON
+        )
+
+    async def crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.url.path)
+        return Response(error_body(500, "internal router error", "internal_error"), 500, media_type=JSON)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        config = await asyncio.to_thread(snapshots.load_config, config_path)
+        await state.apply(config)
+        watcher = asyncio.create_task(
+            reloading.watch(
+                config_path,
+                state.apply,
+                lambda result: state.metrics.reloads.labels(result).inc(),
+                reload_interval,
+            )
+        )
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            for slice_watcher in state.watchers.values():
+                slice_watcher.stop()
+            if state.ctx is not None:
+                await state.ctx.session.close()
+
+    routes = [
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error, Exception: crash}
+    )
+    app.state.router = state
+    return app

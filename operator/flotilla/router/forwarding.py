@@ -1,0 +1,125 @@
+"""Send one request to one upstream endpoint and classify how it failed, if it did.
+
+A ``Target`` is a fleet model or a cloud provider, already resolved from the config. ``open_response``
+returns an upstream response whose headers and first body bytes have arrived (so a timeout, connect error,
+5xx or garbage can still fall back), or raises ``UpstreamError`` carrying the fallback reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+
+from flotilla.api.routerconfig import Price
+from flotilla.errors import UpstreamError
+from flotilla.router import anthropic, streams
+from flotilla.router.requesting import ParsedRequest
+from flotilla.router.upstreams import Endpoint, Pool
+
+Protocol = Literal["openai", "anthropic"]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Everything needed to send to one model or provider (built once per config load)."""
+
+    name: str
+    pool: Pool
+    protocol: Protocol
+    upstream_model: str
+    price: Price
+    first_byte_timeout: float
+    total_timeout: float
+    max_in_flight: int | None
+    scale_from_zero: bool
+    is_cloud: bool
+    api_key: str | None = None
+    base_path: str = "/v1"  # fleet pods are listed as base URLs; providers' baseURL already ends in /v1
+
+
+@dataclass(slots=True)
+class Opened:
+    """An upstream response ready to relay: status, content type and the first body bytes already read."""
+
+    response: aiohttp.ClientResponse
+    first: bytes
+
+
+def build_request(
+    target: Target, parsed: ParsedRequest, endpoint: Endpoint
+) -> tuple[str, bytes, dict[str, str]]:
+    """URL, body and headers for ``parsed`` sent to ``endpoint`` of ``target``."""
+    headers = {"content-type": "application/json"}
+    if target.protocol == "anthropic":
+        url = anthropic.messages_url(endpoint.url)
+        body: dict[str, Any] = anthropic.to_request(parsed.payload, parsed.messages, target.upstream_model)
+        headers["anthropic-version"] = anthropic.API_VERSION
+        if target.api_key:
+            headers["x-api-key"] = target.api_key
+        return url, json.dumps(body).encode(), headers
+    path = "/chat/completions" if parsed.kind == "chat" else "/completions"
+    url = endpoint.url + target.base_path + path
+    body = dict(parsed.payload)
+    body["model"] = target.upstream_model
+    if parsed.stream:  # ask for usage so every stream can be priced
+        body["stream_options"] = {**(parsed.payload.get("stream_options") or {}), "include_usage": True}
+    if target.api_key:
+        headers["authorization"] = f"Bearer {target.api_key}"
+    return url, json.dumps(body).encode(), headers
+
+
+async def open_response(
+    session: aiohttp.ClientSession, target: Target, parsed: ParsedRequest, endpoint: Endpoint
+) -> Opened:
+    """Send and wait (up to the first-byte timeout) for headers and the first body bytes.
+
+    Raises ``UpstreamError`` with reason ``error`` (connect error, 5xx, 401/403, garbage), ``timeout`` or
+    ``overload`` (429). Other 4xx are returned: they are the client's fault and pass through.
+    """
+    url, body, headers = build_request(target, parsed, endpoint)
+    response: aiohttp.ClientResponse | None = None
+    try:
+        async with asyncio.timeout(target.first_byte_timeout):
+            response = await session.post(
+                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=target.total_timeout)
+            )
+            first = await _first_bytes(response, parsed.stream)
+    except TimeoutError:
+        _close(response)
+        raise UpstreamError(
+            "timeout", f"{target.name} sent no response within {target.first_byte_timeout:g}s", 504
+        ) from None
+    except aiohttp.ClientError as exc:
+        _close(response)
+        raise UpstreamError("error", f"{target.name} could not be reached: {type(exc).__name__}") from None
+    status = response.status
+    if status >= 500 or status in (401, 403) or status == 429:
+        _close(response)
+        reason = "overload" if status == 429 else "error"
+        raise UpstreamError(reason, f"{target.name} answered HTTP {status}", 502)
+    if status == 200 and parsed.stream and not streams.looks_like_sse(first):
+        _close(response)
+        raise UpstreamError("error", f"{target.name} sent a malformed event stream", 502)
+    return Opened(response, first)
+
+
+async def _first_bytes(response: aiohttp.ClientResponse, stream: bool) -> bytes:
+    """The whole body for plain responses and errors; the first chunk of a 200 stream."""
+    if stream and response.status == 200:
+        chunk = await response.content.readany()
+        while chunk and not chunk.strip():  # keep-alive blank lines are not a first byte of content
+            more = await response.content.readany()
+            if not more:
+                break
+            chunk += more
+        return chunk
+    return await response.read()
+
+
+def _close(response: aiohttp.ClientResponse | None) -> None:
+    if response is not None:
+        response.close()

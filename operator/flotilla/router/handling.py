@@ -1,0 +1,212 @@
+"""Serve one completion request: route it, walk the fallback chain, relay the answer, price it.
+
+A candidate is skipped (and the next one tried) only before anything reached the client and only for a
+reason listed in ``fallbackOn``; every skip is counted in ``flotilla_router_fallbacks``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+from starlette.requests import Request
+from starlette.responses import Response
+
+from flotilla.api.routerconfig import Price
+from flotilla.errors import UpstreamError
+from flotilla.router import anthropic, forwarding, pricing, relaying, requesting, routing, streams
+from flotilla.router.metrics import Metrics
+from flotilla.router.replies import REASON_STATUS, RequestError
+from flotilla.router.snapshots import Snapshot
+from flotilla.router.upstreams import Endpoint
+
+log = logging.getLogger(__name__)
+TASK_HEADER = "x-flotilla-task"
+
+
+@dataclass(slots=True)
+class Context:
+    """Shared by all requests; ``snapshot`` is swapped on reload and read once per request."""
+
+    snapshot: Snapshot
+    session: aiohttp.ClientSession
+    metrics: Metrics
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) anything over ``limit`` without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"request body is larger than the {limit}-byte limit", "request_too_large")
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise RequestError(
+                413, f"request body is larger than the {limit}-byte limit", "request_too_large"
+            )
+        parts.append(part)
+    return b"".join(parts)
+
+
+async def complete(ctx: Context, kind: requesting.Kind, request: Request) -> Response:
+    """Handle ``/v1/chat/completions`` or ``/v1/completions``."""
+    started = time.perf_counter()
+    snapshot = ctx.snapshot
+    body = await read_body(request, snapshot.config.max_body_bytes)
+    parsed = requesting.parse(kind, body)
+    route = routing.choose(snapshot, parsed.model, request.headers.get(TASK_HEADER), parsed.messages)
+    if route.classify_seconds:
+        ctx.metrics.classification.labels(route.reason.split(":", 1)[0]).observe(route.classify_seconds)
+    budget = snapshot.config.cold_start_budget_seconds
+    failure: UpstreamError | None = None
+    for name in route.chain:
+        target = snapshot.targets[name]
+        held_started = time.perf_counter()
+        try:
+            endpoint = await _endpoint(ctx, target, budget)
+            counterfactual = snapshot.counterfactual.get(route.task)
+            return await _serve(ctx, target, endpoint, parsed, route, failure, started, counterfactual)
+        except UpstreamError as exc:
+            failure = exc
+        finally:
+            budget = (
+                max(0.0, budget - (time.perf_counter() - held_started)) if target.scale_from_zero else budget
+            )
+        ctx.metrics.fallbacks.labels(name, route.task, failure.reason).inc()
+        log.info("task %s: %s skipped (%s): %s", route.task, name, failure.reason, failure)
+        if failure.reason not in snapshot.fallback_on:
+            break
+    assert failure is not None
+    status, code = REASON_STATUS.get(failure.reason, (502, "upstream_error"))
+    ctx.metrics.requests.labels(route.chain[-1] if route.chain else "none", route.task, "error").inc()
+    detail = f"no model could serve task {route.task!r}: {failure} (reason: {failure.reason})"
+    raise RequestError(status, detail, code)
+
+
+async def _endpoint(ctx: Context, target: forwarding.Target, budget: float) -> Endpoint:
+    """Pick a pod; hold (up to ``budget``) while a scale-from-zero model has none."""
+    picked = target.pool.pick(target.max_in_flight)
+    if picked == "cold" and target.scale_from_zero and budget > 0:
+        pool = target.pool
+        gauge = ctx.metrics.queued.labels(target.name)
+        pool.held += 1
+        gauge.inc()
+        try:
+            await pool.wait_for_endpoints(budget)
+        finally:
+            pool.held -= 1
+            gauge.dec()
+        picked = pool.pick(target.max_in_flight)
+    if isinstance(picked, Endpoint):
+        return picked
+    if picked == "cold":
+        if target.scale_from_zero:
+            raise UpstreamError("cold", f"{target.name} has no ready pod (scaled to zero or starting)", 503)
+        raise UpstreamError("unavailable", f"{target.name} has no ready endpoint", 503)
+    if picked == "overload":
+        raise UpstreamError(
+            "overload", f"{target.name} is at its in-flight cap ({target.max_in_flight})", 429
+        )
+    raise UpstreamError("unavailable", f"every endpoint of {target.name} has an open circuit breaker", 503)
+
+
+async def _serve(
+    ctx: Context,
+    target: forwarding.Target,
+    endpoint: Endpoint,
+    parsed: requesting.ParsedRequest,
+    route: routing.Route,
+    failure: UpstreamError | None,
+    started: float,
+    counterfactual: Price | None,
+) -> Response:
+    """Send to ``endpoint``; on success return the client response (a stream keeps the slot until it ends)."""
+    reason = f"fallback:{failure.reason}" if failure else route.reason
+    headers = {TASK_HEADER: route.task, "x-flotilla-model": target.name, "x-flotilla-route-reason": reason}
+    slot = relaying.Slot(ctx.metrics, target, endpoint, route.task, started, counterfactual)
+    try:
+        opened = await forwarding.open_response(ctx.session, target, parsed, endpoint)
+    except UpstreamError:
+        slot.release("failed", health=False)
+        raise
+    except BaseException:
+        slot.release("cancelled", health=None)
+        raise
+    slot.first_byte()
+    response = opened.response
+    if response.status != 200:  # a 4xx the client caused: relay as is
+        slot.release("client_error", health=None)
+        content_type = response.headers.get("content-type", "application/json")
+        return Response(opened.first, response.status, headers, media_type=content_type)
+    if not parsed.stream:
+        try:
+            content, usage = _plain_body(target, parsed, opened.first)
+        except (ValueError, TypeError):
+            slot.release("failed", health=False)
+            raise UpstreamError(
+                "error", f"{target.name} returned a body that is not a valid completion", 502
+            ) from None
+        bill = slot.settle(usage)
+        slot.release("ok", health=True)
+        if bill is not None:
+            headers["x-flotilla-cost-usd"] = f"{bill.dollars:.10f}"
+        return Response(content, 200, headers, media_type="application/json")
+    return relaying.StreamResponse(_relay_stream(slot, target, parsed, opened), slot, response, headers)
+
+
+def _plain_body(
+    target: forwarding.Target, parsed: requesting.ParsedRequest, body: bytes
+) -> tuple[bytes, pricing.Usage | None]:
+    """The client body and usage of a non-streamed answer; ValueError when it is not a completion."""
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise ValueError("not an object")
+    if target.protocol == "anthropic":
+        translated, usage = anthropic.from_response(data, parsed.kind == "chat")
+        return json.dumps(translated).encode(), usage
+    if not isinstance(data.get("choices"), list):
+        raise ValueError("no choices")
+    return body, pricing.usage_of(data)
+
+
+async def _relay_stream(
+    slot: relaying.Slot,
+    target: forwarding.Target,
+    parsed: requesting.ParsedRequest,
+    opened: forwarding.Opened,
+) -> AsyncIterator[bytes]:
+    """Yield client bytes; ``StreamResponse`` settles and releases the slot once this ends or is cancelled."""
+    if target.protocol == "anthropic":
+        translator: anthropic.StreamTranslator | streams.SseRelay = anthropic.StreamTranslator(
+            parsed.kind == "chat", parsed.wants_usage
+        )
+    else:
+        translator = relaying.openai_relay(parsed.wants_usage)
+    content = opened.response.content
+    chunk = opened.first
+    try:
+        while chunk:
+            out = translator.feed(chunk)
+            if out:
+                yield out
+            chunk = await content.readany()
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        slot.broken = True
+        yield relaying.stream_error(f"{target.name} stream broke: {type(exc).__name__}")
+        return
+    if isinstance(translator, streams.SseRelay):
+        rest = translator.flush()
+        if rest:
+            yield rest
+    if not translator.done:
+        slot.broken = True
+        yield relaying.stream_error(f"{target.name} ended the stream early")
+        return
+    slot.usage = translator.usage
+    slot.finished = True

@@ -1,0 +1,92 @@
+"""The router's Prometheus metrics, in one registry per app (tests and benches can run several apps).
+
+Names the autoscaler reads: ``flotilla_router_in_flight{model}`` (requests being served by the model now) and
+``flotilla_router_queued{model}`` (requests held while the model is cold).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+_FAST = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+class Metrics:
+    """Every metric the router exports; attributes are the prometheus-client objects."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "flotilla_router_requests",
+            "Completed requests by serving model, task and outcome (ok, error, client_error, cancelled).",
+            ["model", "task", "outcome"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "flotilla_router_request_seconds",
+            "Total request time as the client saw it.",
+            ["model", "task"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.first_byte = Histogram(
+            "flotilla_router_first_byte_seconds",
+            "Time until the upstream's response headers arrived.",
+            ["model", "task"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "flotilla_router_in_flight", "Requests being served by the model now.", ["model"], registry=r
+        )
+        self.queued = Gauge(
+            "flotilla_router_queued",
+            "Requests held waiting for a cold model to get an endpoint.",
+            ["model"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "flotilla_router_fallbacks",
+            "Times a request left a model for the next in the chain, by reason.",
+            ["model", "task", "reason"],
+            registry=r,
+        )
+        self.classification = Histogram(
+            "flotilla_router_classification_seconds",
+            "Time spent choosing the task.",
+            ["reason"],
+            buckets=_FAST,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "flotilla_router_tokens",
+            "Tokens by serving model, task and kind (prompt, completion).",
+            ["model", "task", "kind"],
+            registry=r,
+        )
+        self.dollars = Counter(
+            "flotilla_router_dollars",
+            "US dollars spent, by serving model and task.",
+            ["model", "task"],
+            registry=r,
+        )
+        self.saved = Counter(
+            "flotilla_router_dollars_saved",
+            "US dollars saved versus the task's first cloud fallback.",
+            ["model", "task"],
+            registry=r,
+        )
+        self.breaker = Gauge(
+            "flotilla_router_circuit_state",
+            "Circuit breaker per upstream: 0 closed, 1 half-open, 2 open.",
+            ["model", "upstream"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "flotilla_router_config_reloads",
+            "Config reload attempts by result (ok, invalid).",
+            ["result"],
+            registry=r,
+        )

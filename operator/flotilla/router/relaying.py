@@ -1,0 +1,155 @@
+"""Account for one upstream request from pick to end; relay streams so a client disconnect reaches upstream.
+
+A ``Slot`` holds the pod's outstanding count, the in-flight gauge and the breaker outcome for exactly one
+attempt and releases them once. ``StreamResponse`` closes the upstream connection when the client goes away
+(Starlette cancels the body iterator on ``http.disconnect``; closing — not releasing — the aiohttp response
+drops the socket, so the model server stops generating).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Literal
+
+import aiohttp
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from flotilla.api.routerconfig import Price
+from flotilla.router import pricing, streams
+from flotilla.router.breaking import STATE_VALUES
+from flotilla.router.forwarding import Target
+from flotilla.router.metrics import Metrics
+from flotilla.router.upstreams import Endpoint
+
+log = logging.getLogger(__name__)
+Outcome = Literal["ok", "error", "client_error", "cancelled", "failed"]
+
+
+class Slot:
+    """One attempt's claim on an endpoint; metrics are labelled by the serving model and the task."""
+
+    __slots__ = (
+        "_counterfactual",
+        "_endpoint",
+        "_metrics",
+        "_released",
+        "_started",
+        "_target",
+        "_task",
+        "broken",
+        "finished",
+        "usage",
+    )
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        target: Target,
+        endpoint: Endpoint,
+        task: str,
+        started: float,
+        counterfactual: Price | None,
+    ) -> None:
+        self._metrics = metrics
+        self._target = target
+        self._endpoint = endpoint
+        self._task = task
+        self._started = started
+        self._counterfactual = None if target.is_cloud else counterfactual
+        self._released = False
+        self.usage: pricing.Usage | None = None
+        self.broken = False
+        self.finished = False
+        endpoint.outstanding += 1
+        metrics.in_flight.labels(target.name).inc()
+
+    def first_byte(self) -> None:
+        elapsed = time.perf_counter() - self._started
+        self._metrics.first_byte.labels(self._target.name, self._task).observe(elapsed)
+
+    def settle(self, usage: pricing.Usage | None) -> pricing.Bill | None:
+        """Count tokens and dollars for ``usage`` (None when the upstream reported none)."""
+        if usage is None:
+            return None
+        bill = pricing.bill(usage, self._target.price, self._counterfactual)
+        m, name, task = self._metrics, self._target.name, self._task
+        m.tokens.labels(name, task, "prompt").inc(usage.prompt_tokens)
+        m.tokens.labels(name, task, "completion").inc(usage.completion_tokens)
+        m.dollars.labels(name, task).inc(bill.dollars)
+        if bill.saved:
+            m.saved.labels(name, task).inc(bill.saved)
+        return bill
+
+    def release(self, outcome: Outcome, health: bool | None) -> None:
+        """Give the endpoint back; ``health`` feeds the breaker (None: says nothing about the upstream)."""
+        if self._released:
+            return
+        self._released = True
+        self._endpoint.outstanding -= 1
+        m, name = self._metrics, self._target.name
+        m.in_flight.labels(name).dec()
+        breaker = self._endpoint.breaker
+        if health is True:
+            breaker.success()
+        elif health is False:
+            breaker.failure()
+        else:
+            breaker.neutral()
+        m.breaker.labels(name, self._endpoint.url).set(STATE_VALUES[breaker.state])
+        if outcome != "failed":
+            m.requests.labels(name, self._task, outcome).inc()
+            m.latency.labels(name, self._task).observe(time.perf_counter() - self._started)
+
+
+def openai_relay(wants_usage: bool) -> streams.SseRelay:
+    return streams.SseRelay(drop_usage_only=not wants_usage)
+
+
+def stream_error(message: str) -> bytes:
+    """An SSE event the OpenAI SDKs raise as an APIError, sent when a stream breaks after it started."""
+    error = {"error": {"message": message, "type": "upstream_error", "param": None, "code": "stream_broken"}}
+    return b"data: " + json.dumps(error).encode() + b"\n\n"
+
+
+class StreamResponse(StreamingResponse):
+    """An SSE response bound to one upstream response and slot; always closes and releases both."""
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        slot: Slot,
+        upstream: aiohttp.ClientResponse,
+        headers: dict[str, str],
+    ) -> None:
+        super().__init__(
+            chunks, 200, {**headers, "cache-control": "no-cache"}, media_type="text/event-stream"
+        )
+        self._chunks = chunks
+        self._slot = slot
+        self._upstream = upstream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        slot = self._slot
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if slot.finished and not slot.broken:
+                self._upstream.release()
+                slot.settle(slot.usage)
+                slot.release("ok", health=True)
+            else:
+                self._upstream.close()  # drop the socket: the model server sees the disconnect
+                if slot.broken:
+                    slot.release("error", health=False)
+                else:
+                    log.info(
+                        "client went away mid-stream from %s; upstream request closed", slot._target.name
+                    )
+                    slot.release("cancelled", health=None)
+            aclose = getattr(self._chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()

@@ -1,0 +1,78 @@
+"""Relay an OpenAI-shaped SSE stream byte for byte while picking out its ``usage``.
+
+The router asks upstreams for ``stream_options.include_usage`` so every stream can be priced; when the client
+did not ask for it, the extra usage-only chunk is dropped so the client sees what it asked for. Chunks
+without a usage object are forwarded untouched (one regex search per read, no JSON parsing).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from flotilla.router import pricing
+
+_USAGE = re.compile(rb'"usage"\s*:\s*\{')
+DONE = b"data: [DONE]\n\n"
+
+
+def complete_events_end(buffer: bytes | bytearray) -> int:
+    """Index just past the last complete SSE event (events end in a blank line, LF or CRLF)."""
+    return max(buffer.rfind(b"\n\n") + 2, buffer.rfind(b"\n\r\n") + 3, 0)
+
+
+def split_events(data: bytes) -> list[bytes]:
+    """Complete events in ``data`` (without their blank-line terminators)."""
+    return [e for e in re.split(rb"\r?\n\r?\n", data) if e.strip()]
+
+
+def event_data(event: bytes) -> bytes:
+    """The joined ``data:`` lines of one event."""
+    lines = [line[5:].strip() for line in event.splitlines() if line.startswith(b"data:")]
+    return b"\n".join(lines)
+
+
+def looks_like_sse(first: bytes) -> bool:
+    """Whether the first bytes can start an event stream (catches garbage before committing)."""
+    head = first.lstrip()[:6]
+    return head.startswith((b"data:", b"event:", b":", b"id:", b"retry:"))
+
+
+class SseRelay:
+    """Feed upstream bytes, forward what ``feed`` returns; ``usage`` holds the last usage seen."""
+
+    __slots__ = ("_buffer", "_drop_usage_only", "done", "usage")
+
+    def __init__(self, drop_usage_only: bool) -> None:
+        self._buffer = b""
+        self._drop_usage_only = drop_usage_only
+        self.usage: pricing.Usage | None = None
+        self.done = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._buffer + chunk if self._buffer else chunk
+        end = complete_events_end(data)
+        complete, self._buffer = data[:end], data[end:]
+        if b"[DONE]" in complete:
+            self.done = True
+        if not complete or not _USAGE.search(complete):
+            return complete
+        out: list[bytes] = []
+        for event in split_events(complete):
+            keep = True
+            if _USAGE.search(event):
+                try:
+                    payload = json.loads(event_data(event))
+                except ValueError:
+                    payload = None
+                if isinstance(payload, dict):
+                    self.usage = pricing.usage_of(payload) or self.usage
+                    keep = not (self._drop_usage_only and not payload.get("choices"))
+            if keep:
+                out.append(event + b"\n\n")
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        """Whatever trailing bytes never ended in a blank line (forwarded as they are)."""
+        rest, self._buffer = self._buffer, b""
+        return rest

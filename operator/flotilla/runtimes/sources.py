@@ -1,0 +1,107 @@
+"""Turn a model's `source` into what the pod needs to see the weights, shared by every runtime.
+
+- `hf://`  : nothing to stage; the server pulls it (the runtime decides how), with HF_TOKEN from a Secret.
+- `pvc://` : the claim mounted read-only at /models.
+- `s3://`, `http(s)://`: an init container downloads into an emptyDir at /models.
+- `file://`: a path already in the server image (weights baked in); nothing to stage.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from flotilla.api.modelspec import ModelSpec
+from flotilla.runtimes import base
+
+MODELS_DIR = "/models"
+VOLUME = "model"
+
+
+@dataclass
+class StagedSource:
+    """Where the weights are inside the container and what the pod needs for that."""
+
+    hf_repo: str | None = None
+    """ORG/REPO when the server pulls from Hugging Face itself."""
+    hf_revision: str | None = None
+    path: str | None = None
+    """Local file or directory holding the weights otherwise."""
+    env: list[dict[str, Any]] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    init_containers: list[dict[str, Any]] = field(default_factory=list)
+
+
+def stage(model: ModelSpec, settings: base.RuntimeSettings, single_file: bool) -> StagedSource:
+    """Stage the source; `single_file` runtimes get a file path, the others a directory."""
+    source = model.source
+    if source.scheme == "hf":
+        repo, _, revision = source.location.partition("@")
+        staged = StagedSource(hf_repo=repo, hf_revision=revision or None)
+        if source.hf_token is not None:
+            ref = source.hf_token.secret_key_ref
+            staged.env.append(
+                {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+            )
+        return staged
+    if source.scheme == "file":
+        return StagedSource(path=source.location, env=[{"name": "HF_HUB_OFFLINE", "value": "1"}])
+    if source.scheme == "pvc":
+        claim, _, sub_path = source.location.partition("/")
+        return StagedSource(
+            path=posixpath.join(MODELS_DIR, sub_path) if sub_path else MODELS_DIR,
+            env=[{"name": "HF_HUB_OFFLINE", "value": "1"}],
+            mounts=[{"name": VOLUME, "mountPath": MODELS_DIR, "readOnly": True}],
+            volumes=[{"name": VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
+        )
+    name = posixpath.basename(source.location.split("?", 1)[0].rstrip("/")) or "model"
+    target = posixpath.join(MODELS_DIR, name)
+    return StagedSource(
+        path=target,
+        env=[{"name": "HF_HUB_OFFLINE", "value": "1"}],
+        mounts=[{"name": VOLUME, "mountPath": MODELS_DIR, "readOnly": True}],
+        volumes=[{"name": VOLUME, "emptyDir": {}}],
+        init_containers=[_downloader(model, settings, target, single_file)],
+    )
+
+
+def _downloader(
+    model: ModelSpec, settings: base.RuntimeSettings, target: str, single_file: bool
+) -> dict[str, Any]:
+    """Init container fetching an s3:// object/prefix or an http(s):// file into the shared volume."""
+    source = model.source
+    if source.scheme == "s3":
+        image = settings.s3_download_image
+        command = ["aws", "s3", "cp", source.uri, target]
+        if not single_file:
+            command.append("--recursive")
+        if source.endpoint:
+            command += ["--endpoint-url", source.endpoint]
+    else:
+        image = settings.http_download_image
+        command = [
+            "curl",
+            "--fail",
+            "--location",
+            "--silent",
+            "--show-error",
+            "--retry",
+            "3",
+            "--output",
+            target,
+        ]
+        command.append(source.uri)
+    spec: dict[str, Any] = {
+        "name": "download",
+        "image": image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": command,
+        "env": [{"name": "HOME", "value": "/tmp"}],
+        "securityContext": base.container_security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": VOLUME, "mountPath": MODELS_DIR}],
+    }
+    if source.credentials_secret:
+        spec["envFrom"] = [{"secretRef": {"name": source.credentials_secret}}]
+    return spec

@@ -1,0 +1,322 @@
+"""A local stand-in for a cloud LLM provider (OpenAI and Anthropic shapes) with failure injection.
+
+Run: ``python -m flotilla.standin --port 9100 [--host 127.0.0.1] [--api-key KEY]``. Every answer says it is
+a stand-in (content starts with ``[flotilla stand-in provider]``); token counts are whitespace words, so tests
+can compute expected usage and cost.
+
+Faults, per request (a directive anywhere in the last user message, or the same as ``x-standin-*`` headers)::
+
+    [standin status=503 delay=1.5 drop_after=2 garbage=1 chunk_delay=0.2 chunks=20]
+
+or for the next requests via the admin API: ``POST /admin/faults {"status": 503, "count": 3}`` (``count``
+omitted: until ``DELETE /admin/faults``). ``GET /admin/stats`` counts requests and streams the client closed
+early (``disconnects``) — how tests prove a router cancelled the upstream request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+BANNER = "[flotilla stand-in provider]"
+_DIRECTIVE = re.compile(r"\[standin ([^\]]*)\]")
+_FAULT_KEYS = {
+    "status": int,
+    "delay": float,
+    "drop_after": int,
+    "garbage": int,
+    "chunk_delay": float,
+    "chunks": int,
+}
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    by_path: dict[str, int] = field(default_factory=dict)
+    streams_started: int = 0
+    streams_completed: int = 0
+    disconnects: int = 0
+    active_streams: int = 0
+    faults: dict[str, Any] = field(default_factory=dict)
+    fault_count: int | None = None
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
+    return str(content or "")
+
+
+def _faults(stats: Stats, request: Request, prompt: str) -> dict[str, Any]:
+    """Admin faults first (consuming one of ``count``), then header and prompt directives on top."""
+    faults: dict[str, Any] = {}
+    if stats.faults and stats.fault_count != 0:
+        faults.update(stats.faults)
+        if stats.fault_count is not None:
+            stats.fault_count -= 1
+    for key, cast in _FAULT_KEYS.items():
+        if (value := request.headers.get(f"x-standin-{key.replace('_', '-')}")) is not None:
+            faults[key] = cast(value)
+    for match in _DIRECTIVE.finditer(prompt):
+        for pair in match.group(1).split():
+            key, _, value = pair.partition("=")
+            if key in _FAULT_KEYS:
+                faults[key] = _FAULT_KEYS[key](value)
+    return faults
+
+
+def _reply_words(prompt: str, max_tokens: int, chunks: int | None) -> list[str]:
+    words = [BANNER, "echo:", *prompt.split()[:12]]
+    if chunks:
+        words = (words * (chunks // len(words) + 1))[:chunks]
+    return words[: max(1, max_tokens)]
+
+
+def _error(status: int, anthropic: bool) -> Response:
+    message = f"{BANNER} injected error {status}"
+    if anthropic:
+        return JSONResponse({"type": "error", "error": {"type": "api_error", "message": message}}, status)
+    return JSONResponse(
+        {"error": {"message": message, "type": "api_error", "param": None, "code": None}}, status
+    )
+
+
+def build_app(api_key: str | None = None) -> Starlette:
+    stats = Stats()
+
+    async def handle(request: Request) -> Response:
+        path = request.url.path
+        anthropic = path.endswith("/messages")
+        stats.requests += 1
+        stats.by_path[path] = stats.by_path.get(path, 0) + 1
+        if api_key is not None:
+            given = (
+                request.headers.get("x-api-key") if anthropic else request.headers.get("authorization", "")
+            )
+            if given not in (api_key, f"Bearer {api_key}"):
+                return _error(401, anthropic)
+        try:
+            body = await request.json()
+            assert isinstance(body, dict)
+        except (ValueError, AssertionError):
+            return JSONResponse({"error": {"message": "invalid JSON", "type": "invalid_request_error"}}, 400)
+        if "prompt" in body:
+            messages = [{"role": "user", "content": _text(body["prompt"])}]
+        else:
+            messages = body.get("messages") or []
+        users = [m for m in messages if isinstance(m, Mapping) and m.get("role") == "user"]
+        prompt = _text(users[-1].get("content")) if users else ""
+        faults = _faults(stats, request, prompt)
+        if faults.get("delay"):
+            await asyncio.sleep(faults["delay"])
+        if faults.get("status"):
+            return _error(faults["status"], anthropic)
+        if faults.get("garbage"):
+            return Response(b"<html>502 gateway hiccup \x00\xff not json", 200, media_type="application/json")
+        everything = " ".join(_text(m.get("content")) for m in messages if isinstance(m, Mapping))
+        if anthropic:
+            everything += " " + _text(body.get("system"))
+        prompt_tokens = len(everything.split())
+        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 64)
+        words = _reply_words(prompt, max_tokens, faults.get("chunks"))
+        model = str(body.get("model", "standin"))
+        kind = "anthropic" if anthropic else ("chat" if path.endswith("/chat/completions") else "completions")
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return StreamingResponse(
+                _stream(stats, kind, model, words, prompt_tokens, faults, include_usage),
+                media_type="text/event-stream",
+            )
+        return JSONResponse(_whole(kind, model, words, prompt_tokens, len(words) < max_tokens))
+
+    async def set_faults(request: Request) -> Response:
+        body = await request.json()
+        count = body.pop("count", None)
+        stats.faults = {k: _FAULT_KEYS[k](v) for k, v in body.items() if k in _FAULT_KEYS}
+        stats.fault_count = None if count is None else int(count)
+        return JSONResponse({"faults": stats.faults, "count": stats.fault_count})
+
+    async def clear_faults(request: Request) -> Response:
+        stats.faults, stats.fault_count = {}, None
+        return JSONResponse({"faults": {}})
+
+    async def get_stats(request: Request) -> Response:
+        return JSONResponse({k: v for k, v in stats.__dict__.items()})
+
+    async def models(request: Request) -> Response:
+        return JSONResponse(
+            {"object": "list", "data": [{"id": "standin", "object": "model", "owned_by": BANNER}]}
+        )
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "standin": True})
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", handle, methods=["POST"]),
+            Route("/v1/completions", handle, methods=["POST"]),
+            Route("/v1/messages", handle, methods=["POST"]),
+            Route("/v1/models", models),
+            Route("/healthz", health),
+            Route("/admin/faults", set_faults, methods=["POST"]),
+            Route("/admin/faults", clear_faults, methods=["DELETE"]),
+            Route("/admin/stats", get_stats),
+        ]
+    )
+
+
+def _whole(kind: str, model: str, words: list[str], prompt_tokens: int, stopped: bool) -> dict[str, Any]:
+    text, n = " ".join(words), len(words)
+    if kind == "anthropic":
+        return {
+            "id": f"msg_{uuid.uuid4().hex}",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn" if stopped else "max_tokens",
+            "stop_sequence": None,
+            "usage": {"input_tokens": prompt_tokens, "output_tokens": n},
+        }
+    finish = "stop" if stopped else "length"
+    choice = (
+        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+        if kind == "chat"
+        else {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
+    )
+    return {
+        "id": f"cmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion" if kind == "chat" else "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n},
+    }
+
+
+def _sse(data: Mapping[str, Any], event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data)}\n\n".encode()
+
+
+def _events(kind: str, model: str, words: list[str], prompt_tokens: int, include_usage: bool) -> list[bytes]:
+    """The whole stream, one element per write; the finishing events come last."""
+    n = len(words)
+    pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+    if kind == "anthropic":
+        mid = f"msg_{uuid.uuid4().hex}"
+        start = {
+            "type": "message_start",
+            "message": {
+                "id": mid,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [],
+                "usage": {"input_tokens": prompt_tokens, "output_tokens": 0},
+            },
+        }
+        out = [
+            _sse(start, "message_start"),
+            _sse(
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                "content_block_start",
+            ),
+        ]
+        out += [
+            _sse(
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
+                "content_block_delta",
+            )
+            for p in pieces
+        ]
+        return [
+            *out,
+            _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+            _sse(
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn"},
+                    "usage": {"output_tokens": n},
+                },
+                "message_delta",
+            ),
+            _sse({"type": "message_stop"}, "message_stop"),
+        ]
+    cid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+    chat = kind == "chat"
+    obj = "chat.completion.chunk" if chat else "text_completion"
+
+    def chunk(piece: str | None, finish: str | None) -> bytes:
+        choice: dict[str, Any] = (
+            {"index": 0, "delta": {} if piece is None else {"content": piece}, "finish_reason": finish}
+            if chat
+            else {"index": 0, "text": piece or "", "finish_reason": finish}
+        )
+        return _sse({"id": cid, "object": obj, "created": created, "model": model, "choices": [choice]})
+
+    out = [chunk(p, None) for p in pieces] + [chunk(None, "stop")]
+    if include_usage:
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
+        out.append(
+            _sse(
+                {"id": cid, "object": obj, "created": created, "model": model, "choices": [], "usage": usage}
+            )
+        )
+    return [*out, b"data: [DONE]\n\n"]
+
+
+async def _stream(
+    stats: Stats,
+    kind: str,
+    model: str,
+    words: list[str],
+    prompt_tokens: int,
+    faults: Mapping[str, Any],
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    stats.streams_started += 1
+    stats.active_streams += 1
+    finished = False
+    try:
+        for i, event in enumerate(_events(kind, model, words, prompt_tokens, include_usage)):
+            if faults.get("drop_after") is not None and i >= faults["drop_after"]:
+                raise ConnectionAbortedError("injected drop")  # uvicorn closes the socket mid-body
+            if i and faults.get("chunk_delay"):
+                await asyncio.sleep(faults["chunk_delay"])
+            yield event
+        finished = True
+        stats.streams_completed += 1
+    finally:
+        stats.active_streams -= 1
+        if not finished and faults.get("drop_after") is None:
+            stats.disconnects += 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m flotilla.standin", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--api-key", default=None, help="require this key (Bearer or x-api-key)")
+    args = parser.parse_args(argv)
+    uvicorn.run(
+        build_app(args.api_key), host=args.host, port=args.port, log_level="warning", access_log=False
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Acceptance: the operator's RBAC is least privilege — and enough, since the session's operator runs with
+exactly these permissions (see conftest.py)."""
+
+from __future__ import annotations
+
+import operatorkit as ok
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+SUBJECT = "system:serviceaccount:{}:{}".format(*ok.OPERATOR_SA)
+
+
+def can(verb: str, resource: str, *extra: str) -> bool:
+    done = ok.kubectl_try("auth", "can-i", verb, resource, f"--as={SUBJECT}", *extra)
+    return done.stdout.strip() == "yes"
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "extra"),
+    [
+        ("get", "secrets", ["-A"]),
+        ("list", "secrets", ["-A"]),
+        ("watch", "secrets", ["-n", "default"]),
+        ("*", "*", ["-A"]),  # not cluster-admin
+        ("create", "clusterroles", []),
+        ("escalate", "roles", ["-A"]),
+        ("bind", "roles", ["-A"]),
+        ("create", "pods", ["-A"]),
+        ("delete", "modelfleets.flotilla.dev", ["-A"]),
+        ("update", "modelfleets.flotilla.dev", ["-A"]),
+        ("list", "customresourcedefinitions", []),
+        ("get", "nodes", []),
+    ],
+)
+def test_operator_cannot(operator: ok.OperatorProcess, verb: str, resource: str, extra: list[str]) -> None:
+    assert not can(verb, resource, *extra)
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource"),
+    [
+        ("patch", "deployments.apps"),
+        ("create", "services"),
+        ("delete", "configmaps"),
+        ("watch", "horizontalpodautoscalers.autoscaling"),
+        ("patch", "modelfleets.flotilla.dev/status"),
+        ("create", "events"),
+    ],
+)
+def test_operator_can(operator: ok.OperatorProcess, verb: str, resource: str) -> None:
+    assert can(verb, resource, "-A")

@@ -1,0 +1,83 @@
+"""Acceptance: the apiserver itself rejects each invalid fleet with the message a person needs (CRD CEL)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+import operatorkit as ok
+import pytest
+
+from flotilla.api import messages
+
+pytestmark = pytest.mark.cluster
+
+REALISTIC = ok.ROOT / "examples" / "02-realistic" / "fleet.yaml"
+Edit = Callable[[dict[str, Any]], None]
+
+
+def _duplicate_model(spec: dict[str, Any]) -> None:
+    spec["models"].append(copy.deepcopy(spec["models"][2]))
+
+
+def _min_over_max(spec: dict[str, Any]) -> None:
+    spec["models"][2]["replicas"] = {"min": 3, "max": 2}
+
+
+def _vllm_without_gpu(spec: dict[str, Any]) -> None:
+    del spec["models"][1]["accelerator"]
+    spec["models"][1]["accelerator"] = {"gpus": 0}
+
+
+def _route_unknown_model(spec: dict[str, Any]) -> None:
+    spec["routing"]["tasks"][0]["models"] = ["nope"]
+
+
+def _route_unknown_fallback(spec: dict[str, Any]) -> None:
+    spec["routing"]["tasks"][0]["fallbacks"] = ["nope"]
+
+
+def _inline_api_key(spec: dict[str, Any]) -> None:
+    spec["fallbacks"][0]["apiKey"] = {"value": "sk-live-123"}
+
+
+def _unknown_provider(spec: dict[str, Any]) -> None:
+    spec["fallbacks"][0]["provider"] = "mystery-cloud"
+
+
+def _unknown_runtime(spec: dict[str, Any]) -> None:
+    spec["models"][2]["runtime"] = "ray-serve"
+
+
+CASES: list[tuple[str, Edit, list[str]]] = [
+    ("duplicate-model-names", _duplicate_model, [messages.DUPLICATE_MODEL]),
+    ("min-greater-than-max", _min_over_max, [messages.REPLICAS_ORDER]),
+    ("vllm-without-gpu", _vllm_without_gpu, [messages.runtime_needs_gpu("vllm")]),
+    ("route-names-unknown-model", _route_unknown_model, [messages.UNKNOWN_ROUTE_MODEL]),
+    ("route-names-unknown-fallback", _route_unknown_fallback, [messages.UNKNOWN_ROUTE_FALLBACK]),
+    ("inline-api-key", _inline_api_key, [messages.INLINE_API_KEY]),
+    ("unknown-provider", _unknown_provider, ['Unsupported value: "mystery-cloud"', '"openai", "anthropic"']),
+    ("unknown-runtime", _unknown_runtime, ['Unsupported value: "ray-serve"', '"vllm", "llamacpp"']),
+]
+
+
+@pytest.mark.parametrize(("edit", "expected"), [(e, m) for _, e, m in CASES], ids=[c[0] for c in CASES])
+def test_invalid_spec_is_rejected_with_its_message(
+    flotilla_crds: None, namespace: str, edit: Edit, expected: list[str]
+) -> None:
+    doc = ok.fleet_doc(REALISTIC, namespace)
+    edit(doc["spec"])
+    done = ok.kubectl_try("apply", "-f", "-", stdin=json.dumps(doc))
+    assert done.returncode != 0, f"the apiserver accepted an invalid fleet: {done.stdout}"
+    for text in expected:
+        assert text in done.stderr
+    assert ok.get_json("modelfleets", "-n", namespace)["items"] == []
+
+
+def test_valid_example_is_accepted(flotilla_crds: None, namespace: str) -> None:
+    """The control case: the unedited example passes the same rules (server-side dry run)."""
+    doc = ok.fleet_doc(REALISTIC, namespace)
+    done = ok.kubectl_try("apply", "--dry-run=server", "-f", "-", stdin=json.dumps(doc))
+    assert done.returncode == 0, done.stderr

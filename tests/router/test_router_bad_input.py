@@ -1,0 +1,75 @@
+"""Bad requests get 4xx with OpenAI's error JSON, never a traceback."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from routerkit import chat, fleet_config
+
+
+@pytest.fixture
+def router(make_router, clean_flaky, cloud):
+    config = fleet_config(clean_flaky.url, cloud.url)
+    config["maxBodyBytes"] = 4096
+    return make_router(config)
+
+
+CASES = [
+    (b"{not json", 400, "invalid_json", None),
+    (b"[1, 2]", 400, "invalid_type", None),
+    (b'{"model": "auto"}', 400, "missing_required_parameter", "messages"),
+    (b'{"messages": "hi"}', 400, "invalid_type", "messages"),
+    (b'{"messages": [{"role": "wizard", "content": "x"}]}', 400, "invalid_type", "messages[0].role"),
+    (b'{"messages": [{"role": "user", "content": 5}]}', 400, "invalid_type", "messages[0].content"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}', 400, "invalid_type", "stream"),
+    (
+        b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": -1}',
+        400,
+        "invalid_type",
+        "max_tokens",
+    ),
+    (b'{"messages": [{"role": "user", "content": "x"}], "model": 7}', 400, "invalid_type", "model"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "model": "gpt-9"}', 404, "model_not_found", "model"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "code", "param"), CASES)
+def test_bad_chat_requests(router, body: bytes, status: int, code: str, param: str | None):
+    response = httpx.post(f"{router.url}/v1/chat/completions", content=body, timeout=30)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert (error["code"], error["param"]) == (code, param)
+    assert error["type"] == "invalid_request_error" and error["message"]
+
+
+def test_body_over_the_limit_is_413(router):
+    big = chat("x" * 5000)
+    response = httpx.post(f"{router.url}/v1/chat/completions", json=big, timeout=30)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_unknown_task_header_and_bad_prompt_and_unknown_path(router):
+    response = httpx.post(
+        f"{router.url}/v1/chat/completions",
+        json=chat("x"),
+        headers={"x-flotilla-task": "astrology"},
+        timeout=30,
+    )
+    assert response.status_code == 400 and response.json()["error"]["code"] == "unknown_task"
+    response = httpx.post(f"{router.url}/v1/completions", json={"prompt": 3}, timeout=30)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "prompt"
+    response = httpx.get(f"{router.url}/v1/nothing", timeout=30)
+    assert response.status_code == 404 and "error" in response.json()
+    response = httpx.get(f"{router.url}/v1/chat/completions", timeout=30)
+    assert response.status_code == 405 and "error" in response.json()
+
+
+def test_bodies_never_logged(router):
+    secret = "do-not-log-this-prompt-7f3a"
+    httpx.post(f"{router.url}/v1/chat/completions", json=chat(secret), timeout=30)
+    httpx.post(
+        f"{router.url}/v1/chat/completions", content=b'{"messages": "' + secret.encode() + b'"', timeout=30
+    )
+    assert secret not in router.proc.log()

@@ -1,0 +1,155 @@
+"""Each invalid spec is rejected by the pydantic models with the same message the CRD's CEL rule gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fleets import BASE, fleet
+
+from flotilla import errors
+from flotilla.api import messages
+from flotilla.api.fleet import ModelFleet
+
+CODER = "spec__models__0"
+POCKET = "spec__models__1"
+FRONTIER = "spec__fallbacks__0"
+
+INVALID: dict[str, tuple[dict[str, Any], str]] = {
+    "duplicate model names": ({f"{POCKET}__name": "coder"}, messages.DUPLICATE_MODEL),
+    "replicas min > max": ({f"{CODER}__replicas": {"min": 3, "max": 2}}, messages.REPLICAS_ORDER),
+    "vllm without accelerator": ({f"{CODER}__accelerator": None}, messages.runtime_needs_gpu("vllm")),
+    "vllm with zero gpus": ({f"{CODER}__accelerator": {"gpus": 0}}, messages.runtime_needs_gpu("vllm")),
+    "route to unknown model": (
+        {"spec__routing__tasks__0__models": ["coderr"]},
+        messages.UNKNOWN_ROUTE_MODEL,
+    ),
+    "route to unknown fallback": (
+        {"spec__routing__tasks__0__fallbacks": ["gpt"]},
+        messages.UNKNOWN_ROUTE_FALLBACK,
+    ),
+    "inline api key": ({f"{FRONTIER}__apiKey": {"value": "sk-123"}}, messages.INLINE_API_KEY),
+    "inline api key beside a ref": (
+        {f"{FRONTIER}__apiKey": {"value": "sk-123", "secretKeyRef": {"name": "a", "key": "b"}}},
+        messages.INLINE_API_KEY,
+    ),
+    "empty api key": ({f"{FRONTIER}__apiKey": {}}, messages.INLINE_API_KEY),
+    "unknown runtime": (
+        {f"{CODER}__runtime": "tgi"},
+        "unknown runtime 'tgi': supported runtimes are vllm, llamacpp",
+    ),
+    "unknown provider": ({f"{FRONTIER}__provider": "gemini"}, "Input should be 'openai', 'anthropic' or"),
+    "openai without key": ({f"{FRONTIER}__apiKey": None}, messages.API_KEY_REQUIRED),
+    "openai-compatible without baseURL": (
+        {f"{FRONTIER}__provider": "openai-compatible", f"{FRONTIER}__apiKey": None},
+        messages.BASE_URL_REQUIRED,
+    ),
+    "baseURL not http": ({f"{FRONTIER}__baseURL": "ftp://x"}, messages.BASE_URL_SCHEME),
+    "vllm from http": (
+        {f"{CODER}__source": {"uri": "https://example.com/model.safetensors"}},
+        "runtime vllm cannot load this source",
+    ),
+    "llamacpp from a non-gguf file": (
+        {f"{POCKET}__source": {"uri": "pvc://models/weights.safetensors"}},
+        "runtime llamacpp cannot load this source",
+    ),
+    "unknown scheme": ({f"{POCKET}__source": {"uri": "ftp://host/x.gguf"}}, messages.SOURCE_SCHEME),
+    "hf without repo": ({f"{CODER}__source": {"uri": "hf://Qwen"}}, messages.SOURCE_SHAPE),
+    "hf token on pvc": (
+        {
+            f"{POCKET}__source": {
+                "uri": "pvc://m/a.gguf",
+                "hfToken": {"secretKeyRef": {"name": "h", "key": "t"}},
+            }
+        },
+        messages.HF_TOKEN_SCHEME,
+    ),
+    "vllm with GGUF quant": ({f"{CODER}__quantization": "Q4_K_M"}, messages.runtime_quantization("vllm", "")),
+    "llamacpp with awq": ({f"{POCKET}__quantization": "awq"}, messages.runtime_quantization("llamacpp", "")),
+    "hpa at zero": (
+        {f"{CODER}__replicas": {"min": 0, "max": 2}, f"{CODER}__autoscaling": {"mode": "hpa"}},
+        messages.HPA_ZERO,
+    ),
+    "model named router": ({f"{POCKET}__name": "router"}, messages.RESERVED_MODEL_NAME),
+    "fallback named like a model": ({f"{FRONTIER}__name": "coder", "spec__routing": {}}, messages.NAME_CLASH),
+    "duplicate fallbacks": (
+        {"spec__fallbacks": [BASE["spec"]["fallbacks"][0], BASE["spec"]["fallbacks"][0]]},
+        messages.DUPLICATE_FALLBACK,
+    ),
+    "duplicate tasks": ({"spec__routing__tasks": [{"name": "a"}, {"name": "a"}]}, messages.DUPLICATE_TASK),
+    "unknown default task": ({"spec__routing__defaultTask": "poetry"}, messages.UNKNOWN_DEFAULT_TASK),
+    "empty fleet": ({"spec__models": [], "spec__fallbacks": [], "spec__routing": {}}, messages.EMPTY_FLEET),
+    "fleet name too long": ({"metadata__name": "a" * 31}, messages.FLEET_NAME),
+    "unknown field (typo)": ({f"{CODER}__replica": {"min": 1}}, "Extra inputs are not permitted"),
+    "bad duration": ({"spec__routing__coldStartBudget": "2 seconds"}, "String should match pattern"),
+    "model name not a DNS label": ({f"{POCKET}__name": "Pocket_1"}, "String should match pattern"),
+    "env valueFrom with two sources": (
+        {
+            f"{POCKET}__env": [
+                {
+                    "name": "X",
+                    "valueFrom": {
+                        "secretKeyRef": {"name": "a", "key": "b"},
+                        "configMapKeyRef": {"name": "a", "key": "b"},
+                    },
+                }
+            ]
+        },
+        messages.ENV_SOURCE,
+    ),
+}
+
+
+def test_base_fleet_is_valid() -> None:
+    parsed = ModelFleet.from_body(BASE)
+    assert [m.name for m in parsed.spec.models] == ["coder", "pocket"]
+    assert parsed.namespace == "ai"
+
+
+@pytest.mark.parametrize("case", list(INVALID), ids=list(INVALID))
+def test_invalid_spec_is_rejected_with_its_message(case: str) -> None:
+    changes, message = INVALID[case]
+    with pytest.raises(errors.InvalidSpecError) as caught:
+        ModelFleet.from_body(fleet(**changes))
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)  # one line for the CLI and for Events
+
+
+def test_error_names_the_field_path() -> None:
+    with pytest.raises(errors.InvalidSpecError, match=r"^spec\.models\[0\]\.replicas: "):
+        ModelFleet.from_body(fleet(**{f"{CODER}__replicas": {"min": 3, "max": 2}}))
+
+
+def test_wrong_kind_is_rejected() -> None:
+    with pytest.raises(errors.InvalidSpecError, match=r"expected apiVersion flotilla\.dev/v1alpha1 and kind"):
+        ModelFleet.from_body(fleet(kind="Deployment"))
+
+
+def test_defaults_are_filled() -> None:
+    spec = ModelFleet.from_body(BASE).spec
+    pocket = spec.model("pocket")
+    assert pocket.tasks == ["chat"]
+    assert (pocket.replicas.min, pocket.replicas.upper) == (1, 1)
+    assert pocket.autoscaling.mode == "none"
+    assert spec.routing.cold_start_budget == "2s"
+    assert spec.router.service_type == "ClusterIP"
+    assert spec.fallbacks[0].effective_base_url == "https://api.openai.com/v1"
+
+
+def test_status_round_trips_from_the_wire() -> None:
+    body = fleet(
+        status={
+            "observedGeneration": 3,
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "AllReady", "lastTransitionTime": "t"}
+            ],
+            "models": [{"name": "coder", "readyReplicas": 1, "desiredReplicas": 1, "phase": "Ready"}],
+            "modelsReady": "1/2",
+            "kopf": {"progress": {}},
+        }
+    )
+    status = ModelFleet.from_body(body).status
+    assert status is not None
+    assert status.condition("Ready") is not None
+    assert status.to_wire()["models"][0]["readyReplicas"] == 1
+    assert "kopf" not in status.to_wire()

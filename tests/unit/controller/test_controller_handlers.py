@@ -1,0 +1,52 @@
+"""The handler registry: what the operator watches, and that it never needs a finalizer."""
+
+from __future__ import annotations
+
+import kopf
+
+from flotilla.controller import handlers, handling
+from flotilla.reconcile import kube
+
+
+def _selectors(handlers_: list[kopf.BaseHandler]) -> set[tuple[str | None, str | None, str | None]]:
+    return {(h.selector.group, h.selector.version, h.selector.any_name) for h in handlers_}  # type: ignore[attr-defined]
+
+
+def test_fleet_handlers_reconcile_on_create_update_resume_and_never_on_delete() -> None:
+    changing = handlers.registry._changing.get_all_handlers()
+    reasons = {h.reason.value if h.reason else "resume" for h in changing}
+    assert reasons == {"create", "update", "resume"}
+    assert all(h.fn is handlers.reconcile_fleet for h in changing)
+    assert not any(getattr(h, "deleted", False) or h.reason == kopf.Reason.DELETE for h in changing)
+    assert _selectors(changing) == {("flotilla.dev", "v1alpha1", "modelfleets")}
+
+
+def test_every_child_kind_is_watched_by_label() -> None:
+    watching = handlers.registry._watching.get_all_handlers()
+    watched = {(g or "", v, n) for g, v, n in _selectors(watching)}
+    for kind in kube.CHILD_KINDS:
+        group, _, version = kind.api_version.rpartition("/")
+        assert (group, version, kind.plural) in watched, kind
+    for handler in watching:
+        if handler.selector.any_name != "modelfleets":  # type: ignore[attr-defined]
+            assert handler.labels == handlers.MANAGED
+
+
+def test_indexes_cover_fleets_and_deployments() -> None:
+    indexing = handlers.registry._indexing.get_all_handlers()
+    assert {h.id for h in indexing} == {"fleet_index", "deployment_index"}
+
+
+def test_fleet_entry_keeps_what_reconciling_needs() -> None:
+    body = {
+        "apiVersion": "flotilla.dev/v1alpha1",
+        "kind": "ModelFleet",
+        "metadata": {"name": "f", "namespace": "ai", "uid": "u", "generation": 2, "managedFields": [{}]},
+        "spec": {"models": []},
+        "status": {"observedGeneration": 1},
+    }
+    entry = handling.fleet_entry(body)
+    assert entry["metadata"]["uid"] == "u"
+    assert "managedFields" not in entry["metadata"]
+    assert entry["spec"] == {"models": []}
+    assert entry["status"] == {"observedGeneration": 1}

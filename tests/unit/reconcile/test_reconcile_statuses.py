@@ -1,0 +1,160 @@
+"""Status: phases from Deployments, conditions, the MODELS column, transitions and their Events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flotilla.reconcile import statuses
+from flotilla.reconcile.statuses import DeploymentView
+
+NOW, LATER = "2026-11-23T15:00:00Z", "2026-11-23T15:05:00Z"
+
+
+def view(model: str | None, replicas: int = 1, ready: int = 1, **kw: Any) -> DeploymentView:
+    component = "router" if model is None else "model"
+    name = "f-router" if model is None else f"f-{model}"
+    fields: dict[str, Any] = {"updated": replicas, "generation": 1, "observed_generation": 1, **kw}
+    return DeploymentView(name, component, model, replicas, ready, **fields)
+
+
+def observed(*views: DeploymentView, models: tuple[str, ...] = ("a", "b"), **kw: Any) -> statuses.Observed:
+    fields: dict[str, Any] = {
+        "generation": 3,
+        "applied_generation": 3,
+        "endpoint": "http://f-router.ai.svc:8080/v1",
+    }
+    fields.update(kw)
+    return statuses.Observed(models=models, deployments=views, **fields)
+
+
+def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+@pytest.mark.parametrize(
+    ("deployment", "phase"),
+    [
+        (view("a", replicas=1, ready=1), "Ready"),
+        (view("a", replicas=2, ready=1), "Progressing"),
+        (view("a", replicas=0, ready=0), "ScaledToZero"),
+        (
+            view("a", replicas=1, ready=1, generation=2, observed_generation=1),
+            "Progressing",
+        ),  # rollout pending
+        (view("a", replicas=2, ready=2, updated=1), "Progressing"),  # old pods still serving
+        (view("a", replicas=1, ready=0, failure="ProgressDeadlineExceeded: stuck"), "Degraded"),
+    ],
+)
+def test_phase(deployment: DeploymentView, phase: str) -> None:
+    assert deployment.phase()[0] == phase
+
+
+def test_view_from_body_reads_failures_and_defaults() -> None:
+    body = {
+        "metadata": {"name": "f-a", "generation": 4, "labels": {"flotilla.dev/component": "model",
+                                                                   "flotilla.dev/model": "a"}},
+        "spec": {},
+        "status": {
+            "observedGeneration": 4, "readyReplicas": 1, "updatedReplicas": 1,
+            "conditions": [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                            "message": "quota exceeded"}],
+        },
+    }  # fmt: skip
+    v = DeploymentView.from_body(body)
+    assert (v.model, v.component, v.replicas, v.ready, v.generation) == ("a", "model", 1, 1, 4)
+    assert v.phase() == ("Degraded", "FailedCreate: quota exceeded")
+
+
+def test_all_ready() -> None:
+    status = statuses.compute(observed(view("a"), view("b", replicas=2, ready=2), view(None)), None, NOW)
+    assert conditions(status) == {
+        "Ready": ("True", "FleetReady"),
+        "ModelsReady": ("True", "AllModelsReady"),
+        "RouterReady": ("True", "RouterAvailable"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    assert status["modelsReady"] == "2/2"
+    assert status["observedGeneration"] == 3
+    assert status["endpoint"] == "http://f-router.ai.svc:8080/v1"
+    assert status["models"][1] == {
+        "name": "b",
+        "readyReplicas": 2,
+        "desiredReplicas": 2,
+        "phase": "Ready",
+        "message": "2/2 replicas ready",
+    }
+
+
+def test_missing_deployment_is_pending_and_counts_against_models_ready() -> None:
+    status = statuses.compute(observed(view("a"), view(None)), None, NOW)
+    assert status["modelsReady"] == "1/2"
+    assert status["models"][1]["phase"] == "Pending"
+    assert conditions(status)["Ready"] == ("False", "ModelsNotReady")
+    assert "b: Pending" in next(c["message"] for c in status["conditions"] if c["type"] == "ModelsReady")
+
+
+def test_router_not_ready() -> None:
+    status = statuses.compute(observed(view("a"), view("b"), view(None, ready=0)), None, NOW)
+    assert conditions(status)["RouterReady"] == ("False", "RouterProgressing")
+    assert conditions(status)["Ready"] == ("False", "RouterNotReady")
+
+
+def test_unapplied_generation_is_reconciling() -> None:
+    status = statuses.compute(observed(view("a"), view("b"), view(None), applied_generation=2), None, NOW)
+    assert conditions(status)["Ready"] == ("False", "Reconciling")
+    assert status["observedGeneration"] == 2
+
+
+def test_invalid_spec_is_degraded_with_its_message() -> None:
+    status = statuses.compute(observed(spec_error="bad things", endpoint=None), None, NOW)
+    assert conditions(status)["Degraded"] == ("True", "InvalidSpec")
+    assert conditions(status)["Ready"] == ("False", "InvalidSpec")
+    assert next(c["message"] for c in status["conditions"] if c["type"] == "Degraded") == "bad things"
+    assert "endpoint" not in status
+
+
+def test_scaled_to_zero_counts_as_ready() -> None:
+    status = statuses.compute(observed(view("a", replicas=0, ready=0), view("b"), view(None)), None, NOW)
+    assert status["modelsReady"] == "2/2"
+    assert conditions(status)["Ready"] == ("True", "FleetReady")
+
+
+def test_transition_time_kept_while_status_holds() -> None:
+    first = statuses.compute(observed(view("a"), view("b"), view(None)), None, NOW)
+    again = statuses.compute(observed(view("a"), view("b"), view(None)), first, LATER)
+    assert all(c["lastTransitionTime"] == NOW for c in again["conditions"])
+    broken = statuses.compute(observed(view("a", ready=0), view("b"), view(None)), again, LATER)
+    times = {c["type"]: c["lastTransitionTime"] for c in broken["conditions"]}
+    assert times == {"Ready": LATER, "ModelsReady": LATER, "RouterReady": NOW, "Degraded": NOW}
+
+
+def test_transitions() -> None:
+    pending = statuses.compute(observed(view("a", ready=0), view("b"), view(None)), None, NOW)
+    ready = statuses.compute(observed(view("a"), view("b"), view(None)), pending, NOW)
+    failing = statuses.compute(
+        observed(view("a", failure="ReplicaFailure: x"), view("b"), view(None)), ready, NOW
+    )
+    recovered = statuses.compute(observed(view("a"), view("b"), view(None)), failing, NOW)
+    assert statuses.transitions(None, pending) == []
+    assert [n.reason for n in statuses.transitions(pending, ready)] == ["FleetReady"]
+    assert [
+        n.reason for n in statuses.transitions(ready, ready)
+    ] == []  # a restart re-reading status: no repeat
+    assert [(n.type, n.reason) for n in statuses.transitions(ready, failing)] == [
+        ("Warning", "FleetNotReady"),
+        ("Warning", "ModelDegraded"),
+    ]
+    assert [n.reason for n in statuses.transitions(failing, recovered)] == ["FleetReady", "ModelRecovered"]
+
+
+def test_endpoint_from_router_service() -> None:
+    router = {
+        "kind": "Service",
+        "metadata": {"name": "f-router", "namespace": "ai", "labels": {"flotilla.dev/component": "router"}},
+        "spec": {"ports": [{"port": 8080}]},
+    }
+    model = {**router, "metadata": {**router["metadata"], "labels": {"flotilla.dev/component": "model"}}}
+    assert statuses.endpoint([model, router]) == "http://f-router.ai.svc:8080/v1"
+    assert statuses.endpoint([model]) is None
