@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
     os.environ[_var] = "1"
@@ -24,9 +25,11 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 CODE_PROMPT = (
     "I have a Python service that reads orders from a queue and writes them to PostgreSQL. Under load the "
     "worker sometimes crashes with `psycopg2.OperationalError: server closed the connection unexpectedly`. "
-    "Here is the relevant part:\n```python\ndef handle(batch):\n    conn = pool.getconn()\n    with conn.cursor() "
-    "as cur:\n        for order in batch:\n            cur.execute(INSERT_SQL, order.as_row())\n    conn.commit()\n"
-    "    pool.putconn(conn)\n```\nHow should I restructure this so a dropped connection is retried, the batch is "
+    "Here is the relevant part:\n```python\ndef handle(batch):\n    conn = pool.getconn()\n"
+    "    with conn.cursor() as cur:\n        for order in batch:\n"
+    "            cur.execute(INSERT_SQL, order.as_row())\n    conn.commit()\n"
+    "    pool.putconn(conn)\n```\nHow should I restructure this so a dropped connection is retried, "
+    "the batch is "
     "not half written, and connections always go back to the pool even when an exception is raised? Please "
     "explain the trade-offs of retrying inside the worker versus letting the queue redeliver the message."
 )
@@ -36,7 +39,8 @@ PLAIN_PROMPT = (
     "community garden on weekends. Now most of her old friends live across town and she does not like taking "
     "the bus on her own. I visit her twice a week but I live far away and work long hours. What are some "
     "gentle ways to help an older person build a new social circle in an unfamiliar neighbourhood? I am "
-    "thinking about local clubs, volunteering, or classes at the library, but I am not sure how to bring it up "
+    "thinking about local clubs, volunteering, or classes at the library, but I am not sure how to bring it "
+    "up "
     "without making her feel pushed. How do other families handle this kind of change, and what signs should "
     "I watch for that loneliness is turning into something more serious that needs a doctor?"
 )
@@ -47,16 +51,19 @@ def _percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _time(fn: object, iterations: int) -> tuple[float, float, float]:
-    call = fn  # type: ignore[assignment]
+def _time(call: Callable[[], object], iterations: int) -> tuple[float, float, float, float]:
+    """Wall-clock p50, p99 and max, and the p50 of the thread's CPU time (what the call itself costs when the
+    machine is busy with other work), in milliseconds."""
     for _ in range(min(200, iterations)):
-        call()  # type: ignore[operator]
-    samples = []
+        call()
+    wall: list[float] = []
+    cpu: list[float] = []
     for _ in range(iterations):
-        start = time.perf_counter_ns()
-        call()  # type: ignore[operator]
-        samples.append((time.perf_counter_ns() - start) / 1e6)
-    return _percentile(samples, 0.5), _percentile(samples, 0.99), max(samples)
+        start, start_cpu = time.perf_counter_ns(), time.thread_time_ns()
+        call()
+        cpu.append((time.thread_time_ns() - start_cpu) / 1e6)
+        wall.append((time.perf_counter_ns() - start) / 1e6)
+    return _percentile(wall, 0.5), _percentile(wall, 0.99), max(wall), _percentile(cpu, 0.5)
 
 
 def main() -> int:
@@ -81,9 +88,16 @@ def main() -> int:
         {"role": "user", "content": [{"type": "text", "text": CODE_PROMPT}]},
     ]
     cases = [
-        ("rules decide (code)", CODE_PROMPT, lambda: classifier.classify([{"role": "user", "content": CODE_PROMPT}])),
-        ("embedding stage (no rule fires)", PLAIN_PROMPT,
-         lambda: classifier.classify([{"role": "user", "content": PLAIN_PROMPT}])),
+        (
+            "rules decide (code)",
+            CODE_PROMPT,
+            lambda: classifier.classify([{"role": "user", "content": CODE_PROMPT}]),
+        ),
+        (
+            "embedding stage (no rule fires)",
+            PLAIN_PROMPT,
+            lambda: classifier.classify([{"role": "user", "content": PLAIN_PROMPT}]),
+        ),
         ("3 user turns (history 2)", CODE_PROMPT + PLAIN_PROMPT, lambda: classifier.classify(conversation)),
         ("embedding only", PLAIN_PROMPT, lambda: embedder.embed(PLAIN_PROMPT)),
     ]
@@ -91,12 +105,13 @@ def main() -> int:
     print(f"{args.iterations} timed calls per case after warm-up; results of the slow path:")
     print(classifier.classify([{"role": "user", "content": PLAIN_PROMPT}]))
     print()
-    print("| case | tokens | p50 ms | p99 ms | max ms |")
-    print("|---|---:|---:|---:|---:|")
+    print(f"load average {os.getloadavg()[0]:.1f} (shared cores: compare wall and CPU time)")
+    print("| case | tokens | p50 ms | p99 ms | max ms | CPU p50 ms |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, text, fn in cases:
         tokens = len(embedder.tokenize(text))
-        p50, p99, worst = _time(fn, args.iterations)
-        print(f"| {name} | {tokens} | {p50:.3f} | {p99:.3f} | {worst:.3f} |")
+        p50, p99, worst, cpu50 = _time(fn, args.iterations)
+        print(f"| {name} | {tokens} | {p50:.3f} | {p99:.3f} | {worst:.3f} | {cpu50:.3f} |")
     return 0
 
 

@@ -1,7 +1,7 @@
-"""Routing accuracy of the built-in presets on the labelled dev prompts: per task, per source, confusion matrix.
+"""Routing accuracy of the built-in presets on the labelled dev prompts: per task, per source, confusions.
 
-    .venv/bin/python bench/routing_eval.py [--data ../shared/data/routing-dev.jsonl] [--tasks code,math,writing]
-                                           [--default chat] [--no-embeddings] [--errors N]
+    .venv/bin/python -P bench/routing_eval.py [--data ../shared/data/routing-dev.jsonl]
+        [--tasks code,math,writing] [--default chat] [--no-embeddings] [--errors N]
 
 The dev labels are code / math / writing / general; ``general`` means "the fleet's default task", so a
 prediction of the default task counts as ``general``. Nothing here is fitted to the dev prompts: the
@@ -18,6 +18,8 @@ from flotilla.router import classifying
 from flotilla.router.classifying import evaluating
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routing-dev.jsonl"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -39,7 +41,10 @@ def main() -> int:
         if row["task"] != predicted:
             shown += 1
             prompt = row["prompt"][:160].replace("\n", " ")
-            print(f"- {row['task']}->{predicted} ({result.score:.2f} {result.reason}) [{row.get('source')}] {prompt}")
+            print(
+                f"- {row['task']}->{predicted} ({result.score:.2f} {result.reason}) "
+                f"[{row.get('source')}] {prompt}"
+            )
     return 0
 
 

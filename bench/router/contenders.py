@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,13 @@ import procs
 
 VENVS = Path.home() / ".cache" / "flotilla" / "bench-venvs"
 REPO = Path(__file__).resolve().parents[2]
+
+
+def dist_version(python: Path, dist: str) -> str:
+    """Installed version of ``dist`` in the venv of ``python`` ("?" when it cannot be read)."""
+    code = f"import importlib.metadata as m; print(m.version({dist!r}))"
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=False)
+    return done.stdout.strip() or "?"
 
 
 def free_port() -> int:
@@ -79,7 +87,8 @@ def _start_flotilla(setup: Setup) -> Running:
     except procs.StartError:
         proc.stop()
         raise
-    return Running("flotilla", f"http://127.0.0.1:{port}", proc, "1 process (uvicorn), model=fake")
+    version = dist_version(REPO / ".venv" / "bin" / "python", "flotilla")
+    return Running("flotilla", f"http://127.0.0.1:{port}", proc, f"{version}, 1 process (uvicorn)")
 
 
 LITELLM_CONFIG = """\
@@ -132,7 +141,9 @@ def _start_litellm(setup: Setup) -> Running:
     except procs.StartError:
         proc.stop()
         raise
-    return Running(name, f"http://127.0.0.1:{port}", proc, f"{workers} worker(s), no DB, logging off")
+    version = dist_version(exe.with_name("python"), "litellm")
+    note = f"{version}, {workers} worker(s), no DB, no auth, logging off"
+    return Running(name, f"http://127.0.0.1:{port}", proc, note)
 
 
 def _start_vllm_router(setup: Setup) -> Running:
@@ -148,7 +159,8 @@ def _start_vllm_router(setup: Setup) -> Running:
     except procs.StartError:
         proc.stop()
         raise
-    return Running("vllm-router", f"http://127.0.0.1:{port}", proc, "Rust (tokio), round_robin, log warning")
+    version = dist_version(exe.with_name("python"), "vllm-router")
+    return Running("vllm-router", f"http://127.0.0.1:{port}", proc, f"{version}, round_robin, log warning")
 
 
 STARTERS: dict[str, Starter] = {

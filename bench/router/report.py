@@ -95,20 +95,39 @@ def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:+.2f}" if value < 0 else f"{value:.2f}"
 
 
+def other_cores(row: Row) -> float:
+    """Cores busy with work that is not the benchmark's (other users of a shared machine), during a cell."""
+    return max(0.0, sum(row.core_busy) - row.proxy_cpu_share - row.load_cpu_share)
+
+
+def noise_warning(table: list[Row]) -> str:
+    """A loud line when other work used a noticeable share of the machine while cells ran."""
+    if not table:
+        return ""
+    other = statistics.median(other_cores(r) for r in table)
+    if other < 0.2:
+        return f"Other load on the machine during cells: median {other:.2f} cores (quiet enough)."
+    return (
+        f"**WARNING: other work used a median {other:.2f} cores while cells ran**: absolute numbers are "
+        "inflated and noisy; ratios and CPU µs/req are less affected. Rerun on a quiet machine or with "
+        "`--nice -15`."
+    )
+
+
 def latency_table(table: list[Row]) -> str:
     lines = [
         "| contender | scenario | conc | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms "
-        "| proxy CPU µs/req | proxy CPU | wrk+backend CPU | machine busy | failed |",
+        "| proxy CPU µs/req | proxy CPU | wrk+backend CPU | other CPU | failed |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in table:
-        busy = sum(r.core_busy) / max(len(r.core_busy), 1)
+        other = other_cores(r)
         cpu = "—" if r.cpu_us_per_request is None else f"{r.cpu_us_per_request:.0f}"
         proxy = "—" if r.cpu_us_per_request is None else f"{r.proxy_cpu_share * 100:.0f}%"
         lines.append(
             f"| {r.contender} | {r.scenario} | {r.concurrency} | {r.rps:,.0f} | {r.p50_ms:.2f} "
             f"| {r.p99_ms:.2f} | {_ms(r.added_p50_ms)} | {_ms(r.added_p99_ms)} | {cpu} | {proxy} "
-            f"| {r.load_cpu_share * 100:.0f}% | {busy * 100:.0f}% | {r.failures} |"
+            f"| {r.load_cpu_share * 100:.0f}% | {other * 100:.0f}% | {r.failures} |"
         )
     return "\n".join(lines)
 

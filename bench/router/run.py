@@ -74,12 +74,21 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--proxy-cpus", default="0", help="cores for the proxy under test (taskset -c)")
     parser.add_argument("--load-cpus", default="1", help="cores for wrk and the fake backend")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness of the harness and all it starts (e.g. -15 on a shared machine; needs root)",
+    )
+    parser.add_argument(
+        "--initial-warmup", type=int, default=5, help="seconds of load per contender after start-up, untimed"
+    )
     parser.add_argument("--litellm-workers", type=int, default=1)
     parser.add_argument("--no-auto", action="store_true", help="skip the `model: auto` classification rows")
     parser.add_argument("--json", type=Path, help="also write raw results here")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.duration, args.warmup = 1, 2, 1
+        args.rounds, args.duration, args.warmup, args.initial_warmup = 1, 2, 1, 3
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.contenders = [c for c in args.contenders.split(",") if c]
     unknown = sorted(set(args.contenders) - set(ALL))
@@ -140,7 +149,7 @@ class Bench:
         """CPU seconds used so far by the load side: the fake backend plus every finished wrk run."""
         return procs.cpu_seconds([self.backend_pid]) + procs.children_cpu_seconds()
 
-    def start_all(self, backend_url: str) -> None:
+    def start_all(self, backend_url: str, bodies: dict[str, Path]) -> None:
         setup = contenders.Setup(backend_url, self.work, self.args.proxy_cpus, self.args.litellm_workers)
         for name in self.args.contenders:
             try:
@@ -160,6 +169,18 @@ class Bench:
             if running.proc:
                 time.sleep(1.0)  # let start-up work (imports, background tasks) settle before reading RSS
                 self.rss[name] = (procs.rss_bytes(running.proc.pid), 0)
+                self.warm(running, bodies)
+
+    def warm(self, running: contenders.Running, bodies: dict[str, Path]) -> None:
+        """Untimed load right after start-up: LiteLLM, for one, imports modules lazily on its first
+        requests and needs seconds to reach its steady state. Per-cell warm-ups only refill pools."""
+        if self.args.initial_warmup <= 0:
+            return
+        url = f"{running.url}/v1/chat/completions"
+        for scenario in ("json", "sse"):
+            loadgen.run_wrk(url, bodies[scenario], 8, self.args.initial_warmup, self.args.load_cpus)
+        if running.proc:
+            procs.settle(procs.tree(running.proc.pid))
 
     def stop_all(self) -> None:
         for running in self.running.values():
@@ -170,6 +191,12 @@ class Bench:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     loadgen.require_wrk()
+    if args.nice:
+        try:
+            os.nice(args.nice)  # inherited by the proxies, the backend and wrk alike
+        except PermissionError:
+            print(f"--nice {args.nice} needs root; running at the default priority", file=sys.stderr)
+            args.nice = 0
     started = time.monotonic()
     LOGS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=time.strftime("run-%Y%m%d-%H%M%S-"), dir=LOGS))
@@ -183,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args, work, backend.pid)
     try:
         port = procs.wait_line(backend, "READY ", timeout=30)
-        bench.start_all(f"http://127.0.0.1:{port}")
+        bench.start_all(f"http://127.0.0.1:{port}", bodies)
         names = [n for n in args.contenders if n in bench.running]
         for rnd in range(1, args.rounds + 1):
             order = names[rnd - 1 :] + names[: rnd - 1]  # rotate so no contender always runs first
@@ -213,25 +240,26 @@ def main(argv: list[str] | None = None) -> int:
 
 def render(args: argparse.Namespace, bench: Bench, names: list[str], elapsed: float) -> str:
     table = report.rows(bench.cells)
-    pin = (
-        "not pinned"
-        if args.proxy_cpus is None
-        else f"proxy on core {args.proxy_cpus}, wrk + backend on core "
-    )
-    pin += "" if args.load_cpus is None else str(args.load_cpus)
+    pin = "not pinned" if args.proxy_cpus is None else f"proxy on core {args.proxy_cpus}, wrk + backend on "
+    pin += "" if args.load_cpus is None else f"core {args.load_cpus}"
+    contestants = "; ".join(f"{r.name}: {r.note}" for r in bench.running.values() if r.proc)
     parts = [
         "## Router benchmark",
         "",
-        f"{args.rounds} round(s), {args.duration:g} s per cell after {args.warmup:g} s warm-up; {pin}; "
-        f"{os.cpu_count()} cores; load average at end {os.getloadavg()[0]:.1f}; took {elapsed:.0f} s.",
-        "Load: wrk 4.1 (1 thread, closed loop, keep-alive) with post.lua; latency = send -> last byte. "
+        f"{args.rounds} round(s), {args.duration:g} s per cell after {args.warmup:g} s warm-up "
+        f"({args.initial_warmup:g} s per contender after start-up); {pin}; nice {args.nice}; "
+        f"{os.cpu_count()} cores; took {elapsed:.0f} s.",
+        f"Contenders: {contestants}.",
+        "Load: wrk (1 thread, closed loop, keep-alive) with post.lua; latency = send -> last byte. "
         "Backend: bench/router/backend.py (asyncio protocol on uvloop, pre-built replies). "
         "'added' = contender minus direct in the same round; medians over rounds. "
         "proxy CPU µs/req = CPU time of the proxy's process tree / requests; "
         "req/CPU-s = 1e6 / that (best cell). proxy CPU, wrk+backend CPU = share of one core each used during "
-        "the cell; machine busy = both cores, all processes (other users' load shows here).",
+        "the cell; other CPU = cores busy with anything else on the machine.",
         "",
         report.summary_table(table, names, bench.rss),
+        "",
+        report.noise_warning(table),
         "",
         report.goals(table, names),
         "",

@@ -122,7 +122,9 @@ def build_target(target: Target) -> bool:
         out, pkgs = str(tmp / name), [pkg]
     else:  # `go build -o DIR/` names each binary after the last element of its package path.
         out, pkgs = f"{tmp}/", list(missing.values())
-    cmd = [_go(), "build", "-trimpath", "-ldflags", target.ldflags, "-o", out, *pkgs]
+    # -buildvcs=false: the throwaway module sits inside the project's git checkout; its VCS state must not
+    # change the binaries (nor fail the build where git distrusts the checkout's owner).
+    cmd = [_go(), "build", "-trimpath", "-buildvcs=false", "-ldflags", target.ldflags, "-o", out, *pkgs]
     env = {**os.environ, "CGO_ENABLED": "0"}
     print(f"building {target.name}: {' '.join(missing)} (this takes minutes cold)", flush=True)
     started = time.monotonic()

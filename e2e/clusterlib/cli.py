@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from clusterlib import building, lifecycle, settings
@@ -81,6 +82,9 @@ def main(argv: list[str]) -> int:
             return lifecycle.print_env(cfg)
     except settings.ClusterError as exc:
         print(f"e2e/cluster {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # e.g. `e2e/cluster status | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except KeyboardInterrupt:
         print(f"e2e/cluster {args.command}: interrupted", file=sys.stderr)

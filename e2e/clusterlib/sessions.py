@@ -7,6 +7,7 @@ real `e2e/cluster` command in a subprocess, exactly as a person would.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -65,12 +66,17 @@ def start(up_timeout: float = 240) -> Cluster:
     """Reuse the default cluster when `reusable()`, else start a private one; ClusterError if it cannot."""
     if reusable():
         return _handle(settings.load().state_dir, started=False)
-    state_dir = Path(tempfile.mkdtemp(prefix="flotilla-cluster-"))
+    # A private parent dir, so the state dir's sibling lock file goes away with it in stop().
+    state_dir = Path(tempfile.mkdtemp(prefix="flotilla-cluster-")) / "state"
     done = run(["up", "--timeout", str(up_timeout)], state_dir)
     if done.returncode != 0:
+        logs = state_dir / "logs"
+        where = f"; component logs in {logs}" if logs.is_dir() else ""
+        if not where:
+            shutil.rmtree(state_dir.parent, ignore_errors=True)
         raise settings.ClusterError(
-            f"the local cluster did not start (e2e/cluster up exit {done.returncode}; "
-            f"logs in {state_dir / 'logs'}):\n{done.stdout}{done.stderr}"
+            f"the local cluster did not start (e2e/cluster up exit {done.returncode}{where}):\n"
+            f"{done.stdout}{done.stderr}"
         )
     return _handle(state_dir, started=True)
 
@@ -79,3 +85,4 @@ def stop(cluster: Cluster) -> None:
     """Stop the cluster if this session started it; leave a reused one running."""
     if cluster.started_here:
         run(["down"], cluster.state_dir)
+        shutil.rmtree(cluster.state_dir.parent, ignore_errors=True)

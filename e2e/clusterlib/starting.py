@@ -95,7 +95,9 @@ class _Starter:
     def __init__(self, cfg: settings.Settings, options: UpOptions) -> None:
         self.cfg = cfg
         self.options = options
-        self.deadline = time.monotonic() + options.timeout
+        self.started = time.monotonic()
+        self.deadline = self.started + options.timeout
+        self.ready_at: dict[str, float] = {}  # seconds from start until each wait succeeded
         self.popens: dict[str, subprocess.Popen[bytes]] = {}
         self.state = states.State(server="", token="", ports={})
 
@@ -126,6 +128,7 @@ class _Starter:
             self._check_running()
             ok, why = probe()
             if ok:
+                self.ready_at[name] = time.monotonic() - self.started
                 return
             if time.monotonic() > self.deadline:
                 raise self._failure(name, f"not ready after {self.options.timeout:.0f} s ({why})")
@@ -219,5 +222,7 @@ def up(cfg: settings.Settings, options: UpOptions) -> int:
             ) from exc
     took = time.monotonic() - started
     print(f"cluster up in {took:.1f} s: {starter.state.server}, nodes {', '.join(NODE_NAMES)} Ready")
+    marks = ", ".join(f"{name} {at:.1f}" for name, at in starter.ready_at.items())
+    print(f"  ready at (s): {marks}")
     print(f'  export KUBECONFIG={cfg.kubeconfig}    # or: eval "$(e2e/cluster env)"')
     return 0

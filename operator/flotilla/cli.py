@@ -34,7 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 def _load(name: str) -> CommandModule:
     module_name = SUBCOMMANDS[name][0]
-    module: CommandModule = importlib.import_module(module_name)  # type: ignore[assignment]
+    module: CommandModule = importlib.import_module(module_name)
     return module
 
 

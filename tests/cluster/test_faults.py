@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -127,3 +128,29 @@ def test_build_skips_what_is_built(cluster: Cluster) -> None:
     assert done.returncode == 0, done.stderr
     for target in ("kubernetes", "etcd", "kwok", "helm"):
         assert f"{target}: cached" in done.stdout
+
+
+def test_component_not_ready_in_time_is_named_and_stopped(state_dir: Path) -> None:
+    done = _cluster(state_dir, "up", "--no-build", "--timeout", "3")
+    assert done.returncode == 1
+    assert "not ready after 3 s" in done.stderr
+    assert "nothing is left running" in done.stderr
+    assert _processes_mentioning(str(state_dir)) == []
+
+
+def test_up_restarts_a_cluster_whose_component_died(state_dir: Path) -> None:
+    assert _cluster(state_dir, "up", "--no-build").returncode == 0
+    record = json.loads((state_dir / "cluster.json").read_text())
+    kwok = next(p for p in record["procs"] if p["name"] == "kwok")
+    os.kill(kwok["pid"], signal.SIGKILL)
+    status = _cluster(state_dir, "status")
+    assert status.returncode == 1
+    assert "kwok not running" in status.stdout
+    again = _cluster(state_dir, "up", "--no-build")
+    assert again.returncode == 0, again.stderr
+    assert "kwok not running" in again.stderr  # it says what it found before starting fresh
+    assert _cluster(state_dir, "status").returncode == 0
+    # The survivors of the broken cluster were stopped, not left beside the new one.
+    assert [p["pid"] for p in record["procs"] if Path(f"/proc/{p['pid']}/cmdline").exists()] == []
+    assert _cluster(state_dir, "down").returncode == 0
+    assert _processes_mentioning(str(state_dir)) == []

@@ -1,14 +1,16 @@
 """Fixtures for the operator's acceptance tests on the real local cluster (marker ``cluster``).
 
-The session installs the generated CRD and the operator's RBAC, then runs ``flotilla operator`` as a
-separate process authenticated as its ServiceAccount (so least-privilege RBAC is exercised by every test).
-Each test gets its own namespace, deleted afterwards.
+The session installs the generated CRD and the operator's RBAC. Each test gets its own namespace and its
+own ``flotilla operator --namespace <it>`` process, authenticated as the operator's ServiceAccount, so
+least-privilege RBAC and namespace scoping are exercised by every test, and the operator never touches
+fleets other test suites create on the shared cluster.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import operatorkit
 import pytest
@@ -21,15 +23,9 @@ def flotilla_crds(cluster: object) -> None:
 
 
 @pytest.fixture(scope="session")
-def operator(
-    cluster: object, flotilla_crds: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[operatorkit.OperatorProcess]:
-    """``flotilla operator --all-namespaces`` running as the flotilla-operator ServiceAccount."""
-    logs = tmp_path_factory.mktemp("operator")
-    process = operatorkit.OperatorProcess(operatorkit.service_account_kubeconfig(logs), logs)
-    process.start()
-    yield process
-    process.stop()
+def operator_kubeconfig(cluster: object, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig for the flotilla-operator ServiceAccount (RBAC from examples/rbac/operator.yaml)."""
+    return operatorkit.service_account_kubeconfig(tmp_path_factory.mktemp("operator-sa"))
 
 
 @pytest.fixture
@@ -39,3 +35,14 @@ def namespace(cluster: object) -> Iterator[str]:
     operatorkit.kubectl("create", "namespace", name)
     yield name
     operatorkit.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def operator(
+    flotilla_crds: None, operator_kubeconfig: Path, namespace: str, tmp_path: Path
+) -> Iterator[operatorkit.OperatorProcess]:
+    """``flotilla operator --namespace <the test's namespace>``, stopped before the namespace is deleted."""
+    process = operatorkit.OperatorProcess(operator_kubeconfig, tmp_path, args=("--namespace", namespace))
+    process.start()
+    yield process
+    process.stop()

@@ -89,7 +89,11 @@ def service_account_kubeconfig(directory: Path) -> Path:
     that least-privilege RBAC is enough.
     """
     kubectl("apply", "-f", str(RBAC_MANIFEST))
-    namespace, name = OPERATOR_SA
+    return token_kubeconfig(directory, *OPERATOR_SA)
+
+
+def token_kubeconfig(directory: Path, namespace: str, name: str) -> Path:
+    """A kubeconfig that authenticates as ServiceAccount `namespace/name` (a fresh token) on this cluster."""
     token = kubectl("create", "token", name, "-n", namespace, "--duration=4h").strip()
     config = yaml.safe_load(kubectl("config", "view", "--raw", "--minify", "--flatten"))
     cluster = config["clusters"][0]["cluster"]

@@ -112,6 +112,7 @@ def test_realistic_example_becomes_ready_with_owned_children(
     assert table[0].split() == ["NAME", "READY", "MODELS", "ENDPOINT", "AGE"]
     assert table[1].split()[:4] == ["assistants", "True", "3/3", status["endpoint"]]
     assert ok.wait_until(lambda: events(namespace, "FleetReady"), 30, "a FleetReady Event")
+    assert ok.log_errors(operator.log()) == []
 
 
 def test_second_reconcile_changes_nothing(operator: ok.OperatorProcess, namespace: str) -> None:
@@ -143,6 +144,7 @@ def test_second_reconcile_changes_nothing(operator: ok.OperatorProcess, namespac
             assert result["metadata"]["resourceVersion"] == before[planning.child_key(manifest)]
     finally:
         client.close()
+    assert ok.log_errors(operator.log()) == []
 
 
 def test_spec_edits_are_followed(operator: ok.OperatorProcess, namespace: str) -> None:
@@ -180,6 +182,7 @@ def test_spec_edits_are_followed(operator: ok.OperatorProcess, namespace: str) -
     assert [m["name"] for m in body["status"]["models"]] == ["pocket"]
     doc = fleet(namespace, "minimal")
     assert set(child_map(namespace, "minimal")) == ok.expected_keys(doc)
+    assert ok.log_errors(operator.log()) == []
 
 
 def test_deleted_or_edited_children_are_put_back(operator: ok.OperatorProcess, namespace: str) -> None:
@@ -219,6 +222,7 @@ def test_deleted_or_edited_children_are_put_back(operator: ok.OperatorProcess, n
     ok.wait_until(restored, 30, "the edited Deployment's image to be restored")
     assert ok.wait_until(lambda: events(namespace, "ChildRestored"), 30, "a ChildRestored Event")
     wait_ready(namespace, "minimal")
+    assert ok.log_errors(operator.log()) == []
 
 
 def test_deleting_the_fleet_garbage_collects_everything(operator: ok.OperatorProcess, namespace: str) -> None:
@@ -229,8 +233,4 @@ def test_deleting_the_fleet_garbage_collects_everything(operator: ok.OperatorPro
     ok.wait_until(lambda: not child_map(namespace, "minimal"), TIMEOUT, "garbage collection of every child")
     time.sleep(3)  # the operator saw the deletions; it must not have recreated anything
     assert child_map(namespace, "minimal") == {}
-
-
-def test_operator_log_has_no_errors(operator: ok.OperatorProcess) -> None:
-    """Runs last in this module: everything above happened without an unhandled error in the operator."""
     assert ok.log_errors(operator.log()) == []

@@ -1,7 +1,9 @@
-"""Acceptance: the operator's RBAC is least privilege — and enough, since the session's operator runs with
+"""Acceptance: the operator's RBAC is least privilege — and enough, since every test's operator runs with
 exactly these permissions (see conftest.py)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import operatorkit as ok
 import pytest
@@ -33,7 +35,7 @@ def can(verb: str, resource: str, *extra: str) -> bool:
         ("get", "nodes", []),
     ],
 )
-def test_operator_cannot(operator: ok.OperatorProcess, verb: str, resource: str, extra: list[str]) -> None:
+def test_operator_cannot(operator_kubeconfig: Path, verb: str, resource: str, extra: list[str]) -> None:
     assert not can(verb, resource, *extra)
 
 
@@ -48,5 +50,5 @@ def test_operator_cannot(operator: ok.OperatorProcess, verb: str, resource: str,
         ("create", "events"),
     ],
 )
-def test_operator_can(operator: ok.OperatorProcess, verb: str, resource: str) -> None:
+def test_operator_can(operator_kubeconfig: Path, verb: str, resource: str) -> None:
     assert can(verb, resource, "-A")

@@ -11,7 +11,7 @@ from routerkit import chat, fleet_config
 def test_client_disconnect_closes_upstream(make_router, clean_flaky, cloud):
     router = make_router(fleet_config(clean_flaky.url, cloud.url))
     before = clean_flaky.stats()
-    body = chat("long [standin chunk_delay=0.2 chunks=100]", stream=True, max_tokens=100)
+    body = chat("long [standin chunk_delay=0.2 chunks=100]", model="chat", stream=True, max_tokens=100)
     with httpx.stream("POST", f"{router.url}/v1/chat/completions", json=body, timeout=30) as response:
         lines = response.iter_lines()
         received = [next(lines) for _ in range(4)]

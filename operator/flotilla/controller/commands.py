@@ -67,8 +67,9 @@ def run(name: str, args: argparse.Namespace) -> int:
     import kopf  # imported here so `flotilla --help` stays fast
 
     from flotilla.controller import contexts, handlers
-    from flotilla.reconcile import kube
+    from flotilla.reconcile import desiring, kube
 
+    desiring.settings()  # a bad FLOTILLA_* setting is a one-line error now, not a failure per fleet
     configuring.configure_logging(config)
     try:
         client = kube.Kube.connect(pool_size=config.workers)

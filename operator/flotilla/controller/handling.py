@@ -95,6 +95,9 @@ async def handle_reconcile_fleet(
     try:
         outcome = await applying.reconcile_children(context.kube, fleet, desired)
     except kubeapi.ApiError as exc:
+        if kubeapi.terminating(exc):  # the namespace is being deleted, and the fleet with it
+            logger.info("not reconciling: %s", exc)
+            return
         if exc.retryable or exc.status in (403, 404):
             raise _temporary(exc) from None
         # 422 and friends: the apiserver refused a rendered child, so the spec holds a value it rejects.

@@ -6,6 +6,7 @@ spec cannot be rendered becomes :class:`flotilla.errors.InvalidSpecError` with a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,15 +15,22 @@ import pydantic
 from flotilla import errors
 from flotilla.api import fleet as fleet_api
 from flotilla.render import fleet as fleet_render
+from flotilla.render import settings as render_settings
 
 Manifest = dict[str, Any]
+
+
+@functools.cache
+def settings() -> render_settings.RenderSettings:
+    """The operator's FLOTILLA_* rendering settings (images, llama.cpp flavor), read once from env."""
+    return render_settings.load()
 
 
 def desired_children(body: Mapping[str, Any]) -> list[Manifest]:
     """Every child manifest of the fleet (without owner references; the applier adds them)."""
     try:
         fleet = fleet_api.ModelFleet.from_body(dict(body))
-        return list(fleet_render.render_fleet(fleet))
+        return list(fleet_render.render_fleet(fleet, settings()))
     except pydantic.ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()

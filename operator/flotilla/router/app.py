@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -110,6 +111,20 @@ def build_app(config_path: Path, reload_interval: float = 1.0) -> Starlette:
             media_type=JSON,
         )
 
+    async def upstreams(request: Request) -> Response:
+        """Every pool's endpoints with outstanding counts and breaker states (for operators and tests)."""
+        pools = {
+            name: {
+                "held": pool.held,
+                "endpoints": [
+                    {"url": e.url, "outstanding": e.outstanding, "breaker": e.breaker.state}
+                    for e in pool.endpoints
+                ],
+            }
+            for name, pool in state.upstreams.pools.items()
+        }
+        return Response(json.dumps({"upstreams": pools}).encode(), media_type=JSON)
+
     async def metrics(request: Request) -> Response:
         return Response(
             prometheus_client.generate_latest(state.metrics.registry),
@@ -155,6 +170,7 @@ def build_app(config_path: Path, reload_interval: float = 1.0) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/upstreams", upstreams, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error, Exception: crash}

@@ -65,7 +65,8 @@ async def complete(ctx: Context, kind: requesting.Kind, request: Request) -> Res
         ctx.metrics.classification.labels(route.reason.split(":", 1)[0]).observe(route.classify_seconds)
     budget = snapshot.config.cold_start_budget_seconds
     failure: UpstreamError | None = None
-    for name in route.chain:
+    last = "none"
+    for position, name in enumerate(route.chain, 1):
         target = snapshot.targets[name]
         held_started = time.perf_counter()
         try:
@@ -73,18 +74,17 @@ async def complete(ctx: Context, kind: requesting.Kind, request: Request) -> Res
             counterfactual = snapshot.counterfactual.get(route.task)
             return await _serve(ctx, target, endpoint, parsed, route, failure, started, counterfactual)
         except UpstreamError as exc:
-            failure = exc
-        finally:
-            budget = (
-                max(0.0, budget - (time.perf_counter() - held_started)) if target.scale_from_zero else budget
-            )
-        ctx.metrics.fallbacks.labels(name, route.task, failure.reason).inc()
-        log.info("task %s: %s skipped (%s): %s", route.task, name, failure.reason, failure)
-        if failure.reason not in snapshot.fallback_on:
+            failure, last = exc, name
+        if target.scale_from_zero:  # the cold-start budget is for the whole request, not per model
+            budget = max(0.0, budget - (time.perf_counter() - held_started))
+        log.info("task %s: %s failed (%s): %s", route.task, name, failure.reason, failure)
+        if failure.reason not in snapshot.fallback_on or position == len(route.chain):
             break
-    assert failure is not None
+        ctx.metrics.fallbacks.labels(name, route.task, failure.reason).inc()
+    ctx.metrics.requests.labels(last, route.task, "error").inc()
+    if failure is None:
+        raise RequestError(503, f"task {route.task!r} has no models or fallbacks", "no_route")
     status, code = REASON_STATUS.get(failure.reason, (502, "upstream_error"))
-    ctx.metrics.requests.labels(route.chain[-1] if route.chain else "none", route.task, "error").inc()
     detail = f"no model could serve task {route.task!r}: {failure} (reason: {failure.reason})"
     raise RequestError(status, detail, code)
 

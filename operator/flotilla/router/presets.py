@@ -8,8 +8,8 @@ methods end up learning. The examples are short generic prompts written for this
 them once at build time.
 
 Preset regexes are written in lower case and run on the lower-cased prompt (faster than ``re.IGNORECASE``),
-except ``case_sensitive`` ones, which run on the prompt as written. ``needles`` gate a regex: it only runs when
-one of them occurs in the lower-cased prompt (a substring test costs far less than a regex scan).
+except ``case_sensitive`` ones, which run on the prompt as written. ``needles`` gate a regex: it only runs
+when one of them occurs in the lower-cased prompt (a substring test costs far less than a regex scan).
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ class Preset:
 def words(weight: float, terms: str) -> tuple[Rule, ...]:
     """Keyword rules from ``a|b|c``: each term matches as a whole word or phrase, case-insensitively."""
     return tuple(Rule(term, word_regex(term), weight, keyword=True) for term in terms.split("|"))
+
+
+def any_of(needles: str) -> tuple[str, ...]:
+    """Needles from ``a|b|c`` (kept on one line: the lists are data, not code)."""
+    return tuple(needles.split("|"))
 
 
 def word_regex(term: str) -> str:
@@ -91,26 +96,14 @@ CODE = Preset(
         ),
         Rule(
             "declaration",
-            r"\bdef \w+\s*\(|\bfunction\s*\w*\s*\(|\bclass \w+\s*[:({]|\bpublic (?:static )?(?:void|class|int|string|boolean|final|static)\b|"
+            r"\bdef \w+\s*\(|\bfunction\s*\w*\s*\(|\bclass \w+\s*[:({]|"
+            r"\bpublic (?:static )?(?:void|class|int|string|boolean|final|static)\b|"
             r"#include\s*<|^\s*import [\w.]+|\bfrom [\w.]+ import\b|console\.log|system\.out|\bprintf?\(|"
             r"\bconst \w+\s*=|\blet \w+\s*=|\bvar \w+\s*=|\bint main\b|\bfn \w+\(|\bfunc \w+\(",
             2.5,
-            needles=(
-                "def ",
-                "function",
-                "class ",
-                "public ",
-                "#include",
-                "import ",
-                "console.",
-                "system.out",
-                "print",
-                "const ",
-                "let ",
-                "var ",
-                "int main",
-                "fn ",
-                "func ",
+            needles=any_of(
+                "def |function|class |public |#include|import |console.|system.out|print|const |let |var |"
+                "int main|fn |func "
             ),
         ),
         Rule(
@@ -170,7 +163,8 @@ CODE = Preset(
         *words(
             2.0,
             "python|javascript|typescript|java|c++|c#|golang|kotlin|scala|php|ruby|perl|haskell|rust|sql|html|"
-            "css|bash|shell script|powershell|node.js|react|django|flask|pandas|numpy|regex|regular expression|"
+            "css|bash|shell script|powershell|node.js|react|django|flask|pandas|numpy|regex|"
+            "regular expression|"
             "matlab|jquery|vue|angular|spring boot|c language|swift code|dockerfile|kubernetes",
         ),
         *words(
@@ -179,7 +173,8 @@ CODE = Preset(
             "script|snippet|variable|loop|recursion|recursive|array|arrays|boolean|integer|integers|string|"
             "strings|library|framework|api|database|query|refactor|runtime|syntax|data structure|linked list|"
             "binary tree|hash map|dictionary|tuple|tuples|time complexity|unit test|implement|implementation|"
-            "source code|git|json|xml|csv|parse|parser|class|object-oriented|constructor|exception|input|output|"
+            "source code|git|json|xml|csv|parse|parser|class|object-oriented|constructor|exception|"
+            "input|output|"
             "return|returns|sorting|sort|list|lists|element|elements|index|substring|binary|pointer|thread|async|"
             "server|backend|frontend|web page|app",
         ),
@@ -216,7 +211,7 @@ MATH = Preset(
         ),
         Rule("percent", r"\d\s?%|\bpercent(?:age)?\b", 0.6, needles=("%", "percent")),
         Rule("percent-of", r"\d\s?%\s+of\s+\$?\d|\bwhat(?:'s| is) \$?\d", 1.2, needles=("%", "what")),
-        Rule("arithmetic", r"\d\s*[-+*/×÷^]\s*\d|\d\s*=\s*\d", 1.2),
+        Rule("arithmetic", r"\d\s*[-+*/\u00d7\u00f7^]\s*\d|\d\s*=\s*\d", 1.2),
         Rule("power", r"[a-z0-9)]\s?(?:\^|\*\*)\s?\d", 1.5, needles=("^", "**")),
         Rule("linear-term", r"\d[a-z]\s*[-+=]\s*\d", 1.5),
         Rule("equation-side", r"[-+*/]\s*(?:\d+|[a-z])\s*=(?!=)", 1.5, needles=("=",)),
@@ -251,7 +246,8 @@ MATH = Preset(
             0.8,
             "calculate|compute|solve|sum|total|fraction|ratio|percentage|average|area|perimeter|volume|radius|"
             "triangle|circle|prove|proof|matrix|vector|remainder|divisible|digits|multiply|divide|subtract|math|"
-            "mathematics|mathematical|statistics|mean|median|variance|expected value|twice|half|times as many|"
+            "mathematics|mathematical|statistics|mean|median|variance|expected value|twice|half|"
+            "times as many|"
             "more than|less than|altogether|in total",
         ),
     ),
@@ -291,20 +287,11 @@ WRITING = Preset(
         Rule(
             "role-play",
             r"\b(?:pretend|imagine|act|role-?play)\b[^.?!\n]{0,30}\b(?:you are|you're|as|to be|yourself)\b|"
-            r"^\s*you are (?:an?|the) [\w -]{2,80}(?:\.|,)\s|^\s*as an? [\w -]{2,40},|\bif you were (?:an?|the) \w+|"
+            r"^\s*you are (?:an?|the) [\w -]{2,80}(?:\.|,)\s|^\s*as an? [\w -]{2,40},|"
+            r"\bif you were (?:an?|the) \w+|"
             r"\byourself as (?:an?|the)\b|\bin character\b",
             2.0,
-            needles=(
-                "pretend",
-                "imagine",
-                "act",
-                "role",
-                "you are",
-                "as a",
-                "if you were",
-                "yourself as",
-                "character",
-            ),
+            needles=any_of("pretend|imagine|act|role|you are|as a|if you were|yourself as|character"),
         ),
         Rule(
             "role-play-person",
@@ -330,20 +317,9 @@ WRITING = Preset(
             r"\bin the style of\b|\bfrom the (?:perspective|point of view) of\b|\bfirst[- ]person\b|"
             r"\b(?:persuasive|catchy|vivid|heartfelt|humorous|witty|poetic|formal|informal) \w+|\btone\b",
             1.0,
-            needles=(
-                "style",
-                "perspective",
-                "point of view",
-                "person",
-                "persuasive",
-                "catchy",
-                "vivid",
-                "heartfelt",
-                "humorous",
-                "witty",
-                "poetic",
-                "formal",
-                "tone",
+            needles=any_of(
+                "style|perspective|point of view|person|persuasive|catchy|vivid|heartfelt|humorous|witty|"
+                "poetic|formal|tone"
             ),
         ),
         Rule(
@@ -351,7 +327,8 @@ WRITING = Preset(
         ),
         *words(
             1.0,
-            "poem|poetry|story|short story|essay|novel|fiction|character|characters|plot|narrative|rhyme|rhymes|"
+            "poem|poetry|story|short story|essay|novel|fiction|character|characters|plot|narrative|"
+            "rhyme|rhymes|"
             "stanza|protagonist|villain|storyline|fantasy|screenplay|lyrics|sonnet|haiku|limerick|creative|"
             "creatively|imaginative|blog post|cover letter|speech|letter|email|slogan|persuasive|audience|"
             "headline|pirate|superhero|medieval|wizard|dragon|detective|soliloquy",
@@ -444,7 +421,8 @@ TRANSLATION = Preset(
         Rule("translate-request", r"\btranslat(?:e|ion|ing)\b", 2.5, needles=("translat",)),
         Rule(
             "into-language",
-            r"\b(?:into|to|in) (?:english|french|spanish|german|italian|portuguese|dutch|russian|chinese|mandarin|"
+            r"\b(?:into|to|in) (?:english|french|spanish|german|italian|portuguese|dutch|russian|chinese|"
+            r"mandarin|"
             r"japanese|korean|arabic|hindi|turkish|polish|swedish|greek|hebrew|vietnamese|thai|indonesian|"
             r"ukrainian|czech)\b",
             1.5,
@@ -476,8 +454,9 @@ CHAT = Preset(
         ),
         *words(
             0.6,
-            "explain|advice|recommend|opinion|pros and cons|difference between|history of|tips|what do you think|"
-            "how are you|tell me about|impact|effects|benefits|causes|ethical|society|health|culture|why do|why is",
+            "explain|advice|recommend|opinion|pros and cons|difference between|history of|tips|"
+            "what do you think|how are you|tell me about|impact|effects|benefits|causes|ethical|society|"
+            "health|culture|why do|why is",
         ),
     ),
     examples=(

@@ -18,7 +18,8 @@ DONE = b"data: [DONE]\n\n"
 
 def complete_events_end(buffer: bytes | bytearray) -> int:
     """Index just past the last complete SSE event (events end in a blank line, LF or CRLF)."""
-    return max(buffer.rfind(b"\n\n") + 2, buffer.rfind(b"\n\r\n") + 3, 0)
+    lf, crlf = buffer.rfind(b"\n\n"), buffer.rfind(b"\n\r\n")
+    return max(lf + 2 if lf >= 0 else 0, crlf + 3 if crlf >= 0 else 0)
 
 
 def split_events(data: bytes) -> list[bytes]:

@@ -1,13 +1,13 @@
 """The classifier: rules first, then embedding similarity, turned into a confidence.
 
-Every candidate task (the tasks of the config) gets a logit: the weighted rule evidence of the last user turn
-(earlier user turns count at ``HISTORY_DECAY`` per step back). When no non-default task has at least
-``RULE_EVIDENCE_FLOOR`` of rule evidence — the rules have nothing to say — the second stage embeds the text and
-adds ``EMBEDDING_WEIGHT`` × how much closer it is to each task's example centroid than to the average centroid.
-The default task also gets ``DEFAULT_PRIOR``: a prompt with no evidence is a default prompt. The confidence is the sigmoid of the
-best logit's margin over the runner-up (so adding an unrelated task does not dilute it, as a softmax would);
-the best task wins when its confidence reaches ``classifier.threshold``, otherwise the default task does,
-with reason ``default``.
+Every candidate task (the tasks of the config) gets a logit: the weighted rule evidence of the last user
+turn (earlier user turns count at ``HISTORY_DECAY`` per step back). When no non-default task has at least
+``RULE_EVIDENCE_FLOOR`` of rule evidence (the rules have nothing to say), the second stage embeds the text
+and adds ``EMBEDDING_WEIGHT`` times how much closer it is to each task's example centroid than to the
+average centroid. The default task also gets ``DEFAULT_PRIOR``: a prompt with no evidence is a default
+prompt. The confidence is the sigmoid of the best logit's margin over the runner-up (so adding an unrelated
+task does not dilute it, as a softmax would); the best task wins when its confidence reaches
+``classifier.threshold``, otherwise the default task does, with reason ``default``.
 
 The weights are set by hand (see docs/routing.md) rather than fitted: fitting them on the dev prompts learns
 the dev prompts' sources, not the tasks.
@@ -158,6 +158,7 @@ def build_classifier(
 ) -> Classifier:
     """A classifier for ``config``'s tasks. Loads (or reuses) the embedding asset and embeds the examples.
 
+    A default task without examples is anchored by the ``chat`` preset's examples in the similarity stage.
     Raises ``ConfigError`` for an unknown preset or an invalid pattern. Without an embedding asset (none
     packaged and none given) the classifier uses rules only and says so in the log.
     """
@@ -174,6 +175,10 @@ def build_classifier(
         task_rules = list(preset.rules) if preset else []
         task_rules += rules.user_rules(route.match.keywords, route.match.patterns)
         examples = (list(preset.examples) if preset else []) + list(route.match.examples)
+        if not examples and route.name == config.default_task:
+            # Without an anchor the default could not win the similarity stage: whichever task is
+            # relatively closest would always gain. General conversation is what a default usually gets.
+            examples = list(presets.CHAT.examples)
         centroid = None
         if embedder is not None and examples:
             mean = embedder.embed_many(examples).mean(axis=0)

@@ -15,12 +15,9 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
-
-import pydantic
-import yaml
 
 from flotilla import errors
 from flotilla.api import routerconfig
@@ -40,17 +37,13 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(path: Path) -> routerconfig.RouterConfig:
-    """A RouterConfig from a YAML/JSON file, or a UsageError saying what is wrong with it."""
+    """The router's own config loader; its errors are the user's to fix here (exit code 2)."""
+    from flotilla.router import snapshots  # the data plane's loader: one reading of the file format
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise errors.UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise errors.UsageError(f"{path} is not valid YAML: {exc}") from exc
-    try:
-        return routerconfig.RouterConfig.model_validate(data)
-    except pydantic.ValidationError as exc:
-        raise errors.UsageError(f"{path} is not a valid router config: {exc}") from exc
+        return snapshots.load_config(path)
+    except errors.ConfigError as exc:
+        raise errors.UsageError(str(exc)) from None
 
 
 def _config(args: argparse.Namespace) -> routerconfig.RouterConfig:
@@ -68,8 +61,12 @@ def _config(args: argparse.Namespace) -> routerconfig.RouterConfig:
     return configs.preset_config(tasks, args.default, args.threshold)
 
 
-def parse_line(line: str, number: int) -> list[Mapping[str, Any]]:
+def parse_line(raw: bytes | str, number: int) -> list[Mapping[str, Any]]:
     """The chat messages of one input line, or a UsageError naming the line."""
+    try:
+        line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as exc:
+        raise errors.UsageError(f"line {number}: not valid UTF-8 (byte {exc.start + 1})") from None
     try:
         item = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -94,7 +91,7 @@ def parse_line(line: str, number: int) -> list[Mapping[str, Any]]:
     raise errors.UsageError(f'line {number}: needs a "prompt" string or a "messages" list')
 
 
-def classify_stream(classifier: classifiers.Classifier, lines: Sequence[str] | TextIO, out: TextIO) -> int:
+def classify_stream(classifier: classifiers.Classifier, lines: Iterable[bytes | str], out: TextIO) -> int:
     """Classify each non-blank line of ``lines`` into ``out``; returns the number of lines classified."""
     count = 0
     for number, line in enumerate(lines, start=1):
@@ -118,8 +115,16 @@ def classify_stream(classifier: classifiers.Classifier, lines: Sequence[str] | T
 
 def run(name: str, args: argparse.Namespace) -> int:
     config = _config(args)
-    classifier = classifiers.build_classifier(
-        config, asset=args.embeddings, use_embeddings=not args.no_embeddings
-    )
-    classify_stream(classifier, sys.stdin, sys.stdout)
+    try:
+        classifier = classifiers.build_classifier(
+            config, asset=args.embeddings, use_embeddings=not args.no_embeddings
+        )
+    except errors.ConfigError as exc:  # an unknown preset, a bad pattern or asset: the user's to fix
+        raise errors.UsageError(str(exc)) from None
+    try:
+        # Bytes, decoded per line, so invalid UTF-8 is reported with its line number.
+        classify_stream(classifier, sys.stdin.buffer, sys.stdout)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        sys.stdout = None  # no flush at exit into the closed pipe
+        return 0
     return 0

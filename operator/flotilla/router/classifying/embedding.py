@@ -5,7 +5,8 @@ The asset is all-MiniLM-L6-v2 distilled into static token vectors (model2vec, se
 transformer itself takes ~70 ms on one core. Only numpy and tokenizers are needed at run time.
 
 Asset layout (a directory): ``tokenizer.json`` (Hugging Face tokenizers), ``vectors.npy`` (int8, one row per
-token id), ``scales.npy`` (float32, one per row: int8 × scale ≈ the distilled float vector), ``meta.json``.
+token id), ``scales.npy`` (float32, one per row: int8 times scale approximates the distilled vector),
+``meta.json``.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ _cache_lock = threading.Lock()
 
 
 def load(asset: Path | None = None) -> StaticEmbedder:
-    """The embedder for ``asset`` (default: the packaged one), loaded once per process and reused on reloads."""
+    """The embedder for ``asset`` (default: the packaged one), loaded once per process, reused on reloads."""
     path = (asset or PACKAGED_ASSET).resolve()
     with _cache_lock:
         embedder = _cache.get(path)

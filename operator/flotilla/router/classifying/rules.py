@@ -70,7 +70,7 @@ class _Pattern:
 class TaskRules:
     """The compiled rules of one task."""
 
-    __slots__ = ("_phrases", "_patterns", "_words")
+    __slots__ = ("_patterns", "_phrases", "_words")
 
     def __init__(self, task: str, rules: Iterable[presets.Rule]) -> None:
         words: dict[str, float] = {}
@@ -83,7 +83,10 @@ class TaskRules:
                     words[term] = max(rule.weight, words.get(term, 0.0))
                 elif term:
                     old = phrases.get(term)
-                    phrases[term] = (re.compile(presets.word_regex(term)), max(rule.weight, old[1] if old else 0.0))
+                    phrases[term] = (
+                        re.compile(presets.word_regex(term)),
+                        max(rule.weight, old[1] if old else 0.0),
+                    )
                 continue
             # Case-insensitive rules run on the lower-cased text, so a lower-case regex needs no IGNORECASE
             # (which makes Python's re several times slower); one with capitals (a fleet's own) keeps it.
@@ -91,9 +94,15 @@ class TaskRules:
             try:
                 compiled = re.compile(rule.regex, re.MULTILINE if folded else re.IGNORECASE | re.MULTILINE)
             except re.error as exc:
-                raise errors.ConfigError(f"task {task!r}: pattern {rule.regex!r} is not a valid regex: {exc}") from exc
+                raise errors.ConfigError(
+                    f"task {task!r}: pattern {rule.regex!r} is not a valid regex: {exc}"
+                ) from exc
             needles = tuple(n.lower() for n in rule.needles)
-            patterns.append(_Pattern(f"pattern:{rule.name}", compiled, rule.weight, rule.cap, rule.case_sensitive, needles))
+            patterns.append(
+                _Pattern(
+                    f"pattern:{rule.name}", compiled, rule.weight, rule.cap, rule.case_sensitive, needles
+                )
+            )
         self._words = words
         self._phrases = tuple((term, regex, weight) for term, (regex, weight) in phrases.items())
         self._patterns = tuple(patterns)
@@ -142,6 +151,10 @@ class TaskRules:
 
 def user_rules(keywords: Iterable[str], patterns: Iterable[str]) -> list[presets.Rule]:
     """A task's own ``match`` keywords and patterns as weighted rules."""
-    rules = [presets.Rule(k, presets.word_regex(k), USER_KEYWORD_WEIGHT, keyword=True) for k in keywords if k.strip()]
+    rules = [
+        presets.Rule(k, presets.word_regex(k), USER_KEYWORD_WEIGHT, keyword=True)
+        for k in keywords
+        if k.strip()
+    ]
     rules += [presets.Rule(p, p, USER_PATTERN_WEIGHT) for p in patterns]
     return rules

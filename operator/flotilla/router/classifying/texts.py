@@ -45,6 +45,7 @@ def user_turns(messages: Sequence[Mapping[str, Any]], history_turns: int) -> lis
     data plane always has one), the last message with text stands in.
     """
     turns: list[str] = []
+    messages = [m for m in messages if isinstance(m, Mapping)]  # tolerate junk: classification never raises
     for message in reversed(messages):
         if message.get("role", "user") != "user":
             continue

@@ -25,7 +25,15 @@ def builtin() -> classifying.Classifier:
 
 
 def test_all_presets_are_usable_by_name() -> None:
-    assert set(presets.PRESETS) == {"code", "math", "writing", "summarization", "extraction", "translation", "chat"}
+    assert set(presets.PRESETS) == {
+        "code",
+        "math",
+        "writing",
+        "summarization",
+        "extraction",
+        "translation",
+        "chat",
+    }
     tasks = [{"name": name} for name in presets.PRESETS]
     classifier = classifying.build_classifier(config(tasks))
     for preset in presets.PRESETS.values():
@@ -68,7 +76,10 @@ def test_explicit_preset_and_own_match() -> None:
         config(
             [
                 {"name": "coder", "preset": "code"},
-                {"name": "legal", "match": {"keywords": ["contract", "liability"], "patterns": [r"\bGDPR\b"]}},
+                {
+                    "name": "legal",
+                    "match": {"keywords": ["contract", "liability"], "patterns": [r"\bGDPR\b"]},
+                },
                 {"name": "general"},
             ],
             default="general",
@@ -118,7 +129,10 @@ def test_no_text_goes_to_the_default() -> None:
 
 def test_history_window() -> None:
     conversation = [
-        {"role": "user", "content": "Here is my Python code:\n```python\ndef f(xs):\n    return xs.sort()\n```"},
+        {
+            "role": "user",
+            "content": "Here is my Python code:\n```python\ndef f(xs):\n    return xs.sort()\n```",
+        },
         {"role": "assistant", "content": "Sure."},
         {"role": "user", "content": "ok, and now?"},
     ]
@@ -137,3 +151,30 @@ def test_models_are_cached_across_builds() -> None:
     vector = first.embed("hello world")
     assert vector.shape == (first.dimensions,)
     assert abs(float(vector @ vector) - 1.0) < 1e-5
+
+
+def test_packaged_asset_is_intact() -> None:
+    """The checked-in vectors are the ones the build recorded (catches a truncated file or an LFS pointer)."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    from flotilla.router.classifying import embedding
+
+    meta = json.loads((embedding.PACKAGED_ASSET / "meta.json").read_text())
+    vectors = np.load(embedding.PACKAGED_ASSET / "vectors.npy")
+    assert vectors.shape == (meta["vocabulary"], meta["dimensions"])
+    assert hashlib.sha256(vectors.tobytes()).hexdigest() == meta["vectors_sha256"]
+
+
+def test_junk_messages_do_not_raise(builtin: classifying.Classifier) -> None:
+    junk: list[Any] = ["not a message", {"role": "user", "content": {"unexpected": "dict"}}, {"content": 5}]
+    assert builtin.classify(junk).reason == "default"
+
+
+def test_a_default_without_examples_still_wins_neutral_prompts() -> None:
+    tasks = [{"name": "code"}, {"name": "math"}, {"name": "writing"}, {"name": "general"}]
+    classifier = classifying.build_classifier(config(tasks, default="general"))
+    for prompt in ("Tell me about the French revolution.", "What causes the northern lights?"):
+        assert classifier.classify(user(prompt)).task == "general", prompt

@@ -13,7 +13,11 @@ import yaml
 def classify(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "flotilla.cli", "classify", *args],
-        input=stdin, capture_output=True, text=True, timeout=120, check=False,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -46,7 +50,9 @@ def test_config_file(tmp_path: Path) -> None:
     }
     path = tmp_path / "router.yaml"
     path.write_text(yaml.safe_dump(config))
-    done = classify("--config", str(path), stdin='{"prompt": "why is my LEFT JOIN slow"}\n{"prompt": "hello"}\n')
+    done = classify(
+        "--config", str(path), stdin='{"prompt": "why is my LEFT JOIN slow"}\n{"prompt": "hello"}\n'
+    )
     assert done.returncode == 0, done.stderr
     tasks = [json.loads(line)["task"] for line in done.stdout.splitlines()]
     assert tasks == ["sql", "small"]
@@ -86,3 +92,20 @@ def test_bad_flags_and_files(tmp_path: Path) -> None:
     assert "not a valid router config" in done.stderr and "Traceback" not in done.stderr
     done = classify("--config", str(tmp_path / "missing.yaml"), stdin="")
     assert done.returncode == 2 and "cannot read" in done.stderr
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("defaultTask: chat\ntasks: [{name: chat}, {name: verse, preset: poetry}]\n")
+    done = classify("--config", str(unknown), stdin="")
+    assert done.returncode == 2 and "unknown preset 'poetry'" in done.stderr
+
+
+def test_invalid_utf8_names_the_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "flotilla.cli", "classify", "--tasks", "code"],
+        input=b'{"prompt": "ok"}\n{"prompt": "caf\xe9"}\n',
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert len(done.stdout.splitlines()) == 1
+    assert b"line 2: not valid UTF-8" in done.stderr and b"Traceback" not in done.stderr

@@ -7,7 +7,11 @@ from flotilla.router.classifying import texts
 
 def test_string_and_part_lists() -> None:
     assert texts.content_text("hello") == "hello"
-    parts = [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "x"}}, {"type": "text", "text": "b"}]
+    parts = [
+        {"type": "text", "text": "a"},
+        {"type": "image_url", "image_url": {"url": "x"}},
+        {"type": "text", "text": "b"},
+    ]
     assert texts.content_text(parts) == "a\nb"
     assert texts.content_text(None) == ""
     assert texts.content_text(42) == ""
@@ -28,7 +32,9 @@ def test_last_user_turn_first_then_history_window() -> None:
 
 
 def test_without_user_turns_the_last_text_stands_in() -> None:
-    assert texts.user_turns([{"role": "system", "content": "only a system prompt"}], 2) == ["only a system prompt"]
+    assert texts.user_turns([{"role": "system", "content": "only a system prompt"}], 2) == [
+        "only a system prompt"
+    ]
     assert texts.user_turns([], 2) == []
     assert texts.user_turns([{"role": "user", "content": "   "}], 2) == []
 

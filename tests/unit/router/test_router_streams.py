@@ -1,0 +1,32 @@
+"""SSE relay: usage capture, dropping the usage-only chunk the client did not ask for, split events."""
+
+from __future__ import annotations
+
+from flotilla.router import pricing, streams
+
+CHUNK = b'data: {"choices": [{"delta": {"content": "hi"}}]}\n\n'
+USAGE = b'data: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5}}\n\n'
+
+
+def test_relay_forwards_untouched_and_captures_usage():
+    relay = streams.SseRelay(drop_usage_only=False)
+    out = relay.feed(CHUNK) + relay.feed(USAGE) + relay.feed(streams.DONE)
+    assert out == CHUNK + USAGE + streams.DONE
+    assert relay.usage == pricing.Usage(3, 5) and relay.done
+
+
+def test_relay_drops_usage_only_chunk_when_not_asked_and_handles_splits_and_crlf():
+    relay = streams.SseRelay(drop_usage_only=True)
+    data = (CHUNK + USAGE + streams.DONE).replace(b"\n\n", b"\r\n\r\n")
+    out = b"".join(relay.feed(data[i : i + 7]) for i in range(0, len(data), 7)) + relay.flush()
+    assert b"usage" not in out and out.count(b"data:") == 2
+    assert relay.usage == pricing.Usage(3, 5) and relay.done
+
+
+def test_null_usage_is_not_parsed_and_garbage_is_detected():
+    relay = streams.SseRelay(drop_usage_only=True)
+    chunk = b'data: {"choices": [{"delta": {}}], "usage": null}\n\n'
+    assert relay.feed(chunk) == chunk and relay.usage is None
+    assert streams.looks_like_sse(b"\n: keep-alive\n\ndata: x")
+    assert not streams.looks_like_sse(b"<html>oops")
+    assert not streams.looks_like_sse(b"")
