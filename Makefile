@@ -15,3 +15,8 @@ cluster-up:
 
 cluster-down:
 	e2e/cluster down
+
+cluster-kind:  ## Docker only: kind cluster from e2e/kind.yaml (control plane + GPU-labelled, tainted worker; no real GPU).
+	kind create cluster --config e2e/kind.yaml
+	kubectl --context kind-flotilla patch node flotilla-worker --subresource=status --type=json \
+	  -p '[{"op":"add","path":"/status/capacity/nvidia.com~1gpu","value":"8"}]'

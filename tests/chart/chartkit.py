@@ -40,7 +40,9 @@ def helm(*args: str, check: bool = True, timeout: float = 180) -> subprocess.Com
 
 def set_flags(values: Mapping[str, Any] | None) -> list[str]:
     """One `--set-json KEY=JSON` per value (no temporary values file)."""
-    return [flag for key, value in (values or {}).items() for flag in ("--set-json", f"{key}={json.dumps(value)}")]
+    return [
+        flag for key, value in (values or {}).items() for flag in ("--set-json", f"{key}={json.dumps(value)}")
+    ]
 
 
 def template(

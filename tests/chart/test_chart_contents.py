@@ -64,7 +64,9 @@ def test_cluster_rbac_equals_the_tested_example_and_never_reads_secrets() -> Non
 
 def test_listed_namespaces_get_roles_and_nothing_cluster_scoped() -> None:
     objects = chartkit.template(values={"operator.watchNamespaces": ["ai", "ml", "ai"]})
-    assert not chartkit.by_kind(objects, "ClusterRole") and not chartkit.by_kind(objects, "ClusterRoleBinding")
+    assert not chartkit.by_kind(objects, "ClusterRole") and not chartkit.by_kind(
+        objects, "ClusterRoleBinding"
+    )
     roles = chartkit.by_kind(objects, "Role")
     bindings = chartkit.by_kind(objects, "RoleBinding")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["ai", "ml"]
