@@ -8,24 +8,33 @@ kube-apiserver with kwok CPU and GPU nodes (docs/cluster.md). The cluster comes 
   (`FLOTILLA_CLUSTER_REUSE=0` forces this);
 - if it cannot start, the tests that need it fail with `up`'s message: they never skip.
 
+Tests marked `@pytest.mark.realnode` (or asking for `real_node`) also get the real worker node `real-0`
+(containerd + kubelet + kube-proxy, root only), added to the session's cluster on first use and stopped
+with it; a default run that selects no such test never starts it.
+
 `KUBECONFIG` and a `PATH` holding the pinned kubectl and helm are exported into `os.environ` for the
-session, so subprocesses (kubectl, helm, the operator) talk to the same cluster.
+session, so subprocesses (kubectl, helm, the operator) talk to the same cluster; with the real node,
+`CONTAINERD_ADDRESS` too (for `ctr` and `scripts/build-images --load`).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client, config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "e2e"))
 
 from clusterlib import sessions, settings
+from clusterlib.waiting import wait_until
 
 UP_TIMEOUT_S = 240  # seconds `up` may wait for readiness on a loaded 2-core machine
+SAVED_ENV = ("KUBECONFIG", "PATH", "CONTAINERD_ADDRESS")
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +44,7 @@ def cluster() -> Iterator[sessions.Cluster]:
         handle = sessions.start(UP_TIMEOUT_S)
     except settings.ClusterError as exc:
         pytest.fail(str(exc), pytrace=False)
-    saved = {key: os.environ.get(key) for key in ("KUBECONFIG", "PATH")}
+    saved = {key: os.environ.get(key) for key in SAVED_ENV}
     os.environ.update(handle.env())
     try:
         yield handle
@@ -49,13 +58,49 @@ def cluster() -> Iterator[sessions.Cluster]:
 
 
 @pytest.fixture(scope="session")
+def real_node(cluster: sessions.Cluster) -> sessions.RealNode:
+    """The real worker node of the session's cluster (started on first use, stopped with the cluster)."""
+    try:
+        node = sessions.add_real_node(cluster, UP_TIMEOUT_S)
+    except settings.ClusterError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    os.environ["CONTAINERD_ADDRESS"] = str(node.containerd_socket)
+    return node
+
+
+@pytest.fixture(scope="session")
 def kubeconfig(cluster: sessions.Cluster) -> Path:
     """Path of the admin kubeconfig of the session's cluster."""
     return cluster.kubeconfig
 
 
+@pytest.fixture(scope="session")
+def api(kubeconfig: Path) -> client.ApiClient:
+    """An API client of the official Kubernetes Python client, authenticated by the session's kubeconfig."""
+    api_client: client.ApiClient = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    return api_client
+
+
+@pytest.fixture
+def namespace(api: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace (ready for pods: its default ServiceAccount exists), deleted after the test."""
+    core = client.CoreV1Api(api)
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+
+    def has_default_sa() -> bool:
+        accounts = core.list_namespaced_service_account(name).items
+        return any(sa.metadata is not None and sa.metadata.name == "default" for sa in accounts)
+
+    wait_until(has_default_sa, 30, f"the default ServiceAccount in {name}")
+    yield name
+    core.delete_namespace(name)
+
+
 @pytest.fixture(autouse=True)
 def _cluster_for_marked_tests(request: pytest.FixtureRequest) -> None:
-    """Bring the cluster up for tests marked `cluster` even when they do not name the fixture."""
-    if request.node.get_closest_marker("cluster") is not None:
+    """Bring the cluster (and the real node) up for marked tests even when they do not name the fixture."""
+    if request.node.get_closest_marker("realnode") is not None:
+        request.getfixturevalue("real_node")
+    elif request.node.get_closest_marker("cluster") is not None:
         request.getfixturevalue("cluster")

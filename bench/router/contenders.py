@@ -43,6 +43,7 @@ class Setup:
     work: Path
     cpus: str | None
     litellm_workers: int
+    nice: int
 
 
 @dataclass
@@ -81,7 +82,7 @@ def _start_flotilla(setup: Setup) -> Running:
     port = free_port()
     exe = REPO / ".venv" / "bin" / "flotilla"
     cmd = [str(exe), "router", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
-    proc = procs.start("flotilla", procs.pinned(cmd, setup.cpus), setup.work)
+    proc = procs.start("flotilla", procs.pinned(cmd, setup.cpus), setup.work, nice=setup.nice)
     try:
         procs.wait_http(proc, f"http://127.0.0.1:{port}/healthz", timeout=60)
     except procs.StartError:
@@ -135,7 +136,7 @@ def _start_litellm(setup: Setup) -> Running:
         "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
     }
     name = "litellm" if workers == 1 else f"litellm-{workers}w"
-    proc = procs.start(name, procs.pinned(cmd, setup.cpus), setup.work, env)
+    proc = procs.start(name, procs.pinned(cmd, setup.cpus), setup.work, env, setup.nice)
     try:
         procs.wait_http(proc, f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
     except procs.StartError:
@@ -153,7 +154,7 @@ def _start_vllm_router(setup: Setup) -> Running:
     port = free_port()
     cmd = [str(exe), "--host", "127.0.0.1", "--port", str(port), "--worker-urls", setup.backend_url]
     cmd += ["--policy", "round_robin", "--log-level", "warning", "--prometheus-port", str(free_port())]
-    proc = procs.start("vllm-router", procs.pinned(cmd, setup.cpus), setup.work)
+    proc = procs.start("vllm-router", procs.pinned(cmd, setup.cpus), setup.work, nice=setup.nice)
     try:
         procs.wait_http(proc, f"http://127.0.0.1:{port}/health", timeout=60)
     except procs.StartError:

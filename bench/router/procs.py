@@ -66,7 +66,21 @@ class Proc:
             self.popen.wait(grace)
 
 
-def start(name: str, cmd: Sequence[str], log_dir: Path, env: dict[str, str] | None = None) -> Proc:
+def prioritise(pid: int, nice: int) -> None:
+    """Give ``pid``'s session its niceness also against other sessions.
+
+    With ``kernel.sched_autogroup_enabled`` (on by default on many kernels, and on this machine) the CPU
+    is first shared between sessions, and a process's own niceness only counts inside its session; a
+    session's weight is set through ``/proc/PID/autogroup``.
+    """
+    if nice:
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+
+
+def start(
+    name: str, cmd: Sequence[str], log_dir: Path, env: dict[str, str] | None = None, nice: int = 0
+) -> Proc:
     """Start ``cmd`` in its own session (so its workers can be stopped together), output to a log file."""
     log = log_dir / f"{name}.log"
     with log.open("wb") as out:
@@ -78,6 +92,7 @@ def start(name: str, cmd: Sequence[str], log_dir: Path, env: dict[str, str] | No
             env={**os.environ, **(env or {})},
             start_new_session=True,
         )
+    prioritise(popen.pid, nice)
     return Proc(name, popen, log)
 
 

@@ -110,7 +110,7 @@ def noise_warning(table: list[Row]) -> str:
     return (
         f"**WARNING: other work used a median {other:.2f} cores while cells ran**: absolute numbers are "
         "inflated and noisy; ratios and CPU µs/req are less affected. Rerun on a quiet machine or with "
-        "`--nice -15`."
+        "`--nice -10`."
     )
 
 

@@ -68,7 +68,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="1 round, 2 s cells, 1 s warm-up")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=4, help="seconds per measured cell")
-    parser.add_argument("--warmup", type=int, default=1, help="seconds of warm-up before each cell")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up before each cell")
     parser.add_argument("--concurrency", default="1,64,256")
     parser.add_argument("--contenders", default=",".join(ALL), help=f"subset of {','.join(ALL)}")
     parser.add_argument("--proxy-cpus", default="0", help="cores for the proxy under test (taskset -c)")
@@ -78,7 +78,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         "--nice",
         type=int,
         default=0,
-        help="niceness of the harness and all it starts (e.g. -15 on a shared machine; needs root)",
+        help="niceness of the harness and all it starts, also between sessions "
+        "(e.g. -10 on a shared machine; needs root)",
     )
     parser.add_argument(
         "--initial-warmup", type=int, default=5, help="seconds of load per contender after start-up, untimed"
@@ -150,7 +151,9 @@ class Bench:
         return procs.cpu_seconds([self.backend_pid]) + procs.children_cpu_seconds()
 
     def start_all(self, backend_url: str, bodies: dict[str, Path]) -> None:
-        setup = contenders.Setup(backend_url, self.work, self.args.proxy_cpus, self.args.litellm_workers)
+        setup = contenders.Setup(
+            backend_url, self.work, self.args.proxy_cpus, self.args.litellm_workers, self.args.nice
+        )
         for name in self.args.contenders:
             try:
                 running = contenders.STARTERS[name](setup)
@@ -194,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.nice:
         try:
             os.nice(args.nice)  # inherited by the proxies, the backend and wrk alike
+            procs.prioritise(os.getpid(), args.nice)  # wrk runs in this session
         except PermissionError:
             print(f"--nice {args.nice} needs root; running at the default priority", file=sys.stderr)
             args.nice = 0
@@ -206,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         "backend",
         procs.pinned([sys.executable, str(Path(__file__).with_name("backend.py"))], args.load_cpus),
         work,
+        nice=args.nice,
     )
     bench = Bench(args, work, backend.pid)
     try:

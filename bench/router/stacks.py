@@ -31,6 +31,17 @@ def _name(frame: str) -> str:
     return f"{file}:{match['func']}"
 
 
+def package(name: str) -> str:
+    """``flotilla/router/handling.py:complete`` -> ``flotilla/router/handling.py``; ``json/decoder.py:x`` ->
+    ``json``; the event loop's own C time shows up under ``asyncio/runners.py`` (uvloop has no Python frames)."""
+    file = name.split(":", 1)[0]
+    if file.startswith("flotilla/"):
+        return file
+    if file == "asyncio/runners.py":
+        return "event loop (uvloop, C)"
+    return file.split("/", 1)[0].split(".", 1)[0]
+
+
 def summarise(text: str) -> tuple[int, collections.Counter[str], collections.Counter[str]]:
     total = 0
     own: collections.Counter[str] = collections.Counter()
@@ -62,6 +73,12 @@ def main() -> int:
         return 1
     print(f"{total} samples\n\nself %  function")
     for name, count in own.most_common(args.top):
+        print(f"{count * 100 / total:6.1f}  {name}")
+    by_package: collections.Counter[str] = collections.Counter()
+    for name, count in own.items():
+        by_package[package(name)] += count
+    print("\nself %  package (flotilla: per module)")
+    for name, count in by_package.most_common(args.top):
         print(f"{count * 100 / total:6.1f}  {name}")
     print("\nincl %  function")
     shown = [(n, c) for n, c in inclusive.most_common() if args.match in n][: args.top]

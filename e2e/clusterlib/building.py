@@ -73,7 +73,14 @@ def targets(cfg: settings.Settings) -> list[Target]:
         Target(
             name="kubernetes",
             module_dir=settings.GOMOD_DIR / "kubernetes",
-            packages={cmd: f"k8s.io/kubernetes/cmd/{cmd}" for cmd in settings.KUBE_COMMANDS},
+            packages={cmd: f"k8s.io/kubernetes/cmd/{cmd}" for cmd in settings.CONTROL_PLANE_COMMANDS},
+            ldflags=kube_ldflags(pins.kubernetes),
+            bin_dir=cfg.tool_dir("k8s") / "bin",
+        ),
+        Target(
+            name="node",  # only with `build --real-node`: kwok stands in for kubelets otherwise
+            module_dir=settings.GOMOD_DIR / "kubernetes",
+            packages={cmd: f"k8s.io/kubernetes/cmd/{cmd}" for cmd in settings.NODE_COMMANDS},
             ldflags=kube_ldflags(pins.kubernetes),
             bin_dir=cfg.tool_dir("k8s") / "bin",
         ),
@@ -159,14 +166,17 @@ def copy_kwok_stages(cfg: settings.Settings) -> None:
     os.replace(tmp, cfg.stages_dir / "stages.yaml")
 
 
-def build(cfg: settings.Settings, only: list[str] | None = None) -> None:
-    """Build every pinned tool (or those named in `only`), skipping what the cache already has."""
+def build(cfg: settings.Settings, only: list[str] | None = None, real_node: bool = False) -> None:
+    """Build every pinned tool (or those named in `only`), skipping what the cache already has.
+
+    The node binaries (kubelet, kube-proxy: target `node`) only with `real_node` or `only=["node"]`.
+    """
     known = {t.name: t for t in targets(cfg)}
     for name in only or []:
         if name not in known:
             raise settings.ClusterError(f"unknown build target {name!r}; choose from {', '.join(known)}")
     for target in known.values():
-        if only and target.name not in only:
+        if (only and target.name not in only) or (target.name == "node" and not (real_node or only)):
             continue
         if not build_target(target):
             print(f"{target.name}: cached in {target.bin_dir}", flush=True)
@@ -175,8 +185,9 @@ def build(cfg: settings.Settings, only: list[str] | None = None) -> None:
     sys.stdout.flush()
 
 
-def missing_binaries(cfg: settings.Settings) -> list[Path]:
+def missing_binaries(cfg: settings.Settings, real_node: bool = False) -> list[Path]:
     """Binaries `up` needs that are not built yet."""
     names = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
+    names += list(settings.NODE_COMMANDS) if real_node else []
     paths = [cfg.binary(name) for name in names] + [cfg.stages_dir / "stages.yaml"]
     return [p for p in paths if not p.exists()]

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from clusterlib import building, lifecycle, settings
+from clusterlib import building, lifecycle, nodeimages, settings
 
 EXIT_DOWN = 3  # `status` when no cluster runs (as systemctl/LSB: "not running")
 
@@ -19,7 +19,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build the pinned binaries into the cache (skips what is built)")
-    build.add_argument("--only", action="append", metavar="TARGET", help="kubernetes, etcd, kwok or helm")
+    build.add_argument(
+        "--only", action="append", metavar="TARGET", help="kubernetes, node, etcd, kwok or helm"
+    )
+    build.add_argument(
+        "--real-node", action="store_true", help="also build kubelet, kube-proxy and the node's images"
+    )
     up = sub.add_parser(
         "up", help="start the cluster (building first if needed) and wait until nodes are Ready"
     )
@@ -36,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
         help="extra flag for one component, e.g. kube-apiserver=--feature-gates=Foo=true (repeatable)",
     )
     up.add_argument("--no-build", action="store_true", help="fail instead of building missing binaries")
+    up.add_argument(
+        "--real-node",
+        action="store_true",
+        default=os.environ.get("FLOTILLA_REAL_NODE") == "1",
+        help="also run the real worker node real-0 (containerd, kubelet, kube-proxy; needs root); "
+        "adds it to a running cluster. Default: $FLOTILLA_REAL_NODE=1",
+    )
     sub.add_parser("down", help="stop the cluster started by `up` and remove its state")
     status = sub.add_parser("status", help="show whether the cluster runs (exit 0 up, 1 degraded, 3 down)")
     status.add_argument("--quiet", "-q", action="store_true", help="print nothing, only set the exit code")
@@ -62,7 +74,9 @@ def main(argv: list[str]) -> int:
     try:
         cfg = settings.load()
         if args.command == "build":
-            building.build(cfg, args.only)
+            building.build(cfg, args.only, args.real_node)
+            if args.real_node:
+                nodeimages.build(cfg)
             return 0
         if args.command == "up":
             options = lifecycle.UpOptions(
@@ -71,6 +85,7 @@ def main(argv: list[str]) -> int:
                 apiserver_port=args.apiserver_port,
                 extra_args=_component_args(parser, args.component_arg),
                 build=not args.no_build,
+                real_node=args.real_node,
             )
             return lifecycle.up(cfg, options)
         if args.command == "down":

@@ -15,9 +15,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from clusterlib import settings
+from clusterlib import nodeconfig, settings
 
 ADMIN_USER = "flotilla-admin"
+# Tokens of the opt-in real node's kubelet and kube-proxy, written at every `up` (the apiserver reads
+# tokens.csv only when it starts, so `up --real-node` can then add the node to a running cluster).
+NODE_TOKENS = {
+    "node.token": (nodeconfig.NODE_USER, "system:nodes"),
+    "proxy.token": (nodeconfig.PROXY_USER, ""),
+}
 
 
 def write_private(path: Path, text: str) -> None:
@@ -37,7 +43,12 @@ def make_pki(pki: Path) -> str:
     pki.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(24)
     # Static token file: token,user,uid,"groups". system:masters bypasses RBAC, like kind's admin user.
-    write_private(pki / "tokens.csv", f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
+    lines = [f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"']
+    for file_name, (user, group) in NODE_TOKENS.items():
+        node_token = secrets.token_hex(24)
+        write_private(pki / file_name, node_token)
+        lines.append(f'{node_token},{user},{user},"{group}"' if group else f"{node_token},{user},{user}")
+    write_private(pki / "tokens.csv", "\n".join(lines) + "\n")
     steps = [
         [openssl, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(pki / "sa.key")],
         [openssl, "ec", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub")],

@@ -27,12 +27,19 @@ def get_text(url: str, token: str | None = None, timeout: float = 2.0) -> tuple[
     return _call("GET", url, token, None, timeout)
 
 
-def _call(method: str, url: str, token: str | None, body: bytes | None, timeout: float) -> tuple[int, str]:
+def _call(
+    method: str,
+    url: str,
+    token: str | None,
+    body: bytes | None,
+    timeout: float,
+    content_type: str = "application/json",
+) -> tuple[int, str]:
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     if body is not None:
-        headers["Content-Type"] = "application/json"
+        headers["Content-Type"] = content_type
     request = urllib.request.Request(url, data=body, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=_INSECURE) as response:
@@ -70,6 +77,12 @@ class Client:
             raise Unreachable(f"GET {path}: HTTP {status}: {body[:300]}")
         result: dict[str, Any] = json.loads(body)
         return result
+
+    def send(self, method: str, path: str, obj: dict[str, Any] | None = None, patch: bool = False) -> int:
+        """PATCH (merge patch), DELETE or PUT; returns the HTTP status. Raises Unreachable."""
+        body = json.dumps(obj).encode() if obj is not None else None
+        content = "application/merge-patch+json" if patch else "application/json"
+        return _call(method, self.server + path, self.token, body, 10.0, content)[0]
 
     def create(self, path: str, obj: dict[str, Any]) -> None:
         """POST an object; an existing one (409) is fine."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from clusterlib import kubeapi, processes, settings, starting, states
+from clusterlib import kubeapi, nodeconfig, processes, realnode, settings, starting, states
 
-COMPONENTS = starting.COMPONENTS
+COMPONENTS = starting.COMPONENTS + realnode.COMPONENTS
 UpOptions = starting.UpOptions
 up = starting.up
 
@@ -20,7 +20,8 @@ def down(cfg: settings.Settings) -> int:
             print(f"no cluster running (state {cfg.state_dir}); nothing to stop")
             return 0
         running = [p.name for p in state.procs if processes.alive(p)]
-        killed = processes.stop(state.procs)
+        killed = realnode.stop(cfg, state) if realnode.present(state) else []
+        killed += processes.stop(state.procs)
         states.clear(cfg.state_dir, keep_logs=False)
     note = f" ({', '.join(killed)} needed SIGKILL)" if killed else ""
     print(f"cluster down: stopped {', '.join(running) or 'nothing (all had exited)'}{note}")
@@ -48,6 +49,9 @@ def status(cfg: settings.Settings, quiet: bool = False) -> str:
     if ok:
         ready, waiting = starting.nodes_ready(kubeapi.Client(state.server, state.token))
         print(f"  nodes: {', '.join(starting.NODE_NAMES)} {'Ready' if ready else waiting}")
+        if realnode.present(state):
+            node_ok, node_why = realnode.node_ready(kubeapi.Client(state.server, state.token))
+            print(f"  real node: {nodeconfig.NODE_NAME} {'Ready' if node_ok else node_why}")
         print(f"  export KUBECONFIG={cfg.kubeconfig}")
     return "up" if ok else "degraded"
 
@@ -59,4 +63,7 @@ def print_env(cfg: settings.Settings) -> int:
     path = ":".join(str(d) for d in cfg.bin_dirs)
     print(f"export KUBECONFIG={cfg.kubeconfig}")
     print(f'export PATH="{path}:$PATH"')
+    state = states.read(cfg)
+    if state is not None and realnode.present(state):  # for `ctr` and scripts/build-images --load
+        print(f"export CONTAINERD_ADDRESS={realnode.files_of(cfg).containerd_socket}")
     return 0

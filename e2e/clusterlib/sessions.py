@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from clusterlib import settings
+from clusterlib import nodeconfig, nodeimages, settings
 
 CLUSTER_CMD = settings.E2E_DIR / "cluster"
 
@@ -79,6 +79,35 @@ def start(up_timeout: float = 240) -> Cluster:
             f"{done.stdout}{done.stderr}"
         )
     return _handle(state_dir, started=True)
+
+
+@dataclass(frozen=True)
+class RealNode:
+    """The real worker node of a cluster: how to schedule onto it and where its containerd listens."""
+
+    name: str
+    containerd_socket: Path
+    toleration: dict[str, str]  # tolerates the node's NoSchedule taint
+    node_selector: dict[str, str]
+    images: dict[str, str]  # program -> image ref imported into its containerd (pause, echo)
+
+
+def add_real_node(cluster: Cluster, up_timeout: float = 240) -> RealNode:
+    """`e2e/cluster up --real-node` on the cluster's state dir (adds the node to a running cluster)."""
+    done = run(["up", "--real-node", "--timeout", str(up_timeout)], cluster.state_dir)
+    if done.returncode != 0:
+        raise settings.ClusterError(
+            f"the real node did not start (e2e/cluster up --real-node exit {done.returncode}; logs in "
+            f"{cluster.state_dir / 'logs'}):\n{done.stdout}{done.stderr}"
+        )
+    files = nodeconfig.NodeFiles(state_dir=cluster.state_dir, cache_dir=settings.load().cache_dir)
+    return RealNode(
+        name=nodeconfig.NODE_NAME,
+        containerd_socket=files.containerd_socket,
+        toleration={"key": nodeconfig.TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"},
+        node_selector={"kubernetes.io/hostname": nodeconfig.NODE_NAME},
+        images={image.program: image.ref for image in nodeimages.IMAGES},
+    )
 
 
 def stop(cluster: Cluster) -> None:

@@ -15,9 +15,11 @@ from pathlib import Path
 E2E_DIR = Path(__file__).resolve().parent.parent
 GOMOD_DIR = E2E_DIR / "gomod"
 
-# The Kubernetes control-plane binaries built from k8s.io/kubernetes (kubelet and kube-proxy are pinned in
-# the same module for later use but not built: kwok stands in for the kubelet).
-KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+# The Kubernetes control-plane binaries built from k8s.io/kubernetes, and the node binaries built from the
+# same module only for the opt-in real node (kwok stands in for kubelets otherwise).
+CONTROL_PLANE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+NODE_COMMANDS = ("kubelet", "kube-proxy")
+KUBE_COMMANDS = CONTROL_PLANE_COMMANDS + NODE_COMMANDS
 
 
 class ClusterError(Exception):

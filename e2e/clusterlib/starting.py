@@ -14,7 +14,18 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from clusterlib import building, keys, kubeapi, manifests, processes, settings, states
+from clusterlib import (
+    building,
+    keys,
+    kubeapi,
+    manifests,
+    nodeconfig,
+    nodeimages,
+    processes,
+    realnode,
+    settings,
+    states,
+)
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 NODE_NAMES = tuple(node["metadata"]["name"] for node in manifests.nodes())
@@ -30,6 +41,7 @@ class UpOptions:
     apiserver_port: int = 0
     extra_args: dict[str, list[str]] = field(default_factory=dict)
     build: bool = True
+    real_node: bool = False  # also start the real worker node real-0 (realnode.py)
 
 
 def _free_ports(count: int) -> list[int]:
@@ -165,11 +177,25 @@ class _Starter:
             "kube-controller-manager",
             lambda: _exists(client, "/api/v1/namespaces/default/serviceaccounts/default"),
         )
+        if self.options.real_node:
+            self.add_node()
+
+    def add_node(self) -> None:
+        """Start the real node on the control plane recorded in `self.state`."""
+        realnode.start(self.cfg, self.state, self._start, self._wait)
+        states.write(self.cfg, self.state)
 
     def abort(self) -> None:
         """Stop everything started; keep only the logs so the failure can be read."""
+        if realnode.present(self.state):
+            realnode.stop(self.cfg, self.state)
         processes.stop(self.state.procs)
         states.clear(self.cfg.state_dir, keep_logs=True)
+
+    def abort_node(self) -> None:
+        """Stop the node components only (a failed `up --real-node` on a running cluster keeps the rest)."""
+        realnode.stop(self.cfg, self.state)
+        states.write(self.cfg, self.state)
 
 
 def _exists(client: kubeapi.Client, path: str) -> tuple[bool, str]:
@@ -184,9 +210,48 @@ def healthy(state: states.State) -> tuple[bool, str]:
     dead = [p.name for p in state.procs if not processes.alive(p)]
     if dead:
         return False, f"{', '.join(dead)} not running"
-    if {p.name for p in state.procs} != set(COMPONENTS):
+    names = {p.name for p in state.procs}
+    if not names >= set(COMPONENTS) or (realnode.present(state) and not names >= set(realnode.COMPONENTS)):
         return False, "start did not finish"
     return kubeapi.Client(state.server, state.token).readyz()
+
+
+def _ensure_built(cfg: settings.Settings, options: UpOptions) -> None:
+    """Check the real node can start here (fail before anything starts), build what is missing."""
+    if options.real_node:
+        realnode.check_prerequisites()
+        realnode.ensure_available(cfg)
+    missing = building.missing_binaries(cfg, options.real_node)
+    if missing:
+        if not options.build:
+            raise settings.ClusterError(
+                f"not built: {', '.join(map(str, missing))}; run e2e/cluster build"
+                + (" --real-node" if options.real_node else "")
+            )
+        building.build(cfg, real_node=options.real_node)
+    if options.real_node:
+        nodeimages.build(cfg)
+
+
+def _add_node(cfg: settings.Settings, options: UpOptions, existing: states.State) -> int:
+    """`up --real-node` on a running kwok-only cluster: start the node beside it, keep the rest running."""
+    started = time.monotonic()
+    starter = _Starter(cfg, options)
+    starter.state = existing
+    try:
+        starter.add_node()
+    except (settings.ClusterError, kubeapi.Unreachable, KeyboardInterrupt, OSError) as exc:
+        starter.abort_node()
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise settings.ClusterError(
+            f"{exc}\nstopped the real node's components; the cluster still runs"
+        ) from exc
+    print(f"real node {nodeconfig.NODE_NAME} Ready in {time.monotonic() - started:.1f} s")
+    print(
+        f"  export KUBECONFIG={cfg.kubeconfig} CONTAINERD_ADDRESS={realnode.files_of(cfg).containerd_socket}"
+    )
+    return 0
 
 
 def up(cfg: settings.Settings, options: UpOptions) -> int:
@@ -194,19 +259,18 @@ def up(cfg: settings.Settings, options: UpOptions) -> int:
         existing = states.read(cfg)
         if existing is not None:
             ok, why = healthy(existing)
-            if ok:
+            if ok and (realnode.present(existing) or not options.real_node):
                 print(f"cluster already up at {existing.server} (state {cfg.state_dir}); nothing started")
                 print(f"  export KUBECONFIG={cfg.kubeconfig}")
                 return 0
+            if ok:
+                _ensure_built(cfg, options)
+                return _add_node(cfg, options, existing)
             print(f"found a broken cluster in {cfg.state_dir} ({why}); stopping it", file=sys.stderr)
+            if realnode.present(existing):
+                realnode.stop(cfg, existing)
             processes.stop(existing.procs)
-        missing = building.missing_binaries(cfg)
-        if missing:
-            if not options.build:
-                raise settings.ClusterError(
-                    f"not built: {', '.join(map(str, missing))}; run e2e/cluster build"
-                )
-            building.build(cfg)
+        _ensure_built(cfg, options)
         states.clear(cfg.state_dir, keep_logs=False)
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
@@ -221,7 +285,8 @@ def up(cfg: settings.Settings, options: UpOptions) -> int:
                 f"{exc}\nstopped everything it had started; nothing is left running"
             ) from exc
     took = time.monotonic() - started
-    print(f"cluster up in {took:.1f} s: {starter.state.server}, nodes {', '.join(NODE_NAMES)} Ready")
+    names = [*NODE_NAMES, nodeconfig.NODE_NAME] if options.real_node else NODE_NAMES
+    print(f"cluster up in {took:.1f} s: {starter.state.server}, nodes {', '.join(names)} Ready")
     marks = ", ".join(f"{name} {at:.1f}" for name, at in starter.ready_at.items())
     print(f"  ready at (s): {marks}")
     print(f'  export KUBECONFIG={cfg.kubeconfig}    # or: eval "$(e2e/cluster env)"')

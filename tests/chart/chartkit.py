@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from clusterlib import settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +30,7 @@ def helm_binary() -> Path:
 
 
 def helm(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """Run helm (against $KUBECONFIG for cluster commands); on failure (when `check`) raise with its output."""
+    """Run helm (cluster commands use $KUBECONFIG); on failure (when `check`) raise with its output."""
     done = subprocess.run(
         [str(helm_binary()), *args], capture_output=True, text=True, timeout=timeout, check=False
     )

@@ -12,8 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-import chartkit  # noqa: E402
-import operatorkit  # noqa: E402
+import chartkit
+import operatorkit
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ def test_listed_namespaces_get_roles_and_nothing_cluster_scoped() -> None:
 
 
 def test_every_operator_setting_is_a_value() -> None:
-    """Each FLOTILLA_* variable of docs/reference/settings.md is set from values, and `load()` accepts them."""
+    """Each FLOTILLA_* variable of docs/reference/settings.md comes from values; `load()` accepts them."""
     variables = set(re.findall(r"`(FLOTILLA_[A-Z_]+)`", settings.settings_reference()))
     overrides = {
         "runtimes.vllm.image": "example.com/vllm:1",
@@ -154,3 +154,18 @@ def test_dashboard_queries_only_metrics_the_router_exports() -> None:
 def test_dashboard_has_a_panel_per_topic(topic: str) -> None:
     titles = [str(panel["title"]).lower() for panel in _dashboard()["panels"]]  # type: ignore[attr-defined]
     assert any(topic in title for title in titles), titles
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("operator.logLevel=LOUD", "value must be one of 'DEBUG', 'INFO', 'WARNING', 'ERROR'"),
+        ("operator.watchNamespaces[0]=Not_A_Namespace", "does not match pattern"),
+        ("runtimes.llamacpp.flavor=llama", "value must be one of 'llama-server', 'llama-cpp-python'"),
+        ("operatr.logLevel=INFO", "additional properties 'operatr' not allowed"),
+    ],
+)
+def test_bad_values_are_refused_with_a_clear_message(flag: str, message: str) -> None:
+    done = chartkit.helm("template", "x", str(chartkit.CHART), "--set", flag, check=False)
+    assert done.returncode != 0
+    assert message in done.stderr, done.stderr

@@ -135,10 +135,12 @@ def test_operator_reconciles_a_fleet_under_the_charts_rbac_and_settings(
 ) -> None:
     """runtimes.llamacpp.{image,flavor} reach the operator's render: the local image and its command."""
     release.install("--values", str(LOCAL_IMAGES))
-    _run_operator_like_the_pod(
-        release, fleet_namespace, tmp_path, monkeypatch,
-        lambda c: c["image"] == "flotilla-llamacpp:0.1.0" and c["command"] == ["python", "-m", "llama_cpp.server"],
-    )  # fmt: skip
+
+    def local_llamacpp(container: dict[str, Any]) -> bool:
+        command = ["python", "-m", "llama_cpp.server"]
+        return bool(container["image"] == "flotilla-llamacpp:0.1.0" and container["command"] == command)
+
+    _run_operator_like_the_pod(release, fleet_namespace, tmp_path, monkeypatch, local_llamacpp)
 
 
 def test_namespaced_release_serves_only_its_namespaces(

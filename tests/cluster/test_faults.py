@@ -106,7 +106,7 @@ def test_component_dying_on_start_is_named_with_its_log(state_dir: Path) -> None
 
 
 def test_bad_component_arg_is_a_usage_error(state_dir: Path) -> None:
-    done = _cluster(state_dir, "up", "--component-arg", "kubelet=--v=2")
+    done = _cluster(state_dir, "up", "--component-arg", "kube-dns=--v=2")
     assert done.returncode == 2
     assert "COMPONENT one of" in done.stderr
     assert "Traceback" not in done.stderr

@@ -35,7 +35,14 @@ def _render(case: str) -> dict[str, dict[str, Any]]:
 
 
 def test_there_are_cases() -> None:
-    assert {"01-minimal", "02-realistic", "vllm-sources", "llamacpp-sources", "fallbacks-only"} <= set(CASES)
+    assert {
+        "01-minimal",
+        "02-realistic",
+        "vllm-sources",
+        "llamacpp-sources",
+        "fallbacks-only",
+        "autoscaling",
+    } <= set(CASES)
 
 
 @pytest.mark.parametrize("case", CASES)

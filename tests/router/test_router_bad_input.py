@@ -73,3 +73,28 @@ def test_bodies_never_logged(router):
         f"{router.url}/v1/chat/completions", content=b'{"messages": "' + secret.encode() + b'"', timeout=30
     )
     assert secret not in router.proc.log()
+
+
+def test_invalid_config_at_startup_is_a_one_line_error(tmp_path):
+    import subprocess
+
+    from routerkit import PYTHON
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("defaultTask: chat\ntasks: [{name: chat, models: [ghost]}]\n")
+    done = subprocess.run(
+        [PYTHON, "-m", "flotilla.cli", "router", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "task 'chat' routes to unknown model 'ghost'" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    missing = subprocess.run(
+        [PYTHON, "-m", "flotilla.cli", "router", "--config", str(tmp_path / "nope.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 2 and "cannot read" in missing.stderr

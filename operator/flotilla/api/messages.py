@@ -19,7 +19,11 @@ UNKNOWN_ROUTE_MODEL = "spec.routing.tasks[].models may only name models defined 
 UNKNOWN_ROUTE_FALLBACK = "spec.routing.tasks[].fallbacks may only name fallbacks defined in spec.fallbacks"
 UNKNOWN_DEFAULT_TASK = "spec.routing.defaultTask must name a task of spec.routing.tasks or of a model's tasks"
 REPLICAS_ORDER = "replicas.min must be less than or equal to replicas.max"
-HPA_ZERO = "autoscaling.mode hpa cannot scale to zero: set replicas.min to 1 or more"
+HPA_ZERO = (
+    "autoscaling.mode hpa cannot scale to zero: set replicas.min to 1 or more "
+    "(or use mode builtin or keda, which can)"
+)
+CPU_TARGET_MODE = "autoscaling.targetCpuUtilization is only used by autoscaling.mode hpa"
 SOURCE_SCHEME = "source.uri must start with hf://, pvc://, s3://, http://, https:// or file://"
 SOURCE_SHAPE = (
     "source.uri needs a location after the scheme: hf://ORG/REPO, pvc://CLAIM/PATH, s3://BUCKET/KEY, "

@@ -115,21 +115,41 @@ class Replicas(SpecModel):
         return self
 
 
-AutoscalingMode = Literal["none", "hpa"]
+AutoscalingMode = Literal["builtin", "hpa", "keda", "none"]
 
 
 class Autoscaling(SpecModel):
-    """How replicas follow load between replicas.min and replicas.max."""
+    """How replicas follow load between replicas.min and replicas.max (only when min < max)."""
 
-    mode: AutoscalingMode = "none"
-    """none: fixed at replicas.min; hpa: an autoscaling/v2 HorizontalPodAutoscaler on the in-flight metric
-    (needs a custom-metrics adapter) and, if set, CPU utilisation."""
+    model_config = cel_rules(
+        ("!has(self.targetCpuUtilization) || self.mode == 'hpa'", messages.CPU_TARGET_MODE),
+    )
+
+    mode: AutoscalingMode = "builtin"
+    """builtin: the operator scales on the router's in-flight + queued requests (no metrics adapter; can
+    scale to zero); hpa: an autoscaling/v2 HorizontalPodAutoscaler on a Pods metric (needs a custom-metrics
+    adapter; not to zero); keda: a KEDA ScaledObject on the router's gauges (needs KEDA and Prometheus; can
+    scale to zero); none: fixed at replicas.min (kubectl scale is reverted)."""
     target_in_flight: Annotated[int, Field(ge=1, le=10000)] = 8
-    """Concurrent requests per replica the autoscaler aims for."""
+    """Concurrent requests (in flight + queued) per replica the autoscaler aims for."""
     target_cpu_utilization: Annotated[int, Field(ge=1, le=100)] | None = None
-    """Also scale on average CPU utilisation (percent of requests), useful for llamacpp models."""
+    """mode hpa only: also scale on average CPU utilisation (percent of requests), useful for llamacpp
+    models."""
+    window: Duration = "30s"
+    """builtin: load is averaged over this long before it is turned into replicas (keda: polling
+    interval)."""
+    scale_up_delay: Duration = "0s"
+    """builtin and hpa: a higher replica count must be asked for this long before it is applied (0s: at
+    once). Scaling from zero on a held request never waits."""
     scale_down_delay: Duration = "300s"
-    """Load must stay low this long before replicas are removed (e.g. 300s, 5m)."""
+    """Load must stay low this long before replicas are removed (e.g. 300s, 5m); at zero load with
+    replicas.min 0 the model then parks at zero."""
+
+    @model_validator(mode="after")
+    def _cpu_target_for_hpa(self) -> Autoscaling:
+        if self.target_cpu_utilization is not None and self.mode != "hpa":
+            raise ValueError(messages.CPU_TARGET_MODE)
+        return self
 
 
 def _runtime_rules() -> list[tuple[str, str]]:
@@ -222,6 +242,11 @@ class ModelSpec(SpecModel):
     def gpus(self) -> int:
         """GPUs per replica (0 without an accelerator)."""
         return self.accelerator.gpus if self.accelerator is not None else 0
+
+    @property
+    def autoscaled(self) -> bool:
+        """True when an autoscaler (builtin, HPA or KEDA), not the spec, owns the replica count."""
+        return self.autoscaling.mode != "none" and self.replicas.min < self.replicas.upper
 
     @property
     def model_name(self) -> str:

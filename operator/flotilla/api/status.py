@@ -61,6 +61,30 @@ class ModelStatus(StatusModel):
     """Why the model is not Ready, if it is not."""
 
 
+class ModelAutoscaling(StatusModel):
+    """The built-in autoscaler's last decision for one model (written by the autoscaler, field manager
+    flotilla-autoscaler, separately from the reconciler's fields)."""
+
+    name: Annotated[str, Field(max_length=MAX_SHORT)]
+    """Model name."""
+    load: Annotated[float, Field(ge=0)] = 0.0
+    """In-flight plus queued requests, summed over the router pods and averaged over autoscaling.window."""
+    queued: Annotated[float, Field(ge=0)] = 0.0
+    """Requests the routers hold for this model right now (waiting for a cold start)."""
+    current_replicas: int = 0
+    """Replicas the Deployment had when the decision was made."""
+    desired_replicas: int = 0
+    """Replicas the autoscaler wants."""
+    reason: Annotated[str, Field(max_length=64)] = ""
+    """ScaleUp, ScaleDown, ColdStart, Steady, BelowMin, AboveMax or NoData."""
+    routers: int = 0
+    """Router pods whose metrics were read for this decision."""
+    last_scale_time: (
+        Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})] | None
+    ) = None
+    """When the autoscaler last changed the replicas (RFC 3339)."""
+
+
 class FleetStatus(StatusModel):
     """What the operator last observed of the fleet."""
 
@@ -74,6 +98,9 @@ class FleetStatus(StatusModel):
     """Ready models out of all models, e.g. 2/3 (the MODELS column of kubectl get mf)."""
     endpoint: Annotated[str, Field(max_length=MAX_SHORT)] | None = None
     """The router's in-cluster OpenAI base URL, e.g. http://assistants-router.ai.svc:8080/v1."""
+
+    autoscaling: list[ModelAutoscaling] | None = None
+    """Built-in autoscaler decisions, one per autoscaled model of mode builtin."""
 
     def condition(self, type_: str) -> Condition | None:
         """The condition of that type, if present."""

@@ -12,6 +12,7 @@ import re
 
 from flotilla import errors
 from flotilla.controller import configuring
+from flotilla.reconcile import kube
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -75,6 +76,7 @@ def run(name: str, args: argparse.Namespace) -> int:
         client = kube.Kube.connect(pool_size=config.workers)
     except Exception as exc:  # kubeconfig missing or unreadable: a message, not a traceback
         raise errors.FlotillaError(f"cannot load Kubernetes credentials: {exc}") from None
+    _require_crd(client)
     context = contexts.Context(kube=client, config=config)
     kopf.run(
         registry=handlers.registry,
@@ -87,3 +89,19 @@ def run(name: str, args: argparse.Namespace) -> int:
         memo=kopf.Memo(flotilla=context),
     )
     return 0
+
+
+def _require_crd(client: kube.Kube) -> None:
+    """Fail with instructions when the CRD is missing: kopf's scanning is off, so it would not notice it
+    appearing later and would serve nothing."""
+    from flotilla.api import fleet as fleet_api
+
+    try:
+        served = client.serves(fleet_api.GROUP, fleet_api.VERSION, fleet_api.PLURAL)
+    except kube.ApiError as exc:
+        raise errors.FlotillaError(f"cannot reach the Kubernetes API: {exc}") from None
+    if not served:
+        raise errors.FlotillaError(
+            f"the {fleet_api.KIND} CRD ({fleet_api.PLURAL}.{fleet_api.GROUP}/{fleet_api.VERSION}) is not "
+            "installed; install it first: flotilla crds | kubectl apply --server-side -f -"
+        )

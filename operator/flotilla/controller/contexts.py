@@ -1,5 +1,5 @@
 """In-memory operator state shared by all handlers (kept in kopf's ``memo``): the API client and, per
-fleet, a lock, the last published status and a cache of the rendered children.
+fleet, the last published status, the status writer's inputs and a cache of the rendered children.
 
 Nothing here is authoritative: after a restart it is rebuilt from the fleets' stored status, which is why
 restarting the operator neither repeats Events nor loses track of applied generations.
@@ -7,7 +7,6 @@ restarting the operator neither repeats Events nor loses track of applied genera
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +22,10 @@ FleetKey = tuple[str, str]
 class FleetState:
     """What the operator remembers about one fleet between handler calls."""
 
-    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    flushing: bool = False
+    """A status write for this fleet is scheduled or running (see ``handling.refresh_fleet_status``)."""
+    pending: tuple[dict[str, Any], list[Any], Any] | None = None
+    """Newest (fleet, Deployment views, logger) waiting for the status writer."""
     published: dict[str, Any] | None = None
     """The status last written (or found stored at startup); transitions are computed against it."""
     applied_generation: int | None = None

@@ -26,6 +26,8 @@ RETRY_DELAY = 5.0
 """Seconds before kopf retries after a transient API failure."""
 FORBIDDEN_DELAY = 60.0
 """Seconds before retrying after 403: someone has to fix RBAC first."""
+STATUS_COALESCE = 0.25
+"""Seconds a status refresh waits so a burst of Deployment events for one fleet becomes one write."""
 
 
 def fleet_entry(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,11 +108,11 @@ async def handle_reconcile_fleet(
         await _post(context, fleet, [statuses.Notice("Warning", "ApplyRejected", str(exc))], logger)
         raise kopf.PermanentError(str(exc)) from None
     state.applied_generation, state.spec_error = generation, None
-    logger.info(
-        "generation %d applied: %d children changed, %d unchanged, %d pruned",
-        generation, len(outcome.changed), outcome.unchanged, len(outcome.pruned),
-    )  # fmt: skip
-    await refresh_fleet_status(fleet, context, views, logger)
+    logger.info("generation %d applied: %s", generation, outcome.describe())
+    try:
+        await refresh_fleet_status(fleet, context, views, logger)
+    except kubeapi.ApiError as exc:  # the children are applied; kopf retries and the status follows
+        raise _temporary(exc) from None
 
 
 async def refresh_fleet_status(
@@ -121,33 +123,55 @@ async def refresh_fleet_status(
 ) -> None:
     """Recompute the fleet's status from the watched Deployments; write it and post Events if it changed.
 
-    Serialised per fleet: handlers for different Deployments of one fleet run concurrently.
+    Coalesced per fleet: the first request waits ``STATUS_COALESCE`` seconds, then writes from the newest
+    inputs; requests that arrive meanwhile only replace those inputs. A new fleet's Deployments produce a
+    burst of events, and on a busy apiserver one write beats five.
     """
     state = context.state(fleet)
-    async with state.lock:
-        try:
-            endpoint = statuses.endpoint(context.desired(fleet))
-        except errors.InvalidSpecError:
-            endpoint = None
-        observed = statuses.Observed(
-            generation=int(fleet["metadata"].get("generation") or 0),
-            models=desiring.model_names(fleet),
-            deployments=list(views),
-            applied_generation=state.applied_generation,
-            endpoint=endpoint,
-            spec_error=state.spec_error,
-        )
-        status = statuses.compute(observed, state.published, _now())
-        if state.published is not None and _settled(state.published) == _settled(status):
+    state.pending = (dict(fleet), list(views), logger)
+    if state.flushing:
+        return
+    state.flushing = True
+    try:
+        await asyncio.sleep(STATUS_COALESCE)
+        while state.pending is not None:
+            latest, latest_views, latest_logger = state.pending
+            state.pending = None
+            await _write_status(latest, context, latest_views, latest_logger)
+    finally:
+        state.flushing = False
+
+
+async def _write_status(
+    fleet: Mapping[str, Any],
+    context: contexts.Context,
+    views: list[statuses.DeploymentView],
+    logger: Logger,
+) -> None:
+    state = context.state(fleet)
+    try:
+        endpoint = statuses.endpoint(context.desired(fleet))
+    except errors.InvalidSpecError:
+        endpoint = None
+    observed = statuses.Observed(
+        generation=int(fleet["metadata"].get("generation") or 0),
+        models=desiring.model_names(fleet),
+        deployments=views,
+        applied_generation=state.applied_generation,
+        endpoint=endpoint,
+        spec_error=state.spec_error,
+    )
+    status = statuses.compute(observed, state.published, _now())
+    if state.published is not None and _settled(state.published) == _settled(status):
+        return
+    try:
+        await applying.publish_status(context.kube, fleet, status, fleet_api.PLURAL)
+    except kubeapi.ApiError as exc:
+        if exc.status == 404:  # the fleet is gone; nothing to report on
             return
-        try:
-            await applying.publish_status(context.kube, fleet, status, fleet_api.PLURAL)
-        except kubeapi.ApiError as exc:
-            if exc.status == 404:  # the fleet is gone; nothing to report on
-                return
-            raise
-        notices = statuses.transitions(state.published, status)
-        state.published = status
+        raise
+    notices = statuses.transitions(state.published, status)
+    state.published = status
     await _post(context, fleet, notices, logger)
 
 

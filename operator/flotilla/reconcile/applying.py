@@ -20,11 +20,19 @@ Manifest = dict[str, Any]
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What one reconcile did: keys of children created or changed, and of children pruned."""
+    """What one reconcile did: children applied, which of them changed (None when the children were not
+    listed first, see ``planning.needs_listing``), and children pruned."""
 
-    changed: tuple[planning.ChildKey, ...]
+    applied: int
+    changed: tuple[planning.ChildKey, ...] | None
     pruned: tuple[planning.ChildKey, ...]
-    unchanged: int
+
+    def describe(self) -> str:
+        """One line for the log."""
+        if self.changed is None:
+            return f"{self.applied} children applied (first generation: nothing to prune)"
+        unchanged = self.applied - len(self.changed)
+        return f"{len(self.changed)} children changed, {unchanged} unchanged, {len(self.pruned)} pruned"
 
 
 async def observe(kube: kubeapi.Kube, namespace: str, fleet_name: str) -> list[Manifest]:
@@ -42,7 +50,8 @@ async def reconcile_children(
     """Apply every desired child with the fleet as owner, then delete labelled children no longer desired."""
     namespace, name = fleet["metadata"]["namespace"], fleet["metadata"]["name"]
     wanted = [owners.owned(m, fleet) for m in desired]
-    observed = await observe(kube, namespace, name)
+    listing = planning.needs_listing(fleet)
+    observed = await observe(kube, namespace, name) if listing else []
     step = planning.plan(wanted, observed)
     before = {planning.child_key(o): o["metadata"].get("resourceVersion") for o in observed}
     changed: list[planning.ChildKey] = []
@@ -57,9 +66,9 @@ async def reconcile_children(
         meta = child["metadata"]
         await asyncio.to_thread(kube.delete, kubeapi.kind_of(child), namespace, meta["name"], meta.get("uid"))
     return Outcome(
-        changed=tuple(changed),
+        applied=len(step.apply),
+        changed=tuple(changed) if listing else None,
         pruned=tuple(planning.child_key(c) for c in step.prune),
-        unchanged=len(step.apply) - len(changed),
     )
 
 

@@ -191,6 +191,16 @@ class Kube:
             raise
         return True
 
+    def serves(self, group: str, version: str, plural: str) -> bool:
+        """Whether the apiserver serves a resource (discovery; every authenticated user may ask)."""
+        try:
+            found = self._call("GET", f"/apis/{group}/{version}")
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return any(r.get("name") == plural for r in found.get("resources") or [])
+
     def get_custom(self, group: str, version: str, plural: str, namespace: str, name: str) -> Manifest | None:
         """One custom object, or None when it does not exist."""
         try:

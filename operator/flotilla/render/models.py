@@ -1,6 +1,7 @@
-"""A fleet model's children: Deployment, Service, HorizontalPodAutoscaler (mode hpa, min < max) and
-PodDisruptionBudget (more than one replica). The runtime module builds the containers; this module adds
-what every runtime shares: labels, replicas, GPU scheduling, security context.
+"""A fleet model's children: Deployment, Service, HorizontalPodAutoscaler (mode hpa, min < max), KEDA
+ScaledObject (mode keda, min < max) and PodDisruptionBudget (more than one replica). The runtime module
+builds the containers; this module adds what every runtime shares: labels, replicas, GPU scheduling,
+security context.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ def metadata(fleet: ModelFleet, name: str, labels: dict[str, str]) -> dict[str, 
 
 
 def autoscaled(model: ModelSpec) -> bool:
-    """True when something other than the Deployment spec owns the replica count."""
-    return model.autoscaling.mode == "hpa" and model.replicas.min < model.replicas.upper
+    """True when something other than the Deployment spec owns the replica count (the built-in
+    autoscaler, the HPA or KEDA)."""
+    return model.autoscaled
 
 
 def _scheduling(model: ModelSpec) -> dict[str, Any]:
@@ -46,7 +48,7 @@ def _scheduling(model: ModelSpec) -> dict[str, Any]:
 
 def deployment(fleet: ModelFleet, model: ModelSpec, settings: RenderSettings) -> dict[str, Any]:
     """The model server Deployment. `spec.replicas` is left out when an autoscaler owns it, so server-side
-    apply never fights the HPA."""
+    apply never fights the HPA, KEDA or the built-in autoscaler (which patches the scale subresource)."""
     parts = runtimes.get(model.runtime).build(model, settings.runtimes)
     labels = naming.model_labels(fleet, model)
     pod_spec: dict[str, Any] = {
@@ -135,6 +137,58 @@ def hpa(fleet: ModelFleet, model: ModelSpec, settings: RenderSettings) -> dict[s
     }
 
 
+def scaled_object(fleet: ModelFleet, model: ModelSpec, settings: RenderSettings) -> dict[str, Any]:
+    """KEDA ScaledObject on the router's in-flight + queued gauges for this model, read through Prometheus.
+
+    With replicas.min 0, KEDA parks the Deployment at `idleReplicaCount: 0` while the query is 0 and runs
+    1..max replicas when it is above `activationThreshold` (KEDA requires idle < minReplicaCount).
+    """
+    scaling = model.autoscaling
+    delay = round(parse_duration(scaling.scale_down_delay))
+    selector = (
+        f'__name__=~"{settings.router_in_flight_metric}|{settings.router_queued_metric}",'
+        f'namespace="{fleet.namespace}",pod=~"{naming.router_name(fleet)}-.+",model="{model.name}"'
+    )  # this fleet's router pods only: two fleets in a namespace may both have a model of this name
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {
+            "apiVersion": "apps/v1", "kind": "Deployment", "name": naming.model_deployment_name(fleet, model)
+        },
+        "pollingInterval": max(1, round(parse_duration(scaling.window))),
+        "cooldownPeriod": delay,
+        "minReplicaCount": max(1, model.replicas.min),
+        "maxReplicaCount": model.replicas.upper,
+        "advanced": {
+            "horizontalPodAutoscalerConfig": {
+                "behavior": {
+                    "scaleUp": {"stabilizationWindowSeconds": round(parse_duration(scaling.scale_up_delay))},
+                    "scaleDown": {"stabilizationWindowSeconds": delay},
+                }
+            }
+        },
+        "triggers": [
+            {
+                "type": "prometheus",
+                "metadata": {
+                    "serverAddress": settings.keda_prometheus_url,
+                    "query": f"sum({{{selector}}}) or vector(0)",
+                    "threshold": str(scaling.target_in_flight),
+                    "activationThreshold": "0",
+                },
+            }
+        ],
+    }  # fmt: skip
+    if model.replicas.min == 0:
+        spec = {"idleReplicaCount": 0, **spec}
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": metadata(
+            fleet, naming.model_scaled_object_name(fleet, model), naming.model_labels(fleet, model)
+        ),
+        "spec": spec,
+    }
+
+
 def pdb(fleet: ModelFleet, name: str, labels: dict[str, str], selector: dict[str, str]) -> dict[str, Any]:
     """At most one pod of the group down at a time during voluntary disruptions (drains, upgrades)."""
     return {
@@ -148,8 +202,10 @@ def pdb(fleet: ModelFleet, name: str, labels: dict[str, str], selector: dict[str
 def render_model(fleet: ModelFleet, model: ModelSpec, settings: RenderSettings) -> list[dict[str, Any]]:
     """Every child of one model, in a stable order."""
     objects = [deployment(fleet, model, settings), service(fleet, model)]
-    if autoscaled(model):
+    if autoscaled(model) and model.autoscaling.mode == "hpa":
         objects.append(hpa(fleet, model, settings))
+    if autoscaled(model) and model.autoscaling.mode == "keda":
+        objects.append(scaled_object(fleet, model, settings))
     if (model.replicas.upper if autoscaled(model) else model.replicas.min) > 1:
         labels = naming.model_labels(fleet, model)
         objects.append(

@@ -28,12 +28,13 @@ def _name(model: ModelSpec | str) -> str:
 
 
 def model_deployment_name(fleet: ModelFleet, model: ModelSpec | str) -> str:
-    """`<fleet>-<model>`: the model's Deployment (its Service, HPA and PDB share the name)."""
+    """`<fleet>-<model>`: the model's Deployment (its Service, HPA, ScaledObject and PDB share the name)."""
     return f"{fleet.name}-{_name(model)}"
 
 
 model_service_name = model_deployment_name
 model_hpa_name = model_deployment_name
+model_scaled_object_name = model_deployment_name
 model_pdb_name = model_deployment_name
 
 

@@ -36,6 +36,12 @@ class RenderSettings:
     """Image with the `flotilla` command (operator and router share it)."""
     in_flight_metric: str = "flotilla_model_in_flight_requests"
     """Pods metric (custom metrics API) the HPA mode scales on."""
+    keda_prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+    """Prometheus that KEDA ScaledObjects (autoscaling.mode keda) query for the router's gauges."""
+    router_in_flight_metric: str = "flotilla_router_in_flight"
+    """The router's gauge of requests a model is serving (what keda mode queries)."""
+    router_queued_metric: str = "flotilla_router_queued"
+    """The router's gauge of requests held for a cold model (what keda mode queries)."""
 
 
 def settings_reference() -> str:
@@ -48,6 +54,11 @@ def settings_reference() -> str:
     rows += [
         ("FLOTILLA_ROUTER_IMAGE", defaults.router_image, _doc(RenderSettings, "router_image")),
         ("FLOTILLA_IN_FLIGHT_METRIC", defaults.in_flight_metric, _doc(RenderSettings, "in_flight_metric")),
+        (
+            "FLOTILLA_KEDA_PROMETHEUS_URL",
+            defaults.keda_prometheus_url,
+            _doc(RenderSettings, "keda_prometheus_url"),
+        ),
     ]
     lines = [
         "# Operator rendering settings",
@@ -92,4 +103,6 @@ def load(environ: Mapping[str, str] | None = None) -> RenderSettings:
         settings = dataclasses.replace(settings, router_image=env["FLOTILLA_ROUTER_IMAGE"])
     if env.get("FLOTILLA_IN_FLIGHT_METRIC"):
         settings = dataclasses.replace(settings, in_flight_metric=env["FLOTILLA_IN_FLIGHT_METRIC"])
+    if env.get("FLOTILLA_KEDA_PROMETHEUS_URL"):
+        settings = dataclasses.replace(settings, keda_prometheus_url=env["FLOTILLA_KEDA_PROMETHEUS_URL"])
     return settings

@@ -75,23 +75,30 @@ def build_request(
 async def open_response(
     session: aiohttp.ClientSession, target: Target, parsed: ParsedRequest, endpoint: Endpoint
 ) -> Opened:
-    """Send and wait (up to the first-byte timeout) for headers and the first body bytes.
+    """Send and wait for the headers (and, for a stream, its first event) within the first-byte timeout.
 
     Raises ``UpstreamError`` with reason ``error`` (connect error, 5xx, 401/403, garbage), ``timeout`` or
     ``overload`` (429). Other 4xx are returned: they are the client's fault and pass through.
     """
     url, body, headers = build_request(target, parsed, endpoint)
     response: aiohttp.ClientResponse | None = None
+    streaming = parsed.stream
     try:
         async with asyncio.timeout(target.first_byte_timeout):
             response = await session.post(
                 url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=target.total_timeout)
             )
-            first = await _first_bytes(response, parsed.stream)
+            if streaming and response.status == 200:
+                first = await _first_event(response)
+        if not (streaming and response.status == 200):
+            # A plain answer's headers come when generation is done; its body then gets the total timeout.
+            first = await response.read()
     except TimeoutError:
         _close(response)
+        limit = "first-byte" if response is None or streaming else "total"
+        seconds = target.first_byte_timeout if limit == "first-byte" else target.total_timeout
         raise UpstreamError(
-            "timeout", f"{target.name} sent no response within {target.first_byte_timeout:g}s", 504
+            "timeout", f"{target.name} exceeded its {limit} timeout ({seconds:g}s)", 504
         ) from None
     except aiohttp.ClientError as exc:
         _close(response)
@@ -101,25 +108,24 @@ async def open_response(
         _close(response)
         reason = "overload" if status == 429 else "error"
         raise UpstreamError(reason, f"{target.name} answered HTTP {status}", 502)
-    if status == 200 and parsed.stream and not streams.looks_like_sse(first):
+    if status == 200 and streaming and not streams.looks_like_sse(first):
         _close(response)
         raise UpstreamError("error", f"{target.name} sent a malformed event stream", 502)
     return Opened(response, first)
 
 
-async def _first_bytes(response: aiohttp.ClientResponse, stream: bool) -> bytes:
-    """The whole body for plain responses and errors; the first chunk of a 200 stream."""
-    if stream and response.status == 200:
-        chunk = await response.content.readany()
-        while chunk and not chunk.strip():  # keep-alive blank lines are not a first byte of content
-            more = await response.content.readany()
-            if not more:
-                break
-            chunk += more
-        return chunk
-    return await response.read()
+async def _first_event(response: aiohttp.ClientResponse) -> bytes:
+    """The first non-blank chunk of a 200 stream (keep-alive blank lines are not content)."""
+    chunk = await response.content.readany()
+    while chunk and not chunk.strip():
+        more = await response.content.readany()
+        if not more:
+            break
+        chunk += more
+    return chunk
 
 
 def _close(response: aiohttp.ClientResponse | None) -> None:
+    """Drop the connection (not back to the pool): the upstream sees the request abandoned."""
     if response is not None:
         response.close()

@@ -6,10 +6,26 @@ Names the autoscaler reads: ``flotilla_router_in_flight{model}`` (requests being
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _FAST = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """The labelled children for one (model, task), looked up once: ``labels()`` costs a lock and a dict."""
+
+    in_flight: Any
+    first_byte: Any
+    latency: Any
+    prompt_tokens: Any
+    completion_tokens: Any
+    dollars: Any
+    saved: Any
 
 
 class Metrics:
@@ -90,3 +106,21 @@ class Metrics:
             ["result"],
             registry=r,
         )
+
+        self._served: dict[tuple[str, str], Served] = {}
+
+    def served(self, model: str, task: str) -> Served:
+        """Cached children for ``model`` serving ``task`` (the set of pairs is small and fixed by config)."""
+        key = (model, task)
+        children = self._served.get(key)
+        if children is None:
+            children = self._served[key] = Served(
+                in_flight=self.in_flight.labels(model),
+                first_byte=self.first_byte.labels(model, task),
+                latency=self.latency.labels(model, task),
+                prompt_tokens=self.tokens.labels(model, task, "prompt"),
+                completion_tokens=self.tokens.labels(model, task, "completion"),
+                dollars=self.dollars.labels(model, task),
+                saved=self.saved.labels(model, task),
+            )
+        return children

@@ -37,6 +37,7 @@ class Slot:
         "_endpoint",
         "_metrics",
         "_released",
+        "_served",
         "_started",
         "_target",
         "_task",
@@ -65,23 +66,24 @@ class Slot:
         self.broken = False
         self.finished = False
         endpoint.outstanding += 1
-        metrics.in_flight.labels(target.name).inc()
+        self._served = metrics.served(target.name, task)
+        self._served.in_flight.inc()
 
     def first_byte(self) -> None:
         elapsed = time.perf_counter() - self._started
-        self._metrics.first_byte.labels(self._target.name, self._task).observe(elapsed)
+        self._served.first_byte.observe(elapsed)
 
     def settle(self, usage: pricing.Usage | None) -> pricing.Bill | None:
         """Count tokens and dollars for ``usage`` (None when the upstream reported none)."""
         if usage is None:
             return None
         bill = pricing.bill(usage, self._target.price, self._counterfactual)
-        m, name, task = self._metrics, self._target.name, self._task
-        m.tokens.labels(name, task, "prompt").inc(usage.prompt_tokens)
-        m.tokens.labels(name, task, "completion").inc(usage.completion_tokens)
-        m.dollars.labels(name, task).inc(bill.dollars)
+        served = self._served
+        served.prompt_tokens.inc(usage.prompt_tokens)
+        served.completion_tokens.inc(usage.completion_tokens)
+        served.dollars.inc(bill.dollars)
         if bill.saved:
-            m.saved.labels(name, task).inc(bill.saved)
+            served.saved.inc(bill.saved)
         return bill
 
     def release(self, outcome: Outcome, health: bool | None) -> None:
@@ -91,7 +93,7 @@ class Slot:
         self._released = True
         self._endpoint.outstanding -= 1
         m, name = self._metrics, self._target.name
-        m.in_flight.labels(name).dec()
+        self._served.in_flight.dec()
         breaker = self._endpoint.breaker
         if health is True:
             breaker.success()
@@ -102,7 +104,7 @@ class Slot:
         m.breaker.labels(name, self._endpoint.url).set(STATE_VALUES[breaker.state])
         if outcome != "failed":
             m.requests.labels(name, self._task, outcome).inc()
-            m.latency.labels(name, self._task).observe(time.perf_counter() - self._started)
+            self._served.latency.observe(time.perf_counter() - self._started)
 
 
 def openai_relay(wants_usage: bool) -> streams.SseRelay:

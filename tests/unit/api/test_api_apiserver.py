@@ -15,7 +15,7 @@ import pytest
 from fleets import BASE, fleet
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from test_api_validation import INVALID
+from test_api_validation import CODER, INVALID, SCALE_TO_ZERO
 
 from flotilla.api import fleet as fleet_api
 from flotilla.api.commands import dump_crds
@@ -29,6 +29,10 @@ SCHEMA_MESSAGES = {
     "bad duration": "spec.routing.coldStartBudget in body should match",
     "model name not a DNS label": "spec.models[1].name in body should match",
     "unknown field (typo)": 'unknown field "spec.models[0].replica"',
+    "unknown autoscaling mode": (
+        'Unsupported value: "kpa": supported values: "builtin", "hpa", "keda", "none"'
+    ),
+    "bad scale-down delay": "spec.models[0].autoscaling.scaleDownDelay in body should match",
 }
 
 
@@ -72,3 +76,15 @@ def test_apiserver_rejects_what_pydantic_rejects(objects: client.CustomObjectsAp
         _dry_run_create(objects, fleet(**changes))
     assert caught.value.status in (400, 422)  # 400: strict decoding (unknown field), 422: validation
     assert SCHEMA_MESSAGES.get(case, message) in json.loads(str(caught.value.body))["message"]
+
+
+@pytest.mark.parametrize("case", list(SCALE_TO_ZERO), ids=list(SCALE_TO_ZERO))
+def test_apiserver_accepts_scale_to_zero_except_for_hpa(objects: client.CustomObjectsApi, case: str) -> None:
+    mode = SCALE_TO_ZERO[case][0]
+    changes: dict[str, Any] = {f"{CODER}__replicas": {"min": 0, "max": 2}}
+    if mode:
+        changes[f"{CODER}__autoscaling"] = {"mode": mode}
+    created = _dry_run_create(objects, fleet(**changes))
+    scaling = created["spec"]["models"][0]["autoscaling"]
+    assert scaling["mode"] == (mode or "builtin")
+    assert (scaling["window"], scaling["scaleUpDelay"], scaling["scaleDownDelay"]) == ("30s", "0s", "300s")

@@ -70,6 +70,15 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
         {f"{CODER}__replicas": {"min": 0, "max": 2}, f"{CODER}__autoscaling": {"mode": "hpa"}},
         messages.HPA_ZERO,
     ),
+    "cpu target without hpa": (
+        {f"{CODER}__replicas": {"min": 1, "max": 2}, f"{CODER}__autoscaling": {"targetCpuUtilization": 70}},
+        messages.CPU_TARGET_MODE,
+    ),
+    "unknown autoscaling mode": (
+        {f"{CODER}__autoscaling": {"mode": "kpa"}},
+        "Input should be 'builtin', 'hpa', 'keda' or 'none'",
+    ),
+    "bad scale-down delay": ({f"{CODER}__autoscaling": {"scaleDownDelay": "5 min"}}, "should match pattern"),
     "model named router": ({f"{POCKET}__name": "router"}, messages.RESERVED_MODEL_NAME),
     "fallback named like a model": ({f"{FRONTIER}__name": "coder", "spec__routing": {}}, messages.NAME_CLASH),
     "duplicate fallbacks": (
@@ -130,10 +139,31 @@ def test_defaults_are_filled() -> None:
     pocket = spec.model("pocket")
     assert pocket.tasks == ["chat"]
     assert (pocket.replicas.min, pocket.replicas.upper) == (1, 1)
-    assert pocket.autoscaling.mode == "none"
+    assert pocket.autoscaling.mode == "builtin"
+    assert not pocket.autoscaled  # min == max: nothing to scale
+    assert (pocket.autoscaling.window, pocket.autoscaling.scale_up_delay) == ("30s", "0s")
     assert spec.routing.cold_start_budget == "2s"
     assert spec.router.service_type == "ClusterIP"
     assert spec.fallbacks[0].effective_base_url == "https://api.openai.com/v1"
+
+
+SCALE_TO_ZERO: dict[str, tuple[str, bool]] = {
+    # mode -> (mode as written, whether the model is autoscaled with replicas {min: 0, max: 2})
+    "builtin": ("builtin", True),
+    "keda": ("keda", True),
+    "none": ("none", False),
+    "default": ("", True),
+}
+
+
+@pytest.mark.parametrize("case", list(SCALE_TO_ZERO), ids=list(SCALE_TO_ZERO))
+def test_scale_to_zero_is_allowed_except_for_hpa(case: str) -> None:
+    mode, autoscaled = SCALE_TO_ZERO[case]
+    changes: dict[str, Any] = {f"{CODER}__replicas": {"min": 0, "max": 2}}
+    if mode:
+        changes[f"{CODER}__autoscaling"] = {"mode": mode}
+    coder = ModelFleet.from_body(fleet(**changes)).spec.model("coder")
+    assert (coder.replicas.min, coder.autoscaled) == (0, autoscaled)
 
 
 def test_status_round_trips_from_the_wire() -> None:

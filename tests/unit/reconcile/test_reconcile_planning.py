@@ -125,3 +125,8 @@ def test_waves_order_kinds_and_keep_input_order() -> None:
     result = [[m["metadata"]["name"] for m in wave] for wave in planning.waves(manifests, [first, second])]
     assert result == [["r", "s1", "s2"], ["d", "rb"], ["w"]]
     assert planning.waves([], [first]) == []
+
+
+@pytest.mark.parametrize(("generation", "expected"), [(1, False), (2, True), (7, True), (None, True)])
+def test_needs_listing_only_after_the_first_generation(generation: int | None, expected: bool) -> None:
+    assert planning.needs_listing({"metadata": {"generation": generation}}) is expected

@@ -117,6 +117,12 @@ def test_autoscaled_deployment_leaves_replicas_to_the_hpa() -> None:
         ({"min": 1, "max": 3}, {"mode": "none"}, False, False, 1),
         ({"min": 2, "max": 2}, {"mode": "hpa"}, False, True, 2),
         ({"min": 1, "max": 2}, {"mode": "hpa"}, True, True, None),
+        ({"min": 1, "max": 3}, {"mode": "builtin"}, False, True, None),
+        ({"min": 0, "max": 1}, {"mode": "builtin"}, False, False, None),
+        ({"min": 0, "max": 2}, {}, False, True, None),  # builtin is the default
+        ({"min": 2, "max": 2}, {"mode": "builtin"}, False, True, 2),
+        ({"min": 0}, {"mode": "builtin"}, False, False, 0),  # parked: no max, nothing to scale to
+        ({"min": 0, "max": 3}, {"mode": "keda"}, False, True, None),
     ],
 )
 def test_hpa_and_pdb_rules(
@@ -133,6 +139,33 @@ def test_hpa_and_pdb_rules(
     assert (("HorizontalPodAutoscaler", "f-m") in objects) is hpa
     assert (("PodDisruptionBudget", "f-m") in objects) is pdb
     assert objects[("Deployment", "f-m")]["spec"].get("replicas") == deployment_replicas
+
+
+@pytest.mark.parametrize(("low", "idle", "keda_min"), [(0, 0, 1), (2, None, 2)])
+def test_keda_scaled_object(low: int, idle: int | None, keda_min: int) -> None:
+    model = {
+        "name": "m",
+        "source": {"uri": "pvc://c/m.gguf"},
+        "runtime": "llamacpp",
+        "replicas": {"min": low, "max": 4},
+        "autoscaling": {"mode": "keda", "targetInFlight": 6, "window": "15s", "scaleDownDelay": "2m"},
+    }
+    objects = by_kind_name(render_fleet(fleet(models=[model])))
+    scaled = objects[("ScaledObject", "f-m")]
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    spec = scaled["spec"]
+    assert spec.get("idleReplicaCount") == idle
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (keda_min, 4)
+    assert spec["scaleTargetRef"]["name"] == "f-m"
+    assert (spec["pollingInterval"], spec["cooldownPeriod"]) == (15, 120)
+    trigger = spec["triggers"][0]
+    assert trigger["type"] == "prometheus"
+    assert trigger["metadata"]["threshold"] == "6"
+    query = trigger["metadata"]["query"]
+    assert 'model="m"' in query and 'pod=~"f-router-.+"' in query
+    assert "flotilla_router_in_flight|flotilla_router_queued" in query
+    assert "replicas" not in objects[("Deployment", "f-m")]["spec"]
+    assert ("HorizontalPodAutoscaler", "f-m") not in objects
 
 
 def test_gpu_placement() -> None:

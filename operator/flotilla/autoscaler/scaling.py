@@ -1,0 +1,266 @@
+"""The built-in autoscaler loop: each tick, for every fleet with `builtin` models, read the router pods'
+load, decide per model (:mod:`.recommending`), patch the Deployment's scale, and record the decision as an
+Event, in status.autoscaling and in Prometheus metrics.
+
+State (load windows, recommendation history) lives in memory, keyed by namespace/fleet/model; after an
+operator restart the recommender holds the replicas it finds for a full scale-down delay, so a restart
+never causes a scale-down (see ``Recommender.decide``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import httpx
+from kubernetes.client.exceptions import ApiException
+
+from flotilla import errors
+from flotilla.api import status as status_api
+from flotilla.api.common import parse_duration
+from flotilla.api.fleet import ModelFleet, ModelSpec
+from flotilla.autoscaler import scraping
+from flotilla.autoscaler.metrics import AutoscalerMetrics
+from flotilla.autoscaler.recommending import Decision, Policy, Recommender
+from flotilla.autoscaler.settings import AutoscalerSettings
+from flotilla.render import naming
+
+log = logging.getLogger(__name__)
+
+Discover = Callable[[ModelFleet], Awaitable[list[str]]]
+"""Router pod base URLs of a fleet (EndpointSlices in the cluster; a fixed list in tests)."""
+Key = tuple[str, str, str]
+"""(namespace, fleet, model)."""
+
+
+class ClusterAPI(Protocol):
+    """What the loop needs from the cluster (:class:`flotilla.autoscaler.actuating.Cluster` in the
+    operator; an in-memory fake in unit tests)."""
+
+    def list_fleets(self, namespaces: Sequence[str] = ()) -> list[dict[str, Any]]: ...
+    def router_endpoints(self, namespace: str, service: str) -> list[str]: ...
+    def replicas(self, namespace: str, deployment: str) -> int | None: ...
+    def scale(self, namespace: str, deployment: str, replicas: int) -> None: ...
+    def write_status(self, fleet: Mapping[str, Any], autoscaling: list[dict[str, Any]]) -> None: ...
+    def event(self, fleet: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
+
+
+def policy_for(model: ModelSpec) -> Policy:
+    """The arithmetic's view of a model's replicas and autoscaling spec."""
+    scaling = model.autoscaling
+    return Policy(
+        min_replicas=model.replicas.min,
+        max_replicas=model.replicas.upper,
+        target_in_flight=float(scaling.target_in_flight),
+        window=parse_duration(scaling.window),
+        up_delay=parse_duration(scaling.scale_up_delay),
+        down_delay=parse_duration(scaling.scale_down_delay),
+    )
+
+
+def builtin_models(fleet: ModelFleet) -> list[ModelSpec]:
+    """Models the built-in autoscaler owns: mode builtin with room to scale (min < max)."""
+    return [m for m in fleet.spec.models if m.autoscaled and m.autoscaling.mode == "builtin"]
+
+
+@dataclasses.dataclass
+class _ModelState:
+    recommender: Recommender
+    last_tick: float | None = None
+    held: bool = False
+    last_scale_time: str | None = None
+
+
+@dataclasses.dataclass
+class _FleetState:
+    written: list[dict[str, Any]] | None = None
+    written_at: float = float("-inf")
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Autoscaler:
+    """One per operator. ``tick()`` does one round over every fleet; :func:`run` calls it periodically."""
+
+    def __init__(
+        self,
+        settings: AutoscalerSettings,
+        cluster: ClusterAPI,
+        client: httpx.AsyncClient,
+        *,
+        metrics: AutoscalerMetrics | None = None,
+        discover: Discover | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.cluster = cluster
+        self.client = client
+        self.metrics = metrics or AutoscalerMetrics()
+        self.discover = discover or self._discover_endpoint_slices
+        self.clock = clock
+        self._models: dict[Key, _ModelState] = {}
+        self._fleets: dict[tuple[str, str], _FleetState] = {}
+
+    async def _discover_endpoint_slices(self, fleet: ModelFleet) -> list[str]:
+        return await asyncio.to_thread(
+            self.cluster.router_endpoints, fleet.namespace, naming.router_name(fleet)
+        )
+
+    async def tick(self) -> None:
+        """One round: every fleet in the watched namespaces; a failing fleet does not stop the others."""
+        bodies = await asyncio.to_thread(self.cluster.list_fleets, self.settings.namespaces)
+        seen: set[Key] = set()
+        for body in bodies:
+            meta = body.get("metadata", {})
+            where = f"{meta.get('namespace')}/{meta.get('name')}"
+            try:
+                seen |= await self.tick_fleet(body)
+            except errors.InvalidSpecError as exc:
+                log.debug("fleet %s not autoscaled: %s", where, exc)
+            except (ApiException, httpx.HTTPError) as exc:
+                log.warning("autoscaling fleet %s failed this tick: %s", where, exc)
+                # keep its models' windows and history: one failed call is not a reason to start over
+                seen |= {k for k in self._models if (k[0], k[1]) == (meta.get("namespace"), meta.get("name"))}
+        for key in set(self._models) - seen:
+            del self._models[key]
+            self.metrics.forget(*key)
+        for fleet_key in set(self._fleets) - {(ns, f) for ns, f, _ in seen}:
+            del self._fleets[fleet_key]
+
+    async def tick_fleet(self, body: Mapping[str, Any]) -> set[Key]:
+        """Decide and act for one fleet's builtin models; returns their keys."""
+        fleet = ModelFleet.from_body(body)
+        models = builtin_models(fleet)
+        if not models:
+            return set()
+        endpoints = await self.discover(fleet)
+        scrape = await scraping.scrape(self.client, endpoints, self.settings.metrics_path)
+        if scrape.failed:
+            self.metrics.router_errors.labels(fleet.namespace, fleet.name).inc(len(scrape.failed))
+            log.info("fleet %s/%s: skipped router pods %s", fleet.namespace, fleet.name, scrape.failed)
+        now = self.clock()
+        entries: list[dict[str, Any]] = []
+        keys: set[Key] = set()
+        scaled = False
+        for model in models:
+            key = (fleet.namespace, fleet.name, model.name)
+            entry = await self._decide(body, fleet, model, key, scrape, now)
+            if entry is None:
+                continue
+            keys.add(key)
+            scaled |= entry.current_replicas != entry.desired_replicas
+            entries.append(entry.to_wire())
+        await self._write_status(body, fleet, entries, now, force=scaled)
+        return keys
+
+    async def _decide(
+        self,
+        body: Mapping[str, Any],
+        fleet: ModelFleet,
+        model: ModelSpec,
+        key: Key,
+        scrape: scraping.Scrape,
+        now: float,
+    ) -> status_api.ModelAutoscaling | None:
+        state = self._models.get(key)
+        if state is None:
+            state = self._models[key] = _ModelState(Recommender(policy_for(model)))
+        else:
+            state.recommender.retune(policy_for(model))
+        deployment = naming.model_deployment_name(fleet, model)
+        current = await asyncio.to_thread(self.cluster.replicas, fleet.namespace, deployment)
+        if current is None:
+            return None  # the reconciler has not created it yet
+        load = scrape.load(model.name)
+        if scrape.answered:
+            state.recommender.observe(now, load.in_flight, load.queued)
+        decision = state.recommender.decide(now, current)
+        labels = key
+        if (
+            load.queued > 0 and state.held and state.last_tick is not None
+        ):  # held on both ticks: cold all along
+            self.metrics.cold_seconds.labels(*labels).inc(max(0.0, now - state.last_tick))
+        state.last_tick, state.held = now, load.queued > 0
+        if decision.changed:
+            await asyncio.to_thread(self.cluster.scale, fleet.namespace, deployment, decision.desired)
+            state.last_scale_time = _utc_now()
+            direction = "up" if decision.desired > decision.current else "down"
+            self.metrics.scale_events.labels(*labels, direction).inc()
+            message = _message(model, decision, scrape.answered)
+            log.info("fleet %s/%s: %s", fleet.namespace, fleet.name, message)
+            await asyncio.to_thread(self.cluster.event, body, "Normal", decision.reason, message)
+        self.metrics.desired.labels(*labels).set(decision.desired)
+        self.metrics.actual.labels(*labels).set(decision.current)
+        self.metrics.load.labels(*labels).set(decision.load)
+        return status_api.ModelAutoscaling(
+            name=model.name,
+            load=round(decision.load, 2),
+            queued=load.queued,
+            current_replicas=decision.current,
+            desired_replicas=decision.desired,
+            reason=decision.reason,
+            routers=scrape.answered,
+            last_scale_time=state.last_scale_time,
+        )
+
+    async def _write_status(
+        self,
+        body: Mapping[str, Any],
+        fleet: ModelFleet,
+        entries: list[dict[str, Any]],
+        now: float,
+        force: bool,
+    ) -> None:
+        """Write status.autoscaling when replicas changed, or when it changed and status_period passed."""
+        state = self._fleets.setdefault((fleet.namespace, fleet.name), _FleetState())
+        if entries == state.written or (not entries and state.written is None):
+            return
+        if not force and now - state.written_at < self.settings.status_period:
+            return
+        try:
+            await asyncio.to_thread(self.cluster.write_status, body, entries)
+        except ApiException as exc:
+            log.info("fleet %s/%s: status.autoscaling not written: %s", fleet.namespace, fleet.name, exc)
+            return
+        state.written, state.written_at = entries, now
+
+
+def _message(model: ModelSpec, decision: Decision, routers: int) -> str:
+    scaling = model.autoscaling
+    return (
+        f"model {model.name}: {decision.current} -> {decision.desired} replicas ({decision.reason}); "
+        f"load {decision.load:.1f} in flight + queued ({scaling.window} average over {routers} router "
+        f"pods), target {scaling.target_in_flight} per replica, bounds {model.replicas.min}.."
+        f"{model.replicas.upper}"
+    )
+
+
+async def run(
+    settings: AutoscalerSettings,
+    cluster: ClusterAPI,
+    *,
+    stop: asyncio.Event | None = None,
+    metrics: AutoscalerMetrics | None = None,
+    discover: Discover | None = None,
+) -> None:
+    """Tick every ``settings.interval`` seconds until ``stop`` is set (or the task is cancelled)."""
+    stop = stop or asyncio.Event()
+    async with httpx.AsyncClient(timeout=settings.scrape_timeout) as client:
+        scaler = Autoscaler(settings, cluster, client, metrics=metrics, discover=discover)
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await scaler.tick()
+            except Exception:  # the loop must outlive any one bad tick (apiserver down, a bug in a fleet)
+                log.exception("autoscaler tick failed; trying again in %.0fs", settings.interval)
+            pause = max(0.0, settings.interval - (time.monotonic() - started))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=pause)

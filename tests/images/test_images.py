@@ -1,0 +1,142 @@
+"""The images of images/, built by scripts/build-images and run in a real containerd (marker `images`).
+
+The build is the real one (podman on the debootstrapped base; cached layers make a warm run take seconds)
+and `--load` imports the images into a private containerd's k8s.io namespace, exactly as for the node.
+Then the containers run with `ctr`: the Gemma image serves the model with the very command line the
+operator renders, and the flotilla image's router answers a chat request by forwarding it there.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import imagekit
+import pytest
+import yaml
+
+from flotilla.api import fleet as fleet_api
+from flotilla.render import fleet as fleet_render
+from flotilla.render import routing, settings
+
+pytestmark = pytest.mark.images
+
+ROOT = Path(__file__).resolve().parents[2]
+FLEET = Path(__file__).resolve().parent / "fleet.yaml"
+GGUF = Path.home() / ".cache" / "flotilla" / "models" / "gemma-3-270m-q4_k_m.gguf"
+FLOTILLA = "docker.io/library/flotilla:0.1.0"
+LLAMACPP = "docker.io/library/flotilla-llamacpp:0.1.0"
+GEMMA = "docker.io/library/flotilla-gemma3-270m:0.1.0"
+
+
+@pytest.fixture(scope="session")
+def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[imagekit.Containerd]:
+    daemon = imagekit.Containerd(tmp_path_factory.mktemp("containerd"))
+    daemon.start()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def built(containerd: imagekit.Containerd) -> list[dict[str, Any]]:
+    """scripts/build-images --load into the private containerd; its summary rows."""
+    command = [str(ROOT / "scripts" / "build-images"), "--load", "--json"]
+    done = subprocess.run(
+        [*command, "--containerd-address", containerd.address],
+        capture_output=True, text=True, timeout=3600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, f"scripts/build-images failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+    rows: list[dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
+    print("\n".join(json.dumps(row) for row in rows), file=sys.stderr)  # sizes and times in the test log
+    return rows
+
+
+def test_every_image_is_loaded_into_containerd(
+    built: list[dict[str, Any]], containerd: imagekit.Containerd
+) -> None:
+    listed = containerd.ctr("images", "ls", "-q").stdout.split()
+    assert {row["image"] for row in built} == {FLOTILLA, LLAMACPP, GEMMA}
+    assert {FLOTILLA, LLAMACPP, GEMMA} <= set(listed)
+
+
+@pytest.mark.parametrize("image", [FLOTILLA, LLAMACPP, GEMMA])
+def test_images_run_as_a_non_root_user(image: str, built: object, containerd: imagekit.Containerd) -> None:
+    name = f"id-{image.rsplit('/', 1)[1].replace(':', '-').replace('.', '-')}"
+    out = containerd.run(image, name, "id", "-u")
+    assert out.strip() == "1000"
+
+
+def test_flotilla_image_has_both_commands(built: object, containerd: imagekit.Containerd) -> None:
+    assert containerd.run(FLOTILLA, "version", "flotilla", "--version").strip() == "flotilla 0.1.0"
+    for command in ("operator", "router"):
+        done = containerd.ctr("run", "--rm", FLOTILLA, f"help-{command}", "flotilla", command, "--help")
+        assert f"usage: flotilla {command}" in done.stdout
+
+
+def test_gemma_image_holds_the_weights(built: object, containerd: imagekit.Containerd) -> None:
+    out = containerd.run(GEMMA, "weights", "stat", "-c", "%s", "/models/gemma-3-270m-q4_k_m.gguf")
+    assert int(out.strip()) == GGUF.stat().st_size
+
+
+def _rendered(port: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model container the operator renders for tests/images/fleet.yaml with the chart's local-image
+    settings, listening on 127.0.0.1:`port`; and the fleet's routing table."""
+    fleet = fleet_api.ModelFleet.from_body(
+        yaml.safe_load(FLEET.read_text()) | {"metadata": {"name": "local"}}
+    )
+    render = settings.load({"FLOTILLA_LLAMACPP_FLAVOR": "llama-cpp-python"})
+    (deployment,) = [
+        o
+        for o in fleet_render.render_fleet(fleet, render)
+        if o["kind"] == "Deployment" and "pocket" in o["metadata"]["name"]
+    ]
+    container: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = list(container["args"])
+    args[args.index("--port") + 1] = str(port)
+    args[args.index("--host") + 1] = "127.0.0.1"
+    container["args"] = args
+    table: dict[str, Any] = routing.render_router_config(fleet).to_wire()
+    return container, table
+
+
+def test_router_image_answers_through_the_gemma_image(
+    built: object, containerd: imagekit.Containerd, tmp_path: Path
+) -> None:
+    model_port, router_port = imagekit.free_port(), imagekit.free_port()
+    container, table = _rendered(model_port)
+    assert container["image"] == "flotilla-gemma3-270m:0.1.0"
+    env = {item["name"]: item["value"] for item in container.get("env", [])}
+    containerd.start_container(GEMMA, "gemma", [*container["command"], *container["args"]], env)
+    try:
+        probe = container["readinessProbe"]["httpGet"]["path"]
+        imagekit.wait_http(f"http://127.0.0.1:{model_port}{probe}", 240, "the Gemma server's readiness path")
+        for model in table["models"]:  # static endpoints instead of EndpointSlice discovery (no cluster)
+            model.pop("service", None)
+            model["endpoints"] = [f"http://127.0.0.1:{model_port}"]
+        config_dir = tmp_path / "config"
+        config_dir.mkdir()
+        (config_dir / "router.yaml").write_text(yaml.safe_dump(table))
+        command = ["flotilla", "router", "--config", "/etc/flotilla/router.yaml", "--port", str(router_port)]
+        mount = f"type=bind,src={config_dir},dst=/etc/flotilla,options=rbind:ro"
+        containerd.start_container(FLOTILLA, "router", command, {}, mounts=[mount])
+        try:
+            imagekit.wait_http(f"http://127.0.0.1:{router_port}/readyz", 120, "the router's /readyz")
+            status, body, headers = imagekit.http_json(
+                f"http://127.0.0.1:{router_port}/v1/chat/completions",
+                {
+                    "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
+                    "max_tokens": 24,
+                },
+            )
+        finally:
+            containerd.remove("router")
+    finally:
+        containerd.remove("gemma")
+    assert status == 200
+    assert headers["x-flotilla-model"] == "pocket"
+    assert body["choices"][0]["message"]["content"].strip(), body
+    assert body["usage"]["completion_tokens"] > 0
