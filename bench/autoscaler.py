@@ -17,9 +17,6 @@ from __future__ import annotations
 import os
 import sys
 
-# bench/operator.py would shadow the standard library's `operator` when this folder leads sys.path.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
 import argparse  # noqa: E402
 import math  # noqa: E402

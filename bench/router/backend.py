@@ -193,7 +193,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = pick a free one)")
     args = parser.parse_args()
     try:
-        import uvloop  # optional (the `bench` extra): a faster event loop
+        import uvloop  # a project dependency (the router uses it too); plain asyncio works, slower
 
         runner: Callable[[Coroutine[Any, Any, None]], None] = uvloop.run
     except ImportError:

@@ -100,17 +100,17 @@ def other_cores(row: Row) -> float:
     return max(0.0, sum(row.core_busy) - row.proxy_cpu_share - row.load_cpu_share)
 
 
-def noise_warning(table: list[Row]) -> str:
+def noise_warning(table: list[Row], nice: int) -> str:
     """A loud line when other work used a noticeable share of the machine while cells ran."""
     if not table:
         return ""
     other = statistics.median(other_cores(r) for r in table)
     if other < 0.2:
         return f"Other load on the machine during cells: median {other:.2f} cores (quiet enough)."
+    advice = "Rerun on a quiet machine." if nice else "Rerun on a quiet machine or with `--nice -10`."
     return (
-        f"**WARNING: other work used a median {other:.2f} cores while cells ran**: absolute numbers are "
-        "inflated and noisy; ratios and CPU µs/req are less affected. Rerun on a quiet machine or with "
-        "`--nice -10`."
+        f"**Other work used a median {other:.2f} cores while cells ran** (the benchmark ran at nice {nice}): "
+        f"absolute numbers are inflated and noisy; ratios and CPU µs/req are less affected. {advice}"
     )
 
 

@@ -1,8 +1,8 @@
 """Router benchmark: latency Flotilla adds over calling the backend directly, throughput and memory, side by
 side with LiteLLM proxy and vllm-router, all in front of one fast fake OpenAI backend, in one run.
 
-    python bench/router/run.py            # full: 3 interleaved rounds, 4 s per cell (~8 min)
-    python bench/router/run.py --quick    # 1 round, 2 s per cell (~2 min)
+    python bench/router/run.py --nice -10            # full: 3 interleaved rounds, 4 s cells (~12 min)
+    python bench/router/run.py --quick --nice -10    # 1 round, 2 s cells (~4 min)
 
 How it measures (printed with the results): the harness starts every process itself and stops it by PID.
 The fake backend (``backend.py``) and the load generator (``wrk``, see ``loadgen.py``) share one core, every
@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +48,20 @@ LONG_PROMPT = (
 )  # about 200 tokens: the classification cost of `"model": "auto"` grows with the prompt
 
 
+GENERAL_PROMPT = (
+    "My grandmother turns ninety next spring and the whole family wants to surprise her with a weekend by"
+    " the sea, in the small town where she grew up. There will be about thirty of us, from toddlers to "
+    "her two remaining sisters, and some cousins have not seen each other for years. She walks slowly and"
+    " tires quickly, so long trips and steep paths are out, but she loves boats, old songs, fresh fish "
+    "and watching children play on the beach. What would make the weekend feel special without wearing "
+    "her out? I am thinking of a slow boat trip along the coast, a long lunch in the harbour, an evening "
+    "where everyone brings a story or a photo from her life, and a quiet morning on the last day. How "
+    "should we spread these over two days, who should take care of what, and what small touches would "
+    "make her feel that the day is about her and not about the rest of us? Any advice on keeping it a "
+    "surprise until she arrives?"
+)  # about 200 tokens, no task keyword: exercises the classifier past its rules
+
+
 def _bodies(work: Path) -> dict[str, Path]:
     short = [{"role": "user", "content": "Say hello."}]
     long = [{"role": "user", "content": LONG_PROMPT}]
@@ -55,6 +70,11 @@ def _bodies(work: Path) -> dict[str, Path]:
         "sse": {"model": "fake", "messages": short, "max_tokens": 16, "stream": True},
         "json-200tok": {"model": "fake", "messages": long, "max_tokens": 16},
         "json-200tok-auto": {"model": "auto", "messages": long, "max_tokens": 16},
+        "json-200tok-auto-general": {
+            "model": "auto",
+            "messages": [{"role": "user", "content": GENERAL_PROMPT}],
+            "max_tokens": 16,
+        },
     }
     paths = {}
     for name, body in bodies.items():
@@ -90,7 +110,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration, args.warmup, args.initial_warmup = 1, 2, 1, 3
-    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    try:
+        args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    except ValueError:
+        parser.error(f"--concurrency wants comma-separated integers, got {args.concurrency!r}")
+    if args.rounds < 1 or args.duration < 1 or min(args.concurrency) < 1:
+        parser.error("--rounds, --duration and every --concurrency must be at least 1")
     args.contenders = [c for c in args.contenders.split(",") if c]
     unknown = sorted(set(args.contenders) - set(ALL))
     if unknown:
@@ -226,13 +251,24 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_auto and "flotilla" in bench.running:
                 if rnd == 1:
                     url = bench.running["flotilla"].url
-                    seen = validating.route_headers(url, bodies["json-200tok-auto"].read_bytes())
-                    bench.notes.append(f"`model: auto` with the 200-token prompt was routed with {seen}")
+                    for label, body in (
+                        ("code", "json-200tok-auto"),
+                        ("general", "json-200tok-auto-general"),
+                    ):
+                        seen = validating.route_headers(url, bodies[body].read_bytes())
+                        routed = ", ".join(f"{k}: {v}" for k, v in seen.items() if "cost" not in k)
+                        bench.notes.append(f"- `model: auto`, 200-token {label} prompt: {routed}")
                 for concurrency in (1, 64):
                     bench.measure("direct", "json-200tok", bodies["json-200tok"], concurrency, rnd)
                     bench.measure("flotilla", "json-200tok", bodies["json-200tok"], concurrency, rnd)
                     auto = bodies["json-200tok-auto"]
                     bench.measure("flotilla", "json-200tok", auto, concurrency, rnd, label="flotilla auto")
+                    general = bodies["json-200tok-auto-general"]
+                    label = "flotilla auto-general"
+                    bench.measure("flotilla", "json-200tok", general, concurrency, rnd, label=label)
+    except (RuntimeError, procs.StartError, subprocess.TimeoutExpired) as exc:
+        print(f"benchmark failed: {exc} (logs in {work})", file=sys.stderr)
+        return 1
     finally:
         bench.stop_all()
         backend.stop()
@@ -264,7 +300,7 @@ def render(args: argparse.Namespace, bench: Bench, names: list[str], elapsed: fl
         "",
         report.summary_table(table, names, bench.rss),
         "",
-        report.noise_warning(table),
+        report.noise_warning(table, args.nice),
         "",
         report.goals(table, names),
         "",

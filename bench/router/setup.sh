@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
 # Installs what bench/router/run.py needs besides the project venv (idempotent; ~3-6 min cold):
-#   wrk (Debian), uvloop (project venv, `bench` extra), LiteLLM proxy and vllm-router each in its own venv under
+#   wrk (Debian), LiteLLM proxy and vllm-router each in its own venv under
 #   ~/.cache/flotilla/bench-venvs so neither pollutes the project venv, and py-spy (tools venv) for profiling.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
 VENVS="${HOME}/.cache/flotilla/bench-venvs"
 PY="${PYTHON:-python3.11}"
 mkdir -p "$VENVS"
 command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
-.venv/bin/pip install -q -e '.[bench]'
 if [ ! -x "$VENVS/litellm/bin/litellm" ]; then
   "$PY" -m venv "$VENVS/litellm"
   "$VENVS/litellm/bin/pip" install -q 'litellm[proxy]'

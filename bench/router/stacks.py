@@ -32,8 +32,9 @@ def _name(frame: str) -> str:
 
 
 def package(name: str) -> str:
-    """``flotilla/router/handling.py:complete`` -> ``flotilla/router/handling.py``; ``json/decoder.py:x`` ->
-    ``json``; the event loop's own C time shows up under ``asyncio/runners.py`` (uvloop has no Python frames)."""
+    """``flotilla/router/handling.py:complete`` -> ``flotilla/router/handling.py``; ``json/decoder.py:x``
+    -> ``json``; the event loop's own C time shows under ``asyncio/runners.py`` (uvloop has no Python
+    frames)."""
     file = name.split(":", 1)[0]
     if file.startswith("flotilla/"):
         return file

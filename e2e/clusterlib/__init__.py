@@ -12,5 +12,7 @@ installed). Modules, from the bottom up:
 - `kubeapi`: a tiny REST client for readiness checks;
 - `states`: the `cluster.json` record and its lock;
 - `starting`: `up`; `lifecycle`: `down`, `status`, `env`; `cli`: argument parsing and exit codes;
-- `sessions` and `waiting`: helpers for test harnesses (the root conftest.py uses them).
+- `sessions` and `waiting`: helpers for test harnesses (the root conftest.py uses them);
+- the opt-in real node: `nodeconfig` (its config files, pure), `nodeimages` (pause/echo images built
+  without Docker), `realnode` (start/stop), `relay` (pods -> apiserver on 127.0.0.1).
 """

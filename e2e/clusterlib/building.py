@@ -28,6 +28,7 @@ KWOK_STAGES = (
     "kustomize/stage/pod/fast/pod-complete.yaml",
     "kustomize/stage/pod/fast/pod-delete.yaml",
 )
+NODE_TARGETS = ("node", "coredns")  # built only for the opt-in real node
 BUILD_DATE = "2026-01-01T00:00:00Z"  # fixed, so builds are reproducible and the link cache hits
 
 
@@ -83,6 +84,13 @@ def targets(cfg: settings.Settings) -> list[Target]:
             packages={cmd: f"k8s.io/kubernetes/cmd/{cmd}" for cmd in settings.NODE_COMMANDS},
             ldflags=kube_ldflags(pins.kubernetes),
             bin_dir=cfg.tool_dir("k8s") / "bin",
+        ),
+        Target(
+            name="coredns",  # only with `build --real-node`: the real node's cluster DNS
+            module_dir=settings.GOMOD_DIR / "coredns",
+            packages={"coredns": "flotilla.dev/e2e/coredns"},
+            ldflags="-s -w",
+            bin_dir=cfg.tool_dir("coredns") / "bin",
         ),
         Target(
             name="etcd",
@@ -176,7 +184,7 @@ def build(cfg: settings.Settings, only: list[str] | None = None, real_node: bool
         if name not in known:
             raise settings.ClusterError(f"unknown build target {name!r}; choose from {', '.join(known)}")
     for target in known.values():
-        if (only and target.name not in only) or (target.name == "node" and not (real_node or only)):
+        if (only and target.name not in only) or (target.name in NODE_TARGETS and not (real_node or only)):
             continue
         if not build_target(target):
             print(f"{target.name}: cached in {target.bin_dir}", flush=True)
@@ -188,6 +196,6 @@ def build(cfg: settings.Settings, only: list[str] | None = None, real_node: bool
 def missing_binaries(cfg: settings.Settings, real_node: bool = False) -> list[Path]:
     """Binaries `up` needs that are not built yet."""
     names = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
-    names += list(settings.NODE_COMMANDS) if real_node else []
+    names += [*settings.NODE_COMMANDS, "coredns"] if real_node else []
     paths = [cfg.binary(name) for name in names] + [cfg.stages_dir / "stages.yaml"]
     return [p for p in paths if not p.exists()]

@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build the pinned binaries into the cache (skips what is built)")
     build.add_argument(
-        "--only", action="append", metavar="TARGET", help="kubernetes, node, etcd, kwok or helm"
+        "--only", action="append", metavar="TARGET", help="kubernetes, node, coredns, etcd, kwok or helm"
     )
     build.add_argument(
         "--real-node", action="store_true", help="also build kubelet, kube-proxy and the node's images"
@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("FLOTILLA_REAL_NODE") == "1",
         help="also run the real worker node real-0 (containerd, kubelet, kube-proxy; needs root); "
         "adds it to a running cluster. Default: $FLOTILLA_REAL_NODE=1",
+    )
+    up.add_argument(
+        "--real-node-untainted",
+        action="store_true",
+        help="--real-node without the node's taint; kwok-cpu-0 is tainted instead, so every CPU pod "
+        "runs for real (the demo)",
     )
     sub.add_parser("down", help="stop the cluster started by `up` and remove its state")
     status = sub.add_parser("status", help="show whether the cluster runs (exit 0 up, 1 degraded, 3 down)")
@@ -85,7 +91,8 @@ def main(argv: list[str]) -> int:
                 apiserver_port=args.apiserver_port,
                 extra_args=_component_args(parser, args.component_arg),
                 build=not args.no_build,
-                real_node=args.real_node,
+                real_node=args.real_node or args.real_node_untainted,
+                untainted=args.real_node_untainted,
             )
             return lifecycle.up(cfg, options)
         if args.command == "down":

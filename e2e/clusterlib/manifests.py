@@ -127,6 +127,10 @@ def kwok(files: Files, ports: Ports) -> list[str]:
         f"--kubeconfig={files.kubeconfig}",
         f"--config={files.stages}",
         "--manage-all-nodes=false",
+        # Without a lease duration kwok keeps no node Lease, and its heartbeat-with-lease stage only
+        # refreshes node status every ~10 minutes: the node controller then flaps the nodes NotReady
+        # (marking every pod NotReady) about once a minute. 40 s is the kubelet's default lease.
+        "--node-lease-duration-seconds=40",
         f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
         f"--cidr={POD_CIDR}",
     ]

@@ -18,8 +18,14 @@ NODE_NAME = "real-0"
 BRIDGE = "flotilla0"
 POD_CIDR = "10.245.0.0/24"
 NODE_IP = "10.245.0.1"
+DNS_SERVICE_IP = "10.96.0.10"  # the `kube-dns` Service, as kubeadm numbers it in 10.96.0.0/16
+CLUSTER_DOMAIN = "cluster.local"
 KWOK_POD_CIDR = "10.244.0.0/16"  # kwok's --cidr (manifests.POD_CIDR)
 TAINT_KEY = "flotilla.dev/real-node"
+# With `--real-node-untainted` (the demo) the kwok CPU node gets this taint instead, so every CPU pod
+# that tolerates neither lands on the real node and runs for real; GPU pods keep the kwok GPU node.
+SIMULATED_TAINT = {"key": "flotilla.dev/simulated", "value": "true", "effect": "NoSchedule"}
+KWOK_CPU_NODE = "kwok-cpu-0"
 NODE_LABELS = {"flotilla.dev/node": "real", "node.kubernetes.io/instance-type": "local"}
 NODE_USER = f"system:node:{NODE_NAME}"  # what the Node authorizer expects of a kubelet
 PROXY_USER = "system:kube-proxy"  # bound to system:node-proxier by the default RBAC policy
@@ -36,6 +42,8 @@ class NodePorts:
     proxy_healthz: int
     proxy_metrics: int
     relay: int  # the apiserver relay on NODE_IP: the same port as the apiserver's
+    dns_health: int
+    dns_ready: int
 
 
 @dataclass(frozen=True)
@@ -156,7 +164,7 @@ def kubeconfig(server: str, ca_data: str, user: str, token: str) -> dict[str, An
     }
 
 
-def kubelet_config(files: NodeFiles, ports: NodePorts) -> dict[str, Any]:
+def kubelet_config(files: NodeFiles, ports: NodePorts, tainted: bool = True) -> dict[str, Any]:
     """KubeletConfiguration for this VM: cgroup v1 with cgroupfs, swap tolerated, small eviction margins."""
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -177,9 +185,13 @@ def kubelet_config(files: NodeFiles, ports: NodePorts) -> dict[str, Any]:
         "cgroupsPerQOS": True,
         "enforceNodeAllocatable": ["pods"],
         "containerRuntimeEndpoint": f"unix://{files.containerd_socket}",
-        "registerWithTaints": [{"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"}],
+        "registerWithTaints": [{"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"}]
+        if tainted
+        else [],
         "volumePluginDir": str(files.kubelet_dir / "volume-plugins"),
         "resolvConf": "/etc/resolv.conf",
+        "clusterDNS": [DNS_SERVICE_IP],
+        "clusterDomain": CLUSTER_DOMAIN,
         "maxPods": 50,
         "serializeImagePulls": False,
         "nodeStatusReportFrequency": "10s",
@@ -247,6 +259,63 @@ def apiserver_endpoint_slice(port: int) -> dict[str, Any]:
         "endpoints": [{"addresses": [NODE_IP], "conditions": {"ready": True}}],
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
     }
+
+
+def corefile(admin_kubeconfig: Path, ports: NodePorts) -> str:
+    """CoreDNS on the node IP only: Service/pod names from the API, everything else to the host's resolver."""
+    return f""".:53 {{
+    bind {NODE_IP}
+    ready 127.0.0.1:{ports.dns_ready}
+    health 127.0.0.1:{ports.dns_health}
+    errors
+    cache 30
+    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
+        kubeconfig {admin_kubeconfig} flotilla
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }}
+    forward . /etc/resolv.conf
+}}
+"""
+
+
+def dns_service() -> dict[str, Any]:
+    """`kube-system/kube-dns` without a selector: its EndpointSlice (`dns_endpoint_slice`) is ours."""
+    ports = [
+        {"name": "dns", "port": 53, "protocol": "UDP"},
+        {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+        "spec": {"clusterIP": DNS_SERVICE_IP, "ports": ports},
+    }
+
+
+def dns_endpoint_slice() -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "kube-dns",
+            "namespace": "kube-system",
+            "labels": {
+                "kubernetes.io/service-name": "kube-dns",
+                "endpointslice.kubernetes.io/managed-by": MANAGED_BY,
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [NODE_IP], "conditions": {"ready": True}}],
+        "ports": [
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+            {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+        ],
+    }
+
+
+def coredns(bin_path: Path, files: NodeFiles) -> list[str]:
+    return [str(bin_path), "-conf", str(files.config("Corefile"))]
 
 
 def to_json(obj: dict[str, Any]) -> str:

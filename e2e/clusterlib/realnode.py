@@ -24,7 +24,7 @@ from pathlib import Path
 
 from clusterlib import keys, kubeapi, nodeconfig, nodeimages, processes, settings, states
 
-COMPONENTS = ("apiserver-relay", "containerd", "kubelet", "kube-proxy")
+COMPONENTS = ("apiserver-relay", "coredns", "containerd", "kubelet", "kube-proxy")
 OWNER_FILE = "real-node.owner"
 CNI_PLUGINS = ("bridge", "host-local", "loopback")
 # Chains the kubelet creates itself (kube-proxy --cleanup removes only its own).
@@ -159,7 +159,9 @@ def node_ready(client: kubeapi.Client) -> tuple[bool, str]:
     ) == "True", f"{nodeconfig.NODE_NAME} Ready={ready.get('status')}: {ready.get('message')}"
 
 
-def write_configs(cfg: settings.Settings, state: states.State, node_ports: nodeconfig.NodePorts) -> None:
+def write_configs(
+    cfg: settings.Settings, state: states.State, node_ports: nodeconfig.NodePorts, tainted: bool
+) -> None:
     files = files_of(cfg)
     for folder in (files.root, files.cni_conf_dir, files.kubelet_dir, files.containerd_root):
         folder.mkdir(parents=True, exist_ok=True)
@@ -174,11 +176,14 @@ def write_configs(cfg: settings.Settings, state: states.State, node_ports: nodec
         config = nodeconfig.kubeconfig(state.server, ca_data, user, (pki / name).read_text().strip())
         kubeconfig_name = "kubelet.kubeconfig" if name == "node.token" else "kube-proxy.kubeconfig"
         keys.write_private(files.config(kubeconfig_name), nodeconfig.to_json(config))
+    files.config("Corefile").write_text(nodeconfig.corefile(cfg.kubeconfig, node_ports))
     files.containerd_config.write_text(nodeconfig.containerd_toml(files, nodeimages.PAUSE.ref))
     (files.cni_conf_dir / "10-flotilla.conflist").write_text(
         nodeconfig.to_json(nodeconfig.cni_conflist(files))
     )
-    files.config("kubelet.json").write_text(nodeconfig.to_json(nodeconfig.kubelet_config(files, node_ports)))
+    files.config("kubelet.json").write_text(
+        nodeconfig.to_json(nodeconfig.kubelet_config(files, node_ports, tainted))
+    )
     proxy = nodeconfig.kube_proxy_config(files.config("kube-proxy.kubeconfig"), node_ports)
     files.config("kube-proxy.json").write_text(nodeconfig.to_json(proxy))
 
@@ -188,18 +193,22 @@ def start(
     state: states.State,
     spawn: Callable[[str, list[str]], None],
     wait: Callable[[str, Probe], None],
+    tainted: bool = True,
 ) -> None:
-    """Start the node's components in order with the starter's `spawn`/`wait` (which name a failure)."""
+    """Start the node's components in order with the starter's `spawn`/`wait` (which name a failure).
+
+    `tainted=False` (the demo): no taint on real-0; the kwok CPU node gets `SIMULATED_TAINT` instead.
+    """
     check_prerequisites()
     claim(cfg)
     files = files_of(cfg)
     api_port = state.ports["apiserver"]
     node_ports = nodeconfig.NodePorts(
         kubelet=_free_port(), kubelet_healthz=_free_port(), proxy_healthz=_free_port(),
-        proxy_metrics=_free_port(), relay=api_port,
+        proxy_metrics=_free_port(), relay=api_port, dns_health=_free_port(), dns_ready=_free_port(),
     )  # fmt: skip
     state.ports.update({f"node_{k}": v for k, v in vars(node_ports).items()})
-    write_configs(cfg, state, node_ports)
+    write_configs(cfg, state, node_ports, tainted)
     _setup_network()
     client = kubeapi.Client(state.server, state.token)
     relay = [
@@ -216,6 +225,11 @@ def start(
         "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
         nodeconfig.apiserver_endpoint_slice(api_port),
     )
+    client.create("/api/v1/namespaces/kube-system/services", nodeconfig.dns_service())
+    client.create(
+        "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices", nodeconfig.dns_endpoint_slice()
+    )
+    spawn("coredns", nodeconfig.coredns(cfg.binary("coredns"), files))
     spawn("containerd", nodeconfig.containerd(files))
     wait("containerd", lambda: (files.containerd_socket.exists(), f"no socket {files.containerd_socket} yet"))
     _import_images(files, cfg)
@@ -224,6 +238,10 @@ def start(
     wait("kubelet", _http_ok(f"http://127.0.0.1:{node_ports.kubelet_healthz}/healthz"))
     wait("kubelet", lambda: node_ready(client))
     wait("kube-proxy", _http_ok(f"http://127.0.0.1:{node_ports.proxy_healthz}/healthz"))
+    wait("coredns", _http_ok(f"http://127.0.0.1:{node_ports.dns_ready}/ready"))
+    if not tainted:
+        spec = {"spec": {"taints": [nodeconfig.SIMULATED_TAINT]}}
+        client.send("PATCH", f"/api/v1/nodes/{nodeconfig.KWOK_CPU_NODE}", spec, patch=True)
 
 
 def _drain(client: kubeapi.Client, timeout: float = 40.0) -> None:
@@ -311,7 +329,9 @@ def stop(cfg: settings.Settings, state: states.State) -> list[str]:
         _drain(kubeapi.Client(state.server, state.token))
     killed = processes.stop([by_name[n] for n in ("kubelet", "kube-proxy") if n in by_name])
     _kill_tasks(files)
-    killed += processes.stop([by_name[n] for n in ("apiserver-relay", "containerd") if n in by_name])
+    killed += processes.stop(
+        [by_name[n] for n in ("coredns", "apiserver-relay", "containerd") if n in by_name]
+    )
     _clean_iptables(cfg.binary("kube-proxy"))
     _unmount_under(files.root)
     _remove_cgroups()

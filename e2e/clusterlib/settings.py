@@ -35,6 +35,7 @@ class Pins:
     kwok: str  # e.g. v0.8.0
     helm: str  # e.g. v3.22.0
     helm_client_go: str  # client-go version helm was built against; helm reports it as its k8s version
+    coredns: str  # e.g. v1.14.7 (only for the real node's cluster DNS)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Settings:
             "etcd": self.pins.etcd,
             "kwok": self.pins.kwok,
             "helm": self.pins.helm,
+            "coredns": self.pins.coredns,
         }[tool]
         return self.cache_dir / f"{tool}-{version}"
 
@@ -81,7 +83,7 @@ def _required_version(gomod: Path, module: str) -> str:
         text = gomod.read_text()
     except OSError as exc:
         raise ClusterError(f"cannot read {gomod}: {exc.strerror}") from exc
-    match = re.search(rf"^\s*{re.escape(module)} (v\S+)", text, re.MULTILINE)
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)} (v\S+)", text, re.MULTILINE)
     if match is None:
         raise ClusterError(f"{gomod} does not require {module}")
     return match.group(1)
@@ -94,6 +96,7 @@ def read_pins(gomod_dir: Path = GOMOD_DIR) -> Pins:
         kwok=_required_version(gomod_dir / "kwok" / "go.mod", "sigs.k8s.io/kwok"),
         helm=_required_version(gomod_dir / "helm" / "go.mod", "helm.sh/helm/v3"),
         helm_client_go=_required_version(gomod_dir / "helm" / "go.mod", "k8s.io/client-go"),
+        coredns=_required_version(gomod_dir / "coredns" / "go.mod", "github.com/coredns/coredns"),
     )
 
 

@@ -42,6 +42,7 @@ class UpOptions:
     extra_args: dict[str, list[str]] = field(default_factory=dict)
     build: bool = True
     real_node: bool = False  # also start the real worker node real-0 (realnode.py)
+    untainted: bool = False  # real-0 without its taint, kwok-cpu-0 tainted instead (the demo)
 
 
 def _free_ports(count: int) -> list[int]:
@@ -182,7 +183,7 @@ class _Starter:
 
     def add_node(self) -> None:
         """Start the real node on the control plane recorded in `self.state`."""
-        realnode.start(self.cfg, self.state, self._start, self._wait)
+        realnode.start(self.cfg, self.state, self._start, self._wait, tainted=not self.options.untainted)
         states.write(self.cfg, self.state)
 
     def abort(self) -> None:

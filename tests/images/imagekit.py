@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +87,9 @@ class Containerd:
         mounts: Iterable[str] = (),
     ) -> None:
         """Start a detached container as the image's user, read-only root, tmpfs at /tmp and /cache: the
-        way the operator's pod spec runs it (readOnlyRootFilesystem, emptyDirs)."""
-        options = ["--detach", "--net-host", "--read-only"]
+        way the operator's pod spec runs it (readOnlyRootFilesystem, emptyDirs). Its output goes to
+        `log(name)` (a detached task with no reader would block once the pipe is full)."""
+        options = ["--detach", "--net-host", "--read-only", "--log-uri", f"file://{self.log_path(name)}"]
         for target in ("/tmp", "/cache"):
             options += ["--mount", f"type=tmpfs,src=tmpfs,dst={target},options=rw:nosuid:nodev:mode=1777"]
         for mount in mounts:
@@ -96,6 +97,14 @@ class Containerd:
         for key, value in env.items():
             options += ["--env", f"{key}={value}"]
         self.ctr("run", *options, image, name, *command)
+
+    def log_path(self, name: str) -> Path:
+        return self.directory / f"{name}.log"
+
+    def log(self, name: str) -> str:
+        """The last lines a started container wrote."""
+        path = self.log_path(name)
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
     def remove(self, name: str) -> None:
         """SIGKILL the task, then delete task and container (the task needs a moment to be reaped)."""
@@ -119,7 +128,17 @@ def http_json(
         return response.status, json.loads(response.read() or b"null"), headers
 
 
-def wait_http(url: str, timeout: float, what: str) -> None:
+def http_lines(url: str, body: Mapping[str, Any], timeout: float = 120) -> list[str]:
+    """POST `body` as JSON and read the (streamed) response to its end, as lines."""
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return [line.decode().rstrip("\r\n") for line in response]
+
+
+def wait_http(url: str, timeout: float, what: str, log: Callable[[], str] = str) -> None:
+    """Poll until `url` answers 200; on timeout fail with the last error and `log()` (the server's log)."""
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -130,4 +149,6 @@ def wait_http(url: str, timeout: float, what: str) -> None:
         except OSError as exc:
             last = str(exc)
         time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} at {url} (last: {last})")
+    raise AssertionError(
+        f"timed out after {timeout:.0f}s waiting for {what} at {url} (last: {last})\n{log()}"
+    )

@@ -113,7 +113,8 @@ def test_router_image_answers_through_the_gemma_image(
     containerd.start_container(GEMMA, "gemma", [*container["command"], *container["args"]], env)
     try:
         probe = container["readinessProbe"]["httpGet"]["path"]
-        imagekit.wait_http(f"http://127.0.0.1:{model_port}{probe}", 240, "the Gemma server's readiness path")
+        url = f"http://127.0.0.1:{model_port}{probe}"
+        imagekit.wait_http(url, 240, "the Gemma server's readiness", lambda: containerd.log("gemma"))
         for model in table["models"]:  # static endpoints instead of EndpointSlice discovery (no cluster)
             model.pop("service", None)
             model["endpoints"] = [f"http://127.0.0.1:{model_port}"]
@@ -124,7 +125,8 @@ def test_router_image_answers_through_the_gemma_image(
         mount = f"type=bind,src={config_dir},dst=/etc/flotilla,options=rbind:ro"
         containerd.start_container(FLOTILLA, "router", command, {}, mounts=[mount])
         try:
-            imagekit.wait_http(f"http://127.0.0.1:{router_port}/readyz", 120, "the router's /readyz")
+            url = f"http://127.0.0.1:{router_port}/readyz"
+            imagekit.wait_http(url, 120, "the router's /readyz", lambda: containerd.log("router"))
             status, body, headers = imagekit.http_json(
                 f"http://127.0.0.1:{router_port}/v1/chat/completions",
                 {
@@ -132,6 +134,11 @@ def test_router_image_answers_through_the_gemma_image(
                     "max_tokens": 24,
                 },
             )
+            stream = imagekit.http_lines(
+                f"http://127.0.0.1:{router_port}/v1/chat/completions",
+                {"messages": [{"role": "user", "content": "Count from one to five."}], "max_tokens": 16,
+                 "stream": True},
+            )  # fmt: skip
         finally:
             containerd.remove("router")
     finally:
@@ -140,3 +147,9 @@ def test_router_image_answers_through_the_gemma_image(
     assert headers["x-flotilla-model"] == "pocket"
     assert body["choices"][0]["message"]["content"].strip(), body
     assert body["usage"]["completion_tokens"] > 0
+    events = [line.removeprefix("data: ") for line in stream if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    deltas = [
+        json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-1] if json.loads(e)["choices"]
+    ]
+    assert len([d for d in deltas if d]) >= 2, events  # really streamed, token by token

@@ -1,4 +1,4 @@
-"""Helpers for driving the real cluster and a real `flotilla operator` process (tests and bench/operator.py).
+"""Helpers for driving the real cluster and a real `flotilla operator` process (tests and bench/operator_bench.py).
 
 Everything goes through kubectl or Flotilla's own API client against the cluster in $KUBECONFIG; nothing
 is mocked. The operator runs as a separate process, exactly as a person would start it.

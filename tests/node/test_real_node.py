@@ -138,6 +138,28 @@ def test_pod_reaches_another_through_its_service(
     )
 
 
+def test_pod_resolves_services_by_name(api: client.ApiClient, namespace: str, real_node: RealNode) -> None:
+    """Cluster DNS (CoreDNS on the node IP behind the kube-dns Service): short and full Service names."""
+    core = client.CoreV1Api(api)
+    _start(core, namespace, _echo_pod(real_node, "named", {"app": "named"}))
+    asker = _start(core, namespace, _echo_pod(real_node, "asker", {"app": "asker"}))
+    spec = client.V1ServiceSpec(
+        selector={"app": "named"}, ports=[client.V1ServicePort(port=80, target_port=8080)]
+    )
+    core.create_namespaced_service(
+        namespace, client.V1Service(metadata=client.V1ObjectMeta(name="named"), spec=spec)
+    )
+    for host in ("named", f"named.{namespace}.svc", f"named.{namespace}.svc.cluster.local"):
+        target = urllib.parse.quote(f"http://{host}/by-name", safe="")
+        url = f"http://{asker.status.pod_ip}:8080/get?url={target}"
+
+        def fetched(url: str = url) -> str | None:
+            status, body = _http_get(url)
+            return body if status == 200 else None
+
+        assert wait_until(fetched, 30, f"asker -> {host}") == "echo from named: /by-name\n"
+
+
 def test_pod_reaches_the_apiserver_as_in_cluster_client(
     api: client.ApiClient, namespace: str, real_node: RealNode
 ) -> None:

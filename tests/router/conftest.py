@@ -123,6 +123,8 @@ def llama(logs_dir: Path, gguf: Path) -> Iterator[str]:
             str(gguf),
             "--model_alias",
             "gemma",
+            "--chat_format",
+            "gemma",  # the GGUF's template is not picked up by llama-cpp-python (it falls back to llama-2)
             "--host",
             "127.0.0.1",
             "--port",

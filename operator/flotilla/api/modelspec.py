@@ -139,7 +139,7 @@ class Autoscaling(SpecModel):
     """builtin: load is averaged over this long before it is turned into replicas (keda: polling
     interval)."""
     scale_up_delay: Duration = "0s"
-    """builtin and hpa: a higher replica count must be asked for this long before it is applied (0s: at
+    """builtin and keda: a higher replica count must be asked for this long before it is applied (0s: at
     once). Scaling from zero on a held request never waits."""
     scale_down_delay: Duration = "300s"
     """Load must stay low this long before replicas are removed (e.g. 300s, 5m); at zero load with

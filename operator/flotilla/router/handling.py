@@ -187,7 +187,8 @@ async def _relay_stream(
             parsed.kind == "chat", parsed.wants_usage
         )
     else:
-        translator = relaying.openai_relay(parsed.wants_usage)
+        texts = [_text(m.get("content")) for m in parsed.messages]
+        translator = streams.SseRelay(not parsed.wants_usage, streams.estimate_prompt_tokens(texts))
     content = opened.response.content
     chunk = opened.first
     try:
@@ -210,3 +211,11 @@ async def _relay_stream(
         return
     slot.usage = translator.usage
     slot.finished = True
+
+
+def _text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""

@@ -19,7 +19,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from flotilla.api.routerconfig import Price
-from flotilla.router import pricing, streams
+from flotilla.router import pricing
 from flotilla.router.breaking import STATE_VALUES
 from flotilla.router.forwarding import Target
 from flotilla.router.metrics import Metrics
@@ -105,10 +105,6 @@ class Slot:
         if outcome != "failed":
             m.requests.labels(name, self._task, outcome).inc()
             self._served.latency.observe(time.perf_counter() - self._started)
-
-
-def openai_relay(wants_usage: bool) -> streams.SseRelay:
-    return streams.SseRelay(drop_usage_only=not wants_usage)
 
 
 def stream_error(message: str) -> bytes:

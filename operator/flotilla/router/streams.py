@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 from flotilla.router import pricing
 
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
+_CONTENT = re.compile(rb'"(?:content|text)"\s*:\s*"[^"]')  # a chunk that carries generated text
 DONE = b"data: [DONE]\n\n"
 
 
@@ -40,13 +42,20 @@ def looks_like_sse(first: bytes) -> bool:
 
 
 class SseRelay:
-    """Feed upstream bytes, forward what ``feed`` returns; ``usage`` holds the last usage seen."""
+    """Feed upstream bytes, forward what ``feed`` returns; ``usage`` holds the usage of the stream.
 
-    __slots__ = ("_buffer", "_drop_usage_only", "done", "usage")
+    Some servers (llama-cpp-python's) ignore ``include_usage``. Then the usage is counted instead: one
+    completion token per content-bearing chunk (how llama.cpp streams) and ``prompt_estimate`` for the
+    prompt; a client that asked for usage gets it in a final chunk marked ``"estimated": true``.
+    """
 
-    def __init__(self, drop_usage_only: bool) -> None:
+    __slots__ = ("_buffer", "_chunks", "_drop_usage_only", "_prompt_estimate", "done", "usage")
+
+    def __init__(self, drop_usage_only: bool, prompt_estimate: int = 0) -> None:
         self._buffer = b""
         self._drop_usage_only = drop_usage_only
+        self._prompt_estimate = prompt_estimate
+        self._chunks = 0
         self.usage: pricing.Usage | None = None
         self.done = False
 
@@ -54,9 +63,18 @@ class SseRelay:
         data = self._buffer + chunk if self._buffer else chunk
         end = complete_events_end(data)
         complete, self._buffer = data[:end], data[end:]
+        if not complete:
+            return complete
+        self._chunks += len(_CONTENT.findall(complete))
         if b"[DONE]" in complete:
             self.done = True
-        if not complete or not _USAGE.search(complete):
+            if self.usage is None and not _USAGE.search(complete):
+                self.usage = pricing.Usage(self._prompt_estimate, self._chunks)
+                if not self._drop_usage_only:
+                    complete = complete.replace(
+                        b"data: [DONE]", _usage_event(self.usage) + b"data: [DONE]", 1
+                    )
+        if not _USAGE.search(complete):
             return complete
         out: list[bytes] = []
         for event in split_events(complete):
@@ -77,3 +95,26 @@ class SseRelay:
         """Whatever trailing bytes never ended in a blank line (forwarded as they are)."""
         rest, self._buffer = self._buffer, b""
         return rest
+
+
+def _usage_event(usage: pricing.Usage) -> bytes:
+    counts = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "estimated": True,
+    }
+    event = {
+        "id": "flotilla-usage",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": "",
+        "choices": [],
+        "usage": counts,
+    }
+    return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+def estimate_prompt_tokens(texts: list[str]) -> int:
+    """About four characters a token, plus a few per message for the chat template."""
+    return sum(len(t) // 4 + 4 for t in texts)

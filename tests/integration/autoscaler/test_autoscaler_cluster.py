@@ -116,12 +116,26 @@ def replicas(namespace: str) -> tuple[int, int]:
 
 
 def wait_replicas(namespace: str, want: int, timeout: float, ready: bool = True) -> float:
-    """Wait until spec.replicas (and, with ``ready``, kwok's ready pods) equal ``want``; returns when."""
-    ok.wait_until(
-        lambda: replicas(namespace) == (want, want) if ready else replicas(namespace)[0] == want,
-        timeout, f"{DEPLOYMENT} at {want} replicas",
-    )  # fmt: skip
-    return time.monotonic()
+    """Wait until spec.replicas (and, with ``ready``, kwok's ready pods) equal ``want``; returns when
+    spec.replicas got there."""
+    seen: list[tuple[int, int]] = []
+
+    def reached() -> bool:
+        seen.append(replicas(namespace))
+        return seen[-1] == (want, want)
+
+    def wanted() -> bool:
+        seen.append(replicas(namespace))
+        return seen[-1][0] == want
+
+    try:
+        ok.wait_until(wanted, timeout, f"{DEPLOYMENT} spec.replicas {want}")
+        at = time.monotonic()
+        if ready:  # kwok marks the pods Ready; slower when the shared machine is busy
+            ok.wait_until(reached, 90, f"{DEPLOYMENT} with {want} ready pods")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; (spec, ready) seen: {sorted(set(seen))}") from None
+    return at
 
 
 def test_load_steps_replicas_up_to_max_then_down_to_zero_without_flapping(

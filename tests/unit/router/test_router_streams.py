@@ -30,3 +30,18 @@ def test_null_usage_is_not_parsed_and_garbage_is_detected():
     assert streams.looks_like_sse(b"\n: keep-alive\n\ndata: x")
     assert not streams.looks_like_sse(b"<html>oops")
     assert not streams.looks_like_sse(b"")
+
+
+def test_usage_counted_when_the_upstream_sends_none():
+    chunks = [b'data: {"choices": [{"delta": {"role": "assistant", "content": ""}}]}\n\n']
+    chunks += [b'data: {"choices": [{"delta": {"content": "tok%d"}}]}\n\n' % i for i in range(3)]
+    chunks += [b'data: {"choices": [{"delta": {}, "finish_reason": "length"}]}\n\n', streams.DONE]
+    silent = streams.SseRelay(drop_usage_only=True, prompt_estimate=11)
+    out = b"".join(silent.feed(c) for c in chunks)
+    assert out == b"".join(chunks) and silent.usage == pricing.Usage(11, 3)
+    asked = streams.SseRelay(drop_usage_only=False, prompt_estimate=11)
+    out = b"".join(asked.feed(c) for c in chunks)
+    events = streams.split_events(out)
+    assert events[-1] == b"data: [DONE]" and b'"estimated": true' in events[-2]
+    assert b'"completion_tokens": 3' in events[-2] and asked.usage == pricing.Usage(11, 3)
+    assert streams.estimate_prompt_tokens(["12345678", ""]) == 2 + 4 + 4

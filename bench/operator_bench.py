@@ -13,7 +13,7 @@ How it measures:
   until every fleet's ``status.observedGeneration`` equals its generation (status written after apply);
 - memory: the operator's VmRSS (and peak VmHWM) from /proc once the burst is reconciled.
 
-    .venv/bin/python bench/operator.py [--latency-fleets 20] [--burst-fleets 100] [--example 02-realistic]
+    .venv/bin/python bench/operator_bench.py [--latency-fleets 20] [--burst-fleets 100] [--example 02-realistic]
 """
 
 from __future__ import annotations
@@ -21,11 +21,8 @@ from __future__ import annotations
 import os
 import sys
 
-# This file is named operator.py (as the issue asks). Run as a script, its folder would come first on
-# sys.path and shadow the standard library's `operator` module, so swap it for the test helpers' folder
-# before anything else is imported (os and sys are already loaded by the interpreter).
+# The benchmark drives the cluster with the integration tests' helpers.
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 sys.path.insert(0, os.path.join(os.path.dirname(_HERE), "tests", "integration"))
 
 import argparse  # noqa: E402
