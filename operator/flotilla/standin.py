@@ -141,7 +141,13 @@ def build_app(api_key: str | None = None) -> Starlette:
                 _stream(stats, kind, model, words, prompt_tokens, faults, include_usage),
                 media_type="text/event-stream",
             )
-        return JSONResponse(_whole(kind, model, words, prompt_tokens, len(words) < max_tokens))
+        whole = _whole(kind, model, words, prompt_tokens, len(words) < max_tokens)
+        if faults.get("drop_after") is not None:  # a plain answer cut off: half the promised body, then close
+            body = json.dumps(whole).encode()
+            return StreamingResponse(
+                _cut(body), media_type="application/json", headers={"content-length": str(len(body))}
+            )
+        return JSONResponse(whole)
 
     async def set_faults(request: Request) -> Response:
         body = await request.json()
@@ -206,6 +212,11 @@ def _whole(kind: str, model: str, words: list[str], prompt_tokens: int, stopped:
         "choices": [choice],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n},
     }
+
+
+async def _cut(body: bytes) -> AsyncIterator[bytes]:
+    yield body[: len(body) // 2]
+    raise ConnectionAbortedError("injected drop")  # uvicorn closes the socket mid-body
 
 
 def _sse(data: Mapping[str, Any], event: str | None = None) -> bytes:

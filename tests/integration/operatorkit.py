@@ -1,4 +1,5 @@
-"""Helpers for driving the real cluster and a real `flotilla operator` process (tests and bench/operator_bench.py).
+"""Helpers for driving the real cluster and a real `flotilla operator` process (tests and
+bench/operator_bench.py).
 
 Everything goes through kubectl or Flotilla's own API client against the cluster in $KUBECONFIG; nothing
 is mocked. The operator runs as a separate process, exactly as a person would start it.
@@ -121,10 +122,17 @@ def _flotilla() -> str:
 class OperatorProcess:
     """`flotilla operator` as a child process with its own log file; restartable."""
 
-    def __init__(self, kubeconfig: Path, log_dir: Path, args: Iterable[str] = ("--all-namespaces",)) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_dir: Path,
+        args: Iterable[str] = ("--all-namespaces",),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
         self.args = list(args)
+        self.env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.port = 0
@@ -137,7 +145,7 @@ class OperatorProcess:
         """Start and wait until kopf's liveness endpoint answers (handlers and indexes are running)."""
         self.starts += 1
         self.port = free_port()
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.env, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
         liveness = f"http://127.0.0.1:{self.port}/healthz"
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(

@@ -33,6 +33,7 @@ def can(verb: str, resource: str, *extra: str) -> bool:
         ("update", "modelfleets.flotilla.dev", ["-A"]),
         ("list", "customresourcedefinitions", []),
         ("get", "nodes", []),
+        ("update", "deployments.apps/scale", ["-A"]),
     ],
 )
 def test_operator_cannot(operator_kubeconfig: Path, verb: str, resource: str, extra: list[str]) -> None:
@@ -48,6 +49,11 @@ def test_operator_cannot(operator_kubeconfig: Path, verb: str, resource: str, ex
         ("watch", "horizontalpodautoscalers.autoscaling"),
         ("patch", "modelfleets.flotilla.dev/status"),
         ("create", "events"),
+        # the built-in autoscaler
+        ("get", "deployments.apps/scale"),
+        ("patch", "deployments.apps/scale"),
+        ("list", "endpointslices.discovery.k8s.io"),
+        ("list", "modelfleets.flotilla.dev"),
     ],
 )
 def test_operator_can(operator_kubeconfig: Path, verb: str, resource: str) -> None:

@@ -145,3 +145,11 @@ def test_stream_dropped_mid_way_ends_with_an_error_event(make_router, clean_flak
         events = sse_events(list(response.iter_lines()))
     assert '"stream_broken"' in events[-1] and "[DONE]" not in events
     assert router.metric("flotilla_router_requests_total", model="pod", task="chat", outcome="error") == 1
+
+
+def test_plain_answer_cut_off_falls_back(make_router, clean_flaky, cloud):
+    router = make_router(fleet_config(clean_flaky.url, cloud.url))
+    clean_flaky.faults(drop_after=0, count=1)
+    response = httpx.post(f"{router.url}/v1/chat/completions", json=chat("hello"), timeout=30)
+    assert response.status_code == 200
+    assert _served(response) == ("frontier", "fallback:error")

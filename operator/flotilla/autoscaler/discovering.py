@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 PORT_NAME = "http"
@@ -34,3 +35,13 @@ def endpoints_from_slices(slices: Iterable[Mapping[str, Any]], port_name: str = 
 def slice_selector(router_service: str) -> str:
     """Label selector for a Service's EndpointSlices."""
     return f"{SERVICE_NAME_LABEL}={router_service}"
+
+
+def aliased(urls: Iterable[str], aliases: Mapping[str, str]) -> list[str]:
+    """Endpoint URLs with each aliased host replaced by its address (``FLOTILLA_AUTOSCALER_HOST_ALIASES``)."""
+    out = []
+    for url in urls:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        out.append(url.replace(host, aliases[host], 1) if host in aliases else url)
+    return out

@@ -25,7 +25,7 @@ from flotilla import errors
 from flotilla.api import status as status_api
 from flotilla.api.common import parse_duration
 from flotilla.api.fleet import ModelFleet, ModelSpec
-from flotilla.autoscaler import scraping
+from flotilla.autoscaler import discovering, scraping
 from flotilla.autoscaler.metrics import AutoscalerMetrics
 from flotilla.autoscaler.recommending import Decision, Policy, Recommender
 from flotilla.autoscaler.settings import AutoscalerSettings
@@ -110,8 +110,13 @@ class Autoscaler:
         self._fleets: dict[tuple[str, str], _FleetState] = {}
 
     async def _discover_endpoint_slices(self, fleet: ModelFleet) -> list[str]:
-        return await asyncio.to_thread(
+        urls = await asyncio.to_thread(
             self.cluster.router_endpoints, fleet.namespace, naming.router_name(fleet)
+        )
+        return (
+            discovering.aliased(urls, dict(self.settings.host_aliases))
+            if self.settings.host_aliases
+            else urls
         )
 
     async def tick(self) -> None:

@@ -32,6 +32,10 @@ class AutoscalerSettings:
     """Field manager of the scale patches and of status.autoscaling (the reconciler's is `flotilla`)."""
     namespaces: tuple[str, ...] = ()
     """Namespaces whose fleets are autoscaled; empty: all."""
+    host_aliases: tuple[tuple[str, str], ...] = ()
+    """(endpoint host, address to connect to) pairs, like curl's ``--resolve``: for an operator running
+    outside the pod network (development, tests) where an EndpointSlice names a host it cannot reach or
+    resolve. Empty in a cluster."""
 
 
 def load(environ: Mapping[str, str] | None = None, namespaces: tuple[str, ...] = ()) -> AutoscalerSettings:
@@ -47,4 +51,15 @@ def load(environ: Mapping[str, str] | None = None, namespaces: tuple[str, ...] =
             raise errors.UsageError(f"{var} must be a number of seconds, not {env[var]!r}") from None
         if values[attr] <= 0:
             raise errors.UsageError(f"{var} must be more than 0 seconds, not {env[var]!r}")
+    aliases = env.get("FLOTILLA_AUTOSCALER_HOST_ALIASES", "")
+    values["host_aliases"] = tuple(_alias(item) for item in aliases.split(",") if item.strip())
     return dataclasses.replace(AutoscalerSettings(namespaces=namespaces), **values)
+
+
+def _alias(item: str) -> tuple[str, str]:
+    host, _, address = item.strip().partition("=")
+    if not host or not address:
+        raise errors.UsageError(
+            f"FLOTILLA_AUTOSCALER_HOST_ALIASES entries must look like host=address, not {item.strip()!r}"
+        )
+    return host, address

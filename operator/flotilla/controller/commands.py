@@ -39,6 +39,11 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         "--peering", metavar="NAME", help="use kopf peering object NAME (default: standalone, one replica)"
     )
     parser.add_argument("--workers", type=int, default=16, help="threads for API calls (default 16)")
+    parser.add_argument(
+        "--no-autoscaler", dest="autoscaler", action="store_false",
+        help="do not run the built-in autoscaler (autoscaling.mode builtin models then keep their replicas; "
+        "settings: FLOTILLA_AUTOSCALER_* variables)",
+    )  # fmt: skip
 
 
 def config_from(args: argparse.Namespace) -> configuring.OperatorConfig:
@@ -59,6 +64,7 @@ def config_from(args: argparse.Namespace) -> configuring.OperatorConfig:
         log_level=args.log_level,
         peering=args.peering,
         workers=args.workers,
+        autoscaler=args.autoscaler,
     )
 
 
@@ -67,17 +73,19 @@ def run(name: str, args: argparse.Namespace) -> int:
     config = config_from(args)
     import kopf  # imported here so `flotilla --help` stays fast
 
+    from flotilla import autoscaler
     from flotilla.controller import contexts, handlers
     from flotilla.reconcile import desiring, kube
 
     desiring.settings()  # a bad FLOTILLA_* setting is a one-line error now, not a failure per fleet
+    scaling = autoscaler.load(namespaces=config.namespaces) if config.autoscaler else None
     configuring.configure_logging(config)
     try:
         client = kube.Kube.connect(pool_size=config.workers)
     except Exception as exc:  # kubeconfig missing or unreadable: a message, not a traceback
         raise errors.FlotillaError(f"cannot load Kubernetes credentials: {exc}") from None
     _require_crd(client)
-    context = contexts.Context(kube=client, config=config)
+    context = contexts.Context(kube=client, config=config, autoscaler=scaling)
     kopf.run(
         registry=handlers.registry,
         settings=configuring.configure(kopf.OperatorSettings(), config),

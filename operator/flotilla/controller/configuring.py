@@ -31,6 +31,8 @@ class OperatorConfig:
     """Threads for API calls (and HTTP connections in the pool)."""
     server_timeout: int = 300
     """Seconds the apiserver keeps a watch open before kopf re-lists; bounds how stale a missed event is."""
+    autoscaler: bool = True
+    """Run the built-in autoscaler in this process (``--no-autoscaler`` turns it off)."""
 
     @property
     def clusterwide(self) -> bool:

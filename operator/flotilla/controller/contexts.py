@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from flotilla.autoscaler.settings import AutoscalerSettings
 from flotilla.controller import configuring
 from flotilla.reconcile import desiring, kube
 
@@ -42,6 +43,8 @@ class Context:
 
     kube: kube.Kube
     config: configuring.OperatorConfig
+    autoscaler: AutoscalerSettings | None = None
+    """The built-in autoscaler's settings; None when it is off (``--no-autoscaler``)."""
     fleets: dict[FleetKey, FleetState] = dataclasses.field(default_factory=dict)
 
     def state(self, fleet: Mapping[str, Any]) -> FleetState:

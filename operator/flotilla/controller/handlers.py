@@ -19,6 +19,7 @@ from typing import Any
 
 import kopf
 
+from flotilla import autoscaler
 from flotilla.api import fleet as fleet_api
 from flotilla.controller import contexts, handling
 from flotilla.reconcile import planning, statuses
@@ -65,9 +66,28 @@ async def startup(memo: Any, **_: Any) -> None:
     asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor(workers))
 
 
+@kopf.on.startup(registry=registry)
+async def start_autoscaler(memo: Any, logger: Logger, **_: Any) -> None:
+    """Start the built-in autoscaler as one task for the whole process (it lists the fleets itself, so it
+    needs no handler per fleet); off with ``--no-autoscaler``."""
+    context = _context(memo)
+    if context.autoscaler is None:
+        logger.info("built-in autoscaler off (--no-autoscaler)")
+        return
+    settings = context.autoscaler
+    cluster = autoscaler.Cluster(context.kube, settings.field_manager)
+    memo.autoscaler_stop = asyncio.Event()
+    memo.autoscaler_task = asyncio.create_task(autoscaler.run(settings, cluster, stop=memo.autoscaler_stop))
+    logger.info("built-in autoscaler started (every %gs)", settings.interval)
+
+
 @kopf.on.cleanup(registry=registry)
 async def cleanup(memo: Any, **_: Any) -> None:
-    """Close the API connection pool."""
+    """Stop the autoscaler (its current tick finishes), then close the API connection pool."""
+    task: asyncio.Task[None] | None = getattr(memo, "autoscaler_task", None)
+    if task is not None:
+        memo.autoscaler_stop.set()
+        await task
     _context(memo).kube.close()
 
 

@@ -17,6 +17,40 @@ from flotilla.reconcile import owners, planning, statuses
 
 Manifest = dict[str, Any]
 
+REPLICAS_ANNOTATION = "flotilla.dev/replicas"
+"""On Deployments whose replica count the fleet fixes: the count Flotilla last set."""
+
+
+def without_replicas(manifest: Manifest) -> tuple[Manifest, int | None]:
+    """A Deployment manifest without its rendered ``spec.replicas``, and that count (None when not
+    rendered: an autoscaler owns it)."""
+    spec = manifest.get("spec") or {}
+    if manifest.get("kind") != kubeapi.DEPLOYMENT.kind or "replicas" not in spec:
+        return manifest, None
+    return {**manifest, "spec": {k: v for k, v in spec.items() if k != "replicas"}}, int(spec["replicas"])
+
+
+async def apply_child(kube: kubeapi.Kube, manifest: Manifest, current: Mapping[str, Any] | None) -> Manifest:
+    """Server-side apply one child; ``current`` is the object as it exists (None: it does not).
+
+    A Deployment's rendered replica count (``autoscaling.mode: none``, ``min == max``, the router) is the
+    count it is created with and reset to when the fleet's count changes; in between ``kubectl scale``
+    sticks. So ``spec.replicas`` is set under its own field manager (``flotilla-replicas``) only when the
+    count recorded in the ``flotilla.dev/replicas`` annotation differs from the rendered one, and the main
+    apply (manager ``flotilla``) leaves it out once the Deployment exists.
+    """
+    main, replicas = without_replicas(manifest)
+    if replicas is None:
+        return await asyncio.to_thread(kube.apply, manifest)
+    result = await asyncio.to_thread(kube.apply, manifest if current is None else main)
+    recorded = ((current or {}).get("metadata", {}).get("annotations") or {}).get(REPLICAS_ANNOTATION)
+    if current is None or recorded != str(replicas):
+        meta = manifest["metadata"]
+        result = await asyncio.to_thread(
+            kube.set_replicas, meta["namespace"], meta["name"], replicas, REPLICAS_ANNOTATION
+        )
+    return result
+
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
@@ -54,9 +88,12 @@ async def reconcile_children(
     observed = await observe(kube, namespace, name) if listing else []
     step = planning.plan(wanted, observed)
     before = {planning.child_key(o): o["metadata"].get("resourceVersion") for o in observed}
+    current = {planning.child_key(o): o for o in observed}
     changed: list[planning.ChildKey] = []
     for wave in planning.waves(step.apply, kubeapi.APPLY_WAVES):
-        applied = await asyncio.gather(*(asyncio.to_thread(kube.apply, m) for m in wave))
+        existing = await asyncio.gather(*(_current(kube, m, current, listing) for m in wave))
+        pairs = zip(wave, existing, strict=True)
+        applied = await asyncio.gather(*(apply_child(kube, m, e) for m, e in pairs))
         changed += [
             planning.child_key(m)
             for m, result in zip(wave, applied, strict=True)
@@ -70,6 +107,17 @@ async def reconcile_children(
         changed=tuple(changed) if listing else None,
         pruned=tuple(planning.child_key(c) for c in step.prune),
     )
+
+
+async def _current(
+    kube: kubeapi.Kube, manifest: Manifest, observed: Mapping[planning.ChildKey, Manifest], listed: bool
+) -> Manifest | None:
+    """The existing object for a manifest: from the listing, or (first generation, not listed) a GET, but
+    only for Deployments with a rendered replica count (the only ones ``apply_child`` needs it for)."""
+    if listed or without_replicas(manifest)[1] is None:
+        return observed.get(planning.child_key(manifest))
+    meta = manifest["metadata"]
+    return await asyncio.to_thread(kube.get, kubeapi.DEPLOYMENT, meta["namespace"], meta["name"])
 
 
 async def restore_child(
@@ -88,9 +136,9 @@ async def restore_child(
     wanted = planning.find(desired, key)
     if wanted is None or owners.controller_uid(child) not in (None, fleet["metadata"]["uid"]):
         return None
-    if not deleted and not planning.spec_drifted(wanted, child):
-        return None
-    await asyncio.to_thread(kube.apply, owners.owned(wanted, fleet))
+    if not deleted and not planning.spec_drifted(without_replicas(wanted)[0], child):
+        return None  # a changed replica count alone is not drift (kubectl scale, see apply_child)
+    await apply_child(kube, owners.owned(wanted, fleet), None if deleted else dict(child))
     what = f"{key[1]} {key[2]}"
     if deleted:
         return statuses.Notice("Normal", "ChildRecreated", f"{what} was deleted; recreated it")

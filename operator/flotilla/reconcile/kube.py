@@ -31,6 +31,10 @@ from flotilla import errors
 FIELD_MANAGER = "flotilla"
 """The one field manager every Flotilla write uses (children and the fleet's status)."""
 
+REPLICAS_FIELD_MANAGER = "flotilla-replicas"
+"""Field manager of the replica counts Flotilla sets on Deployments it does not autoscale: a separate one,
+so that ``kubectl scale`` can take ``spec.replicas`` over without the next apply taking it back."""
+
 Manifest = dict[str, Any]
 
 
@@ -164,6 +168,29 @@ class Kube:
             "PATCH", kind_of(manifest).item(meta["namespace"], meta["name"]),
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             body=manifest, content_type="application/apply-patch+yaml",
+        )  # fmt: skip
+
+    def get(self, kind: Kind, namespace: str, name: str) -> Manifest | None:
+        """One object, or None when it does not exist."""
+        try:
+            return self._call("GET", kind.item(namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def set_replicas(self, namespace: str, name: str, replicas: int, annotation: str) -> Manifest:
+        """Server-side apply only a Deployment's ``spec.replicas`` and the ``annotation`` recording it, under
+        field manager ``flotilla-replicas`` (see ``applying.apply_child`` for why not ``flotilla``)."""
+        patch = {
+            "apiVersion": DEPLOYMENT.api_version, "kind": DEPLOYMENT.kind,
+            "metadata": {"name": name, "namespace": namespace, "annotations": {annotation: str(replicas)}},
+            "spec": {"replicas": replicas},
+        }  # fmt: skip
+        return self._call(
+            "PATCH", DEPLOYMENT.item(namespace, name),
+            query=[("fieldManager", REPLICAS_FIELD_MANAGER), ("force", "true")],
+            body=patch, content_type="application/apply-patch+yaml",
         )  # fmt: skip
 
     def list(self, kind: Kind, namespace: str, selector: str) -> list[Manifest]:

@@ -32,6 +32,24 @@ def test_namespaces_repeatable_and_deduplicated() -> None:
     assert config.log_level == "DEBUG"
 
 
+def test_autoscaler_on_by_default_and_off_with_flag() -> None:
+    assert commands.config_from(parse()).autoscaler is True
+    assert commands.config_from(parse("--no-autoscaler")).autoscaler is False
+
+
+def test_bad_autoscaler_setting_is_a_usage_error_before_connecting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOTILLA_AUTOSCALER_INTERVAL", "soon")
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")  # connecting would be a different error
+    with pytest.raises(errors.UsageError, match="FLOTILLA_AUTOSCALER_INTERVAL must be a number"):
+        commands.run("operator", parse())
+    monkeypatch.setenv("FLOTILLA_AUTOSCALER_INTERVAL", "-1")
+    with pytest.raises(errors.UsageError, match="more than 0"):
+        commands.run("operator", parse())
+    # with the autoscaler off its settings are not read
+    with pytest.raises(errors.FlotillaError, match="cannot load Kubernetes credentials"):
+        commands.run("operator", parse("--no-autoscaler"))
+
+
 def test_namespace_and_all_namespaces_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         parse("-n", "ai", "--all-namespaces")
