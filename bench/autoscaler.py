@@ -14,14 +14,10 @@ tests/integration/autoscaler.
 
 from __future__ import annotations
 
-import os
-import sys
+import argparse
+import math
 
-
-import argparse  # noqa: E402
-import math  # noqa: E402
-
-from flotilla.autoscaler.recommending import Policy, Recommender  # noqa: E402
+from flotilla.autoscaler.recommending import Policy, Recommender
 
 STEPS = [(0.0, 60), (3.0, 120), (20.0, 120), (60.0, 180), (28.0, 240), (0.0, 300)]
 """(in-flight load, seconds held)."""

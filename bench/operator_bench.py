@@ -13,7 +13,8 @@ How it measures:
   until every fleet's ``status.observedGeneration`` equals its generation (status written after apply);
 - memory: the operator's VmRSS (and peak VmHWM) from /proc once the burst is reconciled.
 
-    .venv/bin/python bench/operator_bench.py [--latency-fleets 20] [--burst-fleets 100] [--example 02-realistic]
+    .venv/bin/python bench/operator_bench.py [--latency-fleets 20] [--burst-fleets 100]
+        [--example 02-realistic]
 """
 
 from __future__ import annotations

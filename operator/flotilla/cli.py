@@ -26,7 +26,7 @@ class CommandModule(Protocol):
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "operator": ("flotilla.controller.commands", "run the operator (kopf handlers)"),
     "crds": ("flotilla.api.commands", "print the CustomResourceDefinitions as YAML"),
-    "render": ("flotilla.render.commands", "print every object a ModelFleet file produces (no cluster needed)"),
+    "render": ("flotilla.render.commands", "print every object a ModelFleet file produces (no cluster)"),
     "router": ("flotilla.router.commands", "run the OpenAI-compatible fleet router"),
     "classify": ("flotilla.router.classifying.commands", "classify JSONL prompts from stdin into task types"),
 }
@@ -39,7 +39,8 @@ def _load(name: str) -> CommandModule:
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flotilla", description=__doc__.splitlines()[0] if __doc__ else None)
+    description = __doc__.splitlines()[0] if __doc__ else None
+    parser = argparse.ArgumentParser(prog="flotilla", description=description)
     parser.add_argument("--version", action="version", version=f"flotilla {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in argv if not a.startswith("-")), None)

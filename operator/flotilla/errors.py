@@ -1,10 +1,10 @@
 """Flotilla's exception tree, mapped at the edges (kopf handlers, HTTP responses, CLI exit codes).
 
-    FlotillaError
-    ├── UsageError            bad input from a person: a file, a flag (CLI exit code 2)
-    ├── InvalidSpecError      a ModelFleet the apiserver accepted but Flotilla cannot render (permanent)
-    ├── ConfigError           a router config that does not load (the router keeps the previous one)
-    └── UpstreamError         a model server or provider failed; carries the fallback reason
+FlotillaError
+├── UsageError            bad input from a person: a file, a flag (CLI exit code 2)
+├── InvalidSpecError      a ModelFleet the apiserver accepted but Flotilla cannot render (permanent)
+├── ConfigError           a router config that does not load (the router keeps the previous one)
+└── UpstreamError         a model server or provider failed; carries the fallback reason
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,10 +30,33 @@ class Release:
         return f"{self.name}-flotilla"
 
     def install(self, *flags: str) -> None:
+        """`helm install` without --wait: tests that need the operator pod available wait for it
+        themselves (`wait_available`), with a message that shows the nodes and pods when it is not."""
         chartkit.helm(
             "install", self.name, str(chartkit.CHART), "--namespace", self.namespace, "--create-namespace",
-            "--wait", "--timeout", "180s", *flags, timeout=240,
+            *flags, timeout=240,
         )  # fmt: skip
+
+    def wait_available(self, timeout: float = 300) -> dict[str, Any]:
+        """The operator Deployment once its one replica is updated and available (kwok runs the pod)."""
+
+        def rolled_out() -> dict[str, Any] | None:
+            deployment = operatorkit.get_json("deployment", self.fullname, "-n", self.namespace)
+            status = deployment.get("status", {})
+            done = (
+                status.get("observedGeneration") == deployment["metadata"]["generation"]
+                and status.get("updatedReplicas") == 1
+                and status.get("availableReplicas") == 1
+                and status.get("replicas") == 1
+            )
+            return dict(deployment) if done else None
+
+        try:
+            return operatorkit.wait_until(rolled_out, timeout, "the operator Deployment to roll out", 1.0)
+        except AssertionError as exc:
+            nodes = operatorkit.kubectl("get", "nodes", "-o", "wide", check=False)
+            pods = operatorkit.kubectl("get", "pods", "-n", self.namespace, "-o", "wide", check=False)
+            raise AssertionError(f"{exc}\n{nodes}\n{pods}") from None
 
 
 @pytest.fixture

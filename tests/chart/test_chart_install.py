@@ -57,8 +57,7 @@ def test_install_creates_the_operator_and_its_crd(release: Release) -> None:
         f"clusterrolebinding.rbac.authorization.k8s.io/{release.fullname}",
     ):
         assert expected in objects, objects
-    deployment = _deployment(release)
-    assert deployment["status"].get("availableReplicas") == 1  # kwok runs the pod (simulated)
+    release.wait_available()  # kwok runs the pod (simulated)
     crd = operatorkit.get_json("crd", CRD)
     assert any(c["type"] == "Established" and c["status"] == "True" for c in crd["status"]["conditions"])
 
@@ -156,15 +155,14 @@ def test_namespaced_release_serves_only_its_namespaces(
 def test_upgrade_with_a_new_setting_rolls_the_operator_only(release: Release, fleet_namespace: str) -> None:
     release.install()
     operatorkit.kubectl("apply", "-n", fleet_namespace, "-f", str(MINIMAL))
-    before = _deployment(release)
+    before = release.wait_available()
     chartkit.helm(
         "upgrade", release.name, str(chartkit.CHART), "--namespace", release.namespace, "--reuse-values",
-        "--set", "operator.logLevel=DEBUG", "--wait", "--timeout", "180s", timeout=240,
+        "--set", "operator.logLevel=DEBUG", timeout=240,
     )  # fmt: skip
-    after = _deployment(release)
+    after = release.wait_available()
     assert after["metadata"]["generation"] == before["metadata"]["generation"] + 1
     assert "--log-level=DEBUG" in after["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert after["status"].get("updatedReplicas") == 1 and after["status"].get("availableReplicas") == 1
     replicasets = operatorkit.get_json(
         "replicasets", "-n", release.namespace, "-l", f"app.kubernetes.io/instance={release.name}"
     )["items"]
