@@ -251,3 +251,23 @@ def condition(fleet: Mapping[str, Any], kind: str) -> str | None:
 def temp_dir(prefix: str) -> Path:
     """A fresh directory for logs and kubeconfigs."""
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def gpu_fleet(
+    namespace: str, name: str, replicas: Mapping[str, int], autoscaling: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A fleet of one vLLM model `coder` needing one GPU (scheduled on the kwok GPU node)."""
+    model = {
+        "name": "coder",
+        "source": {"uri": "hf://Qwen/Qwen2.5-0.5B-Instruct"},
+        "runtime": "vllm",
+        "accelerator": {"gpus": 1, "product": "NVIDIA-L4"},
+        "replicas": dict(replicas),
+        "autoscaling": dict(autoscaling),
+    }
+    return {
+        "apiVersion": "flotilla.dev/v1alpha1",
+        "kind": "ModelFleet",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"models": [model]},
+    }

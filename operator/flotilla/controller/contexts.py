@@ -33,6 +33,8 @@ class FleetState:
     """The generation whose children were last applied (or found rejected)."""
     spec_error: str | None = None
     """Why the applied generation could not be rendered, if it could not."""
+    model_errors: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Models of the applied generation that cannot run as specified (an add-on missing), with why."""
     rendered: tuple[str, int, list[dict[str, Any]]] | None = None
     """(uid, generation, children) of the last rendering, so child events do not re-render."""
 

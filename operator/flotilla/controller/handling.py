@@ -108,7 +108,10 @@ async def handle_reconcile_fleet(
         await _post(context, fleet, [statuses.Notice("Warning", "ApplyRejected", str(exc))], logger)
         raise kopf.PermanentError(str(exc)) from None
     state.applied_generation, state.spec_error = generation, None
+    state.model_errors = dict(outcome.unserved)
     logger.info("generation %d applied: %s", generation, outcome.describe())
+    for model, why in outcome.unserved.items():
+        logger.warning("model %s: %s", model, why)
     try:
         await refresh_fleet_status(fleet, context, views, logger)
     except kubeapi.ApiError as exc:  # the children are applied; kopf retries and the status follows
@@ -160,6 +163,7 @@ async def _write_status(
         applied_generation=state.applied_generation,
         endpoint=endpoint,
         spec_error=state.spec_error,
+        model_errors=state.model_errors,
     )
     status = statuses.compute(observed, state.published, _now())
     if state.published is not None and _settled(state.published) == _settled(status):

@@ -60,6 +60,8 @@ class Outcome:
     applied: int
     changed: tuple[planning.ChildKey, ...] | None
     pruned: tuple[planning.ChildKey, ...]
+    unserved: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Models whose children the apiserver cannot take (an add-on such as KEDA missing), with why."""
 
     def describe(self) -> str:
         """One line for the log."""
@@ -69,13 +71,44 @@ class Outcome:
         return f"{len(self.changed)} children changed, {unchanged} unchanged, {len(self.pruned)} pruned"
 
 
-async def observe(kube: kubeapi.Kube, namespace: str, fleet_name: str) -> list[Manifest]:
-    """Every child of the fleet that exists now, listed by the fleet's labels (one list per kind)."""
+async def observe(
+    kube: kubeapi.Kube, namespace: str, fleet_name: str, optional: Sequence[kubeapi.Kind] = ()
+) -> list[Manifest]:
+    """Every child of the fleet that exists now, listed by the fleet's labels (one list per kind; of the
+    optional kinds only those given, which the caller knows are served)."""
     selector = planning.fleet_selector(fleet_name)
-    found = await asyncio.gather(
-        *(asyncio.to_thread(kube.list, kind, namespace, selector) for kind in kubeapi.CHILD_KINDS)
-    )
+    kinds = (*kubeapi.CHILD_KINDS, *optional)
+    found = await asyncio.gather(*(asyncio.to_thread(kube.list, kind, namespace, selector) for kind in kinds))
     return [item for items in found for item in items]
+
+
+ADDONS = {kubeapi.SCALED_OBJECT: "KEDA (autoscaling.mode keda)"}
+
+
+async def served_optional_kinds(kube: kubeapi.Kube) -> list[kubeapi.Kind]:
+    """The optional kinds (``kube.OPTIONAL_KINDS``) the apiserver serves now (one discovery call each)."""
+    served = await asyncio.gather(*(asyncio.to_thread(kube.serves_kind, k) for k in kubeapi.OPTIONAL_KINDS))
+    return [k for k, yes in zip(kubeapi.OPTIONAL_KINDS, served, strict=True) if yes]
+
+
+def drop_unserved(
+    desired: Sequence[Manifest], served: Sequence[kubeapi.Kind]
+) -> tuple[list[Manifest], dict[str, str]]:
+    """Desired children minus those of optional kinds not served, and per model why it lacks them."""
+    kept: list[Manifest] = []
+    unserved: dict[str, str] = {}
+    for manifest in desired:
+        kind = kubeapi.kind_of(manifest)
+        if kind in kubeapi.OPTIONAL_KINDS and kind not in served:
+            model = (manifest["metadata"].get("labels") or {}).get(planning.MODEL_LABEL, "")
+            unserved[model] = (
+                f"{ADDONS.get(kind, kind.kind)} is not installed: the apiserver does not serve "
+                f"{kind.plural}.{kind.api_version}, so {kind.kind} {manifest['metadata']['name']} cannot be "
+                "applied and nothing scales this model; install it or use autoscaling.mode builtin"
+            )
+            continue
+        kept.append(manifest)
+    return kept, unserved
 
 
 async def reconcile_children(
@@ -83,9 +116,12 @@ async def reconcile_children(
 ) -> Outcome:
     """Apply every desired child with the fleet as owner, then delete labelled children no longer desired."""
     namespace, name = fleet["metadata"]["namespace"], fleet["metadata"]["name"]
-    wanted = [owners.owned(m, fleet) for m in desired]
+    optional = {kubeapi.kind_of(m) for m in desired} & set(kubeapi.OPTIONAL_KINDS)
     listing = planning.needs_listing(fleet)
-    observed = await observe(kube, namespace, name) if listing else []
+    served = await served_optional_kinds(kube) if optional or listing else []
+    kept, unserved = drop_unserved(desired, served)
+    wanted = [owners.owned(m, fleet) for m in kept]
+    observed = await observe(kube, namespace, name, served) if listing else []
     step = planning.plan(wanted, observed)
     before = {planning.child_key(o): o["metadata"].get("resourceVersion") for o in observed}
     current = {planning.child_key(o): o for o in observed}
@@ -106,6 +142,7 @@ async def reconcile_children(
         applied=len(step.apply),
         changed=tuple(changed) if listing else None,
         pruned=tuple(planning.child_key(c) for c in step.prune),
+        unserved=unserved,
     )
 
 

@@ -64,6 +64,7 @@ PDB = Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets")
 SERVICE_ACCOUNT = Kind("v1", "ServiceAccount", "serviceaccounts")
 ROLE = Kind("rbac.authorization.k8s.io/v1", "Role", "roles")
 ROLE_BINDING = Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings")
+SCALED_OBJECT = Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects")
 
 CHILD_KINDS: tuple[Kind, ...] = (
     CONFIGMAP,
@@ -77,11 +78,15 @@ CHILD_KINDS: tuple[Kind, ...] = (
 )
 """Every kind a fleet renders into (the router's ServiceAccount, Role and RoleBinding included)."""
 
-KINDS: dict[tuple[str, str], Kind] = {(k.api_version, k.kind): k for k in CHILD_KINDS}
+OPTIONAL_KINDS: tuple[Kind, ...] = (SCALED_OBJECT,)
+"""Kinds of add-ons a cluster may not have (KEDA): applied and listed only when the apiserver serves them
+(``Kube.serves``), and not watched (a kopf watch on an unserved resource fails)."""
+
+KINDS: dict[tuple[str, str], Kind] = {(k.api_version, k.kind): k for k in CHILD_KINDS + OPTIONAL_KINDS}
 
 APPLY_WAVES: tuple[frozenset[tuple[str, str]], ...] = (
     frozenset((k.api_version, k.kind) for k in (SERVICE_ACCOUNT, ROLE, CONFIGMAP, SERVICE)),
-    frozenset((k.api_version, k.kind) for k in (ROLE_BINDING, DEPLOYMENT, HPA, PDB)),
+    frozenset((k.api_version, k.kind) for k in (ROLE_BINDING, DEPLOYMENT, HPA, PDB, SCALED_OBJECT)),
 )
 """Children are applied in waves, each wave concurrently: a RoleBinding needs its Role to exist (the
 apiserver checks the binder holds the Role's permissions), and pods need their ServiceAccount and
@@ -217,6 +222,11 @@ class Kube:
                 return False
             raise
         return True
+
+    def serves_kind(self, kind: Kind) -> bool:
+        """Whether the apiserver serves ``kind`` (discovery)."""
+        group, _, version = kind.api_version.rpartition("/")
+        return self.serves(group, version, kind.plural)
 
     def serves(self, group: str, version: str, plural: str) -> bool:
         """Whether the apiserver serves a resource (discovery; every authenticated user may ask)."""

@@ -79,6 +79,8 @@ class Observed:
     applied_generation: int | None
     endpoint: str | None
     spec_error: str | None = None
+    model_errors: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Models that cannot run as specified though the spec is valid (e.g. KEDA missing), with why."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +126,8 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
     for name in observed.models:
         view = by_model.get(name)
         phase, message = view.phase() if view else ("Pending", "Deployment not created yet")
+        if name in observed.model_errors:
+            phase, message = "Degraded", observed.model_errors[name]
         models.append({
             "name": name,
             "phase": phase,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flotilla.reconcile import applying
+from typing import Any
+
+from flotilla.reconcile import applying, kube
 
 
 def test_outcome_describe() -> None:
@@ -10,3 +12,39 @@ def test_outcome_describe() -> None:
     assert listed.describe() == "1 children changed, 7 unchanged, 1 pruned"
     first = applying.Outcome(applied=8, changed=None, pruned=())
     assert first.describe() == "8 children applied (first generation: nothing to prune)"
+
+
+def manifest(api_version: str, kind: str, name: str, model: str | None = None, **spec: Any) -> dict[str, Any]:
+    labels = {"flotilla.dev/model": model} if model else {}
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": name, "labels": labels},
+        "spec": spec,
+    }
+
+
+def test_unserved_optional_kinds_are_dropped_and_reported_per_model() -> None:
+    desired = [
+        manifest("apps/v1", "Deployment", "f-a", "a"),
+        manifest("keda.sh/v1alpha1", "ScaledObject", "f-a", "a"),
+        manifest("v1", "Service", "f-a", "a"),
+    ]
+    kept, unserved = applying.drop_unserved(desired, served=[])
+    assert [m["kind"] for m in kept] == ["Deployment", "Service"]
+    assert list(unserved) == ["a"]
+    assert "KEDA (autoscaling.mode keda) is not installed" in unserved["a"]
+    assert "scaledobjects.keda.sh/v1alpha1" in unserved["a"]
+    kept, unserved = applying.drop_unserved(desired, served=[kube.SCALED_OBJECT])
+    assert (len(kept), unserved) == (3, {})
+
+
+def test_only_rendered_deployment_replicas_are_split_off() -> None:
+    fixed = manifest("apps/v1", "Deployment", "f-a", "a", replicas=2, revisionHistoryLimit=3)
+    main, replicas = applying.without_replicas(fixed)
+    assert (main["spec"], replicas) == ({"revisionHistoryLimit": 3}, 2)
+    assert fixed["spec"]["replicas"] == 2  # not mutated
+    autoscaled = manifest("apps/v1", "Deployment", "f-b", "b", revisionHistoryLimit=3)
+    assert applying.without_replicas(autoscaled) == (autoscaled, None)
+    other = manifest("keda.sh/v1alpha1", "ScaledObject", "f-a", "a", replicas=1)
+    assert applying.without_replicas(other) == (other, None)

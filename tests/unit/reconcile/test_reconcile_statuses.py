@@ -158,3 +158,13 @@ def test_endpoint_from_router_service() -> None:
     model = {**router, "metadata": {**router["metadata"], "labels": {"flotilla.dev/component": "model"}}}
     assert statuses.endpoint([model, router]) == "http://f-router.ai.svc:8080/v1"
     assert statuses.endpoint([model]) is None
+
+
+def test_model_error_makes_the_model_degraded_with_its_message() -> None:
+    status = statuses.compute(
+        observed(view("a"), view("b"), view(None), model_errors={"b": "KEDA is not installed"}), None, NOW
+    )
+    models = {m["name"]: (m["phase"], m["message"]) for m in status["models"]}
+    assert models == {"a": ("Ready", "1/1 replicas ready"), "b": ("Degraded", "KEDA is not installed")}
+    assert conditions(status)["Degraded"] == ("True", "ChildDegraded")
+    assert conditions(status)["Ready"][0] == "False"

@@ -1,0 +1,112 @@
+"""Acceptance: `autoscaling.mode: keda` models on a cluster without KEDA (the model is Degraded, saying
+why, and the rest of the fleet is applied) and with KEDA's ScaledObject resource served (the ScaledObject
+is applied, owned by the fleet).
+
+The local cluster has no KEDA. The "served" case installs a stand-in CustomResourceDefinition for
+`scaledobjects.keda.sh/v1alpha1` (schema: preserve unknown fields) for the duration of that test and
+deletes it afterwards; the "not served" case runs first and requires it absent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import operatorkit as ok
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+FLEET = "kedafleet"
+SCALED_OBJECT = f"{FLEET}-coder"
+CRD_NAME = "scaledobjects.keda.sh"
+CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": CRD_NAME, "labels": {"flotilla.dev/test": "keda-stand-in"}},
+    "spec": {
+        "group": "keda.sh",
+        "scope": "Namespaced",
+        "names": {"plural": "scaledobjects", "singular": "scaledobject", "kind": "ScaledObject",
+                  "listKind": "ScaledObjectList"},
+        "versions": [{
+            "name": "v1alpha1", "served": True, "storage": True,
+            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        }],
+    },
+}  # fmt: skip
+
+
+def fleet_doc(namespace: str) -> dict[str, Any]:
+    return ok.gpu_fleet(namespace, FLEET, {"min": 0, "max": 3}, {"mode": "keda", "targetInFlight": 4})
+
+
+def crd_exists() -> bool:
+    return ok.kubectl_try("get", "crd", CRD_NAME).returncode == 0
+
+
+@pytest.fixture
+def keda_crd() -> Iterator[None]:
+    if crd_exists():
+        pytest.fail(f"{CRD_NAME} already exists on this cluster (a real KEDA?); this test needs to own it")
+    ok.kubectl("apply", "-f", "-", stdin=json.dumps(CRD))
+    ok.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    yield
+    ok.kubectl("delete", "crd", CRD_NAME, "--wait=false", check=False)
+
+
+def model_status(namespace: str) -> dict[str, Any]:
+    status = ok.get_json("modelfleet", FLEET, "-n", namespace).get("status") or {}
+    return next((m for m in status.get("models", []) if m["name"] == "coder"), {})
+
+
+def test_keda_model_is_degraded_when_keda_is_not_installed(
+    operator: ok.OperatorProcess, namespace: str
+) -> None:
+    assert not crd_exists(), f"{CRD_NAME} is installed; this test needs a cluster without KEDA"
+    ok.apply_doc(fleet_doc(namespace))
+    ok.wait_until(lambda: model_status(namespace).get("phase") == "Degraded", 90, "model coder Degraded")
+    message = model_status(namespace)["message"]
+    assert "KEDA" in message and "scaledobjects.keda.sh/v1alpha1" in message, message
+    fleet = ok.get_json("modelfleet", FLEET, "-n", namespace)
+    assert ok.condition(fleet, "Degraded") == "True"
+    # the rest of the fleet is applied all the same
+    assert ok.kubectl_try("get", "deployment", SCALED_OBJECT, "-n", namespace).returncode == 0
+    assert ok.kubectl_try("get", "deployment", f"{FLEET}-router", "-n", namespace).returncode == 0
+    assert not ok.log_errors(operator.log()), operator.log()[-3000:]
+
+
+def test_keda_scaled_object_is_applied_with_owner_when_served(
+    keda_crd: None, operator: ok.OperatorProcess, namespace: str
+) -> None:
+    ok.apply_doc(fleet_doc(namespace))
+
+    def scaled_object() -> dict[str, Any] | None:
+        found = ok.kubectl_try("get", "scaledobjects.keda.sh", SCALED_OBJECT, "-n", namespace, "-o", "json")
+        return json.loads(found.stdout) if found.returncode == 0 else None
+
+    body = ok.wait_until(scaled_object, 90, f"ScaledObject {SCALED_OBJECT}")
+    fleet = ok.get_json("modelfleet", FLEET, "-n", namespace)
+    (owner,) = body["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "ModelFleet",
+        FLEET,
+        fleet["metadata"]["uid"],
+        True,
+    )
+    assert body["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "flotilla"
+    spec = body["spec"]
+    assert spec["scaleTargetRef"]["name"] == SCALED_OBJECT
+    assert (spec["idleReplicaCount"], spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, 1, 3)
+    assert spec["triggers"][0]["metadata"]["threshold"] == "4"
+    # the Deployment leaves spec.replicas to KEDA: the operator's field manager does not own it
+    deployment = ok.get_json("deployment", SCALED_OBJECT, "-n", namespace, "--show-managed-fields")
+    assert not any(
+        "f:replicas" in (m.get("fieldsV1") or {}).get("f:spec", {})
+        for m in deployment["metadata"]["managedFields"]
+        if m["manager"] == "flotilla"
+    )
+    ok.wait_until(lambda: model_status(namespace).get("phase") not in (None, "Pending"), 90, "model status")
+    assert model_status(namespace)["phase"] != "Degraded", model_status(namespace)
+    assert not ok.log_errors(operator.log()), operator.log()[-3000:]
