@@ -9,7 +9,7 @@ from typing import Any
 import operatorkit as ok
 import pytest
 
-from flotilla.reconcile import desiring, kube, owners, planning
+from flotilla.reconcile import applying, desiring, kube, owners, planning
 
 pytestmark = pytest.mark.cluster
 
@@ -87,7 +87,8 @@ def test_realistic_example_becomes_ready_with_owned_children(
         managers = {
             m["manager"] for m in child["metadata"].get("managedFields", []) if m["operation"] == "Apply"
         }
-        assert managers == {"flotilla"}
+        fixed_count = "flotilla.dev/replicas" in (child["metadata"].get("annotations") or {})
+        assert managers == ({"flotilla", "flotilla-replicas"} if fixed_count else {"flotilla"})
 
     body = wait_ready(namespace, "assistants")
     status = body["status"]
@@ -140,7 +141,8 @@ def test_second_reconcile_changes_nothing(operator: ok.OperatorProcess, namespac
         doc["metadata"]["uid"] = body["metadata"]["uid"]
         doc["apiVersion"], doc["kind"] = "flotilla.dev/v1alpha1", "ModelFleet"
         for manifest in desiring.desired_children(doc):
-            result = client.apply(owners.owned(manifest, doc))
+            # what the operator applies to an existing child (a fixed replica count is applied apart)
+            result = client.apply(owners.owned(applying.without_replicas(manifest)[0], doc))
             assert result["metadata"]["resourceVersion"] == before[planning.child_key(manifest)]
     finally:
         client.close()

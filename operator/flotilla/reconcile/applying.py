@@ -42,10 +42,16 @@ async def apply_child(kube: kubeapi.Kube, manifest: Manifest, current: Mapping[s
     main, replicas = without_replicas(manifest)
     if replicas is None:
         return await asyncio.to_thread(kube.apply, manifest)
-    result = await asyncio.to_thread(kube.apply, manifest if current is None else main)
-    recorded = ((current or {}).get("metadata", {}).get("annotations") or {}).get(REPLICAS_ANNOTATION)
-    if current is None or recorded != str(replicas):
-        meta = manifest["metadata"]
+    meta = manifest["metadata"]
+    if current is None:  # created with its count (not the default 1), then handed to flotilla-replicas
+        await asyncio.to_thread(kube.apply, manifest)
+        await asyncio.to_thread(
+            kube.set_replicas, meta["namespace"], meta["name"], replicas, REPLICAS_ANNOTATION
+        )
+        return await asyncio.to_thread(kube.apply, main)  # so later applies of `main` change nothing
+    result = await asyncio.to_thread(kube.apply, main)
+    recorded = (current.get("metadata", {}).get("annotations") or {}).get(REPLICAS_ANNOTATION)
+    if recorded != str(replicas):
         result = await asyncio.to_thread(
             kube.set_replicas, meta["namespace"], meta["name"], replicas, REPLICAS_ANNOTATION
         )
