@@ -11,6 +11,7 @@ import json
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 _INSECURE = ssl.create_default_context()
@@ -89,3 +90,16 @@ class Client:
         status, body = _call("POST", self.server + path, self.token, json.dumps(obj).encode(), 10.0)
         if status not in (200, 201, 202, 409):
             raise Unreachable(f"POST {path}: HTTP {status}: {body[:300]}")
+
+
+def http_ok(url: str) -> Callable[[], tuple[bool, str]]:
+    """A readiness probe: the URL (http or https, self-signed allowed) answers 200."""
+
+    def probe() -> tuple[bool, str]:
+        try:
+            status, body = get_text(url)
+        except Unreachable as exc:
+            return False, f"{url}: {exc}"
+        return status == 200, f"{url}: HTTP {status} {body[:200]}"
+
+    return probe

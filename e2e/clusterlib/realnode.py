@@ -118,17 +118,6 @@ def _tcp_ok(host: str, port: int) -> Probe:
     return probe
 
 
-def _http_ok(url: str) -> Probe:
-    def probe() -> tuple[bool, str]:
-        try:
-            status, body = kubeapi.get_text(url)
-        except kubeapi.Unreachable as exc:
-            return False, f"{url}: {exc}"
-        return status == 200, f"{url}: HTTP {status} {body[:200]}"
-
-    return probe
-
-
 def _ctr(files: nodeconfig.NodeFiles, *args: str) -> list[str]:
     return ["ctr", "--address", str(files.containerd_socket), "--namespace", "k8s.io", *args]
 
@@ -235,10 +224,10 @@ def start(
     _import_images(files, cfg)
     spawn("kubelet", nodeconfig.kubelet(cfg.binary("kubelet"), files))
     spawn("kube-proxy", nodeconfig.kube_proxy(cfg.binary("kube-proxy"), files))
-    wait("kubelet", _http_ok(f"http://127.0.0.1:{node_ports.kubelet_healthz}/healthz"))
+    wait("kubelet", kubeapi.http_ok(f"http://127.0.0.1:{node_ports.kubelet_healthz}/healthz"))
     wait("kubelet", lambda: node_ready(client))
-    wait("kube-proxy", _http_ok(f"http://127.0.0.1:{node_ports.proxy_healthz}/healthz"))
-    wait("coredns", _http_ok(f"http://127.0.0.1:{node_ports.dns_ready}/ready"))
+    wait("kube-proxy", kubeapi.http_ok(f"http://127.0.0.1:{node_ports.proxy_healthz}/healthz"))
+    wait("coredns", kubeapi.http_ok(f"http://127.0.0.1:{node_ports.dns_ready}/ready"))
     if not tainted:
         spec = {"spec": {"taints": [nodeconfig.SIMULATED_TAINT]}}
         client.send("PATCH", f"/api/v1/nodes/{nodeconfig.KWOK_CPU_NODE}", spec, patch=True)

@@ -70,17 +70,6 @@ def _pick_ports(options: UpOptions) -> manifests.Ports:
     )
 
 
-def _https_ok(url: str) -> Callable[[], tuple[bool, str]]:
-    def probe() -> tuple[bool, str]:
-        try:
-            status, body = kubeapi.get_text(url)
-        except kubeapi.Unreachable as exc:
-            return False, f"{url}: {exc}"
-        return status == 200, f"{url}: HTTP {status} {body[:200]}"
-
-    return probe
-
-
 def nodes_ready(client: kubeapi.Client) -> tuple[bool, str]:
     """True when every fake node is Ready and the node controller has lifted its not-ready taints."""
     try:
@@ -159,7 +148,7 @@ class _Starter:
         client = kubeapi.Client(server, token)
 
         self._start("etcd", manifests.etcd(files, ports))
-        self._wait("etcd", _https_ok(f"http://127.0.0.1:{ports.etcd}/health"))
+        self._wait("etcd", kubeapi.http_ok(f"http://127.0.0.1:{ports.etcd}/health"))
         self._start("kube-apiserver", manifests.kube_apiserver(files, ports))
         self._wait("kube-apiserver", client.readyz)
         keys.write_kubeconfig(files.kubeconfig, server, files.apiserver_cert, token)
@@ -169,9 +158,10 @@ class _Starter:
         self._start("kube-scheduler", manifests.kube_scheduler(files, ports))
         self._start("kwok", manifests.kwok(files, ports))
         self._wait(
-            "kube-controller-manager", _https_ok(f"https://127.0.0.1:{ports.controller_manager}/healthz")
+            "kube-controller-manager",
+            kubeapi.http_ok(f"https://127.0.0.1:{ports.controller_manager}/healthz"),
         )
-        self._wait("kube-scheduler", _https_ok(f"https://127.0.0.1:{ports.scheduler}/healthz"))
+        self._wait("kube-scheduler", kubeapi.http_ok(f"https://127.0.0.1:{ports.scheduler}/healthz"))
         self._wait("kwok", lambda: nodes_ready(client))
         # Pods can be created in a namespace only once its `default` ServiceAccount exists.
         self._wait(

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flotilla.api.routerconfig import RouterConfig
-from flotilla.router import classifying, discovering, handling, reloading, requesting, snapshots
+from flotilla.router import classifying, discovering, handling, httpclient, reloading, serving, snapshots
 from flotilla.router.metrics import Metrics
 from flotilla.router.replies import RequestError, error_body
 from flotilla.router.upstreams import Upstreams
@@ -51,10 +51,12 @@ class RouterState:
         else:
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300),
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
+                # Bodies are relayed as they come: ask for none compressed, keep no cookies.
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
-            self.ctx = handling.Context(snapshot, session, self.metrics)
+            self.ctx = handling.Context(snapshot, session, httpclient.Client(), self.metrics)
 
     def _sync_watchers(self, config: RouterConfig) -> None:
         wanted = {
@@ -77,24 +79,13 @@ def _error(exc: RequestError) -> Response:
     return Response(exc.body(), exc.status, media_type=JSON)
 
 
-def build_app(config_path: Path, reload_interval: float = 1.0) -> Starlette:
+def build_app(config_path: Path, reload_interval: float = 1.0) -> serving.RouterApp:
     """The router app for the config at ``config_path`` (loaded at startup; a bad file fails startup)."""
     state = RouterState(config_path, reload_interval)
 
-    async def chat(request: Request) -> Response:
-        return await _complete("chat", request)
-
-    async def completions(request: Request) -> Response:
-        return await _complete("completions", request)
-
-    async def _complete(kind: requesting.Kind, request: Request) -> Response:
-        assert state.ctx is not None
-        try:
-            return await handling.complete(state.ctx, kind, request)
-        except RequestError as exc:
-            if exc.status < 500:
-                state.metrics.requests.labels("none", "none", "rejected").inc()
-            return _error(exc)
+    async def starting(request: Request) -> Response:
+        """Completions are served by ``serving.RouterApp``; it passes a POST here only before startup."""
+        return _error(RequestError(503, "the router is starting", "starting"))
 
     async def models(request: Request) -> Response:
         assert state.ctx is not None
@@ -161,11 +152,12 @@ def build_app(config_path: Path, reload_interval: float = 1.0) -> Starlette:
             for slice_watcher in state.watchers.values():
                 slice_watcher.stop()
             if state.ctx is not None:
+                state.ctx.client.close()
                 await state.ctx.session.close()
 
     routes = [
-        Route("/v1/chat/completions", chat, methods=["POST"]),
-        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/chat/completions", starting, methods=["POST"]),  # 405 for other methods
+        Route("/v1/completions", starting, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
@@ -176,4 +168,4 @@ def build_app(config_path: Path, reload_interval: float = 1.0) -> Starlette:
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error, Exception: crash}
     )
     app.state.router = state
-    return app
+    return serving.RouterApp(app, lambda: state.ctx, state.metrics)

@@ -16,7 +16,7 @@ import aiohttp
 
 from flotilla.api.routerconfig import Price
 from flotilla.errors import UpstreamError
-from flotilla.router import anthropic, streams
+from flotilla.router import anthropic, httpclient, streams
 from flotilla.router.requesting import ParsedRequest
 from flotilla.router.upstreams import Endpoint, Pool
 
@@ -45,7 +45,7 @@ class Target:
 class Opened:
     """An upstream response ready to relay: status, content type and the first body bytes already read."""
 
-    response: aiohttp.ClientResponse
+    response: aiohttp.ClientResponse | httpclient.Response
     first: bytes
 
 
@@ -63,17 +63,31 @@ def build_request(
         return url, json.dumps(body).encode(), headers
     path = "/chat/completions" if parsed.kind == "chat" else "/completions"
     url = endpoint.url + target.base_path + path
-    body = dict(parsed.payload)
-    body["model"] = target.upstream_model
-    if parsed.stream:  # ask for usage so every stream can be priced
-        body["stream_options"] = {**(parsed.payload.get("stream_options") or {}), "include_usage": True}
     if target.api_key:
         headers["authorization"] = f"Bearer {target.api_key}"
-    return url, json.dumps(body).encode(), headers
+    return url, _openai_body(target, parsed), headers
+
+
+def _openai_body(target: Target, parsed: ParsedRequest) -> bytes:
+    """The client's bytes when they already name the served model (and ask a stream for usage), else JSON."""
+    payload = parsed.payload
+    options = payload.get("stream_options") or {}
+    wants_usage = options.get("include_usage") is True
+    if parsed.raw and payload.get("model") == target.upstream_model and (not parsed.stream or wants_usage):
+        return parsed.raw
+    body = dict(payload)
+    body["model"] = target.upstream_model
+    if parsed.stream:  # ask for usage so every stream can be priced
+        body["stream_options"] = {**options, "include_usage": True}
+    return json.dumps(body).encode()
 
 
 async def open_response(
-    session: aiohttp.ClientSession, target: Target, parsed: ParsedRequest, endpoint: Endpoint
+    session: aiohttp.ClientSession,
+    client: httpclient.Client,
+    target: Target,
+    parsed: ParsedRequest,
+    endpoint: Endpoint,
 ) -> Opened:
     """Send and wait for the headers (and, for a stream, its first event) within the first-byte timeout.
 
@@ -81,13 +95,16 @@ async def open_response(
     ``overload`` (429). Other 4xx are returned: they are the client's fault and pass through.
     """
     url, body, headers = build_request(target, parsed, endpoint)
-    response: aiohttp.ClientResponse | None = None
+    response: aiohttp.ClientResponse | httpclient.Response | None = None
     streaming = parsed.stream
     try:
         async with asyncio.timeout(target.first_byte_timeout):
-            response = await session.post(
-                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=target.total_timeout)
-            )
+            if url.startswith("http://"):  # fleet pods: the lean client; TLS providers: aiohttp
+                response = await client.post(url, body, headers, target.total_timeout)
+            else:
+                response = await session.post(
+                    url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=target.total_timeout)
+                )
             if streaming and response.status == 200:
                 first = await _first_event(response)
         if not (streaming and response.status == 200):
@@ -114,7 +131,7 @@ async def open_response(
     return Opened(response, first)
 
 
-async def _first_event(response: aiohttp.ClientResponse) -> bytes:
+async def _first_event(response: aiohttp.ClientResponse | httpclient.Response) -> bytes:
     """The first non-blank chunk of a 200 stream (keep-alive blank lines are not content)."""
     chunk = await response.content.readany()
     while chunk and not chunk.strip():
@@ -125,7 +142,7 @@ async def _first_event(response: aiohttp.ClientResponse) -> bytes:
     return chunk
 
 
-def _close(response: aiohttp.ClientResponse | None) -> None:
+def _close(response: aiohttp.ClientResponse | httpclient.Response | None) -> None:
     """Drop the connection (not back to the pool): the upstream sees the request abandoned."""
     if response is not None:
         response.close()

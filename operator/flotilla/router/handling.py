@@ -13,14 +13,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
-from starlette.requests import Request
-from starlette.responses import Response
 
 from flotilla.api.routerconfig import Price
 from flotilla.errors import UpstreamError
-from flotilla.router import anthropic, forwarding, pricing, relaying, requesting, routing, streams
+from flotilla.router import anthropic, forwarding, httpclient, pricing, relaying, requesting, routing, streams
 from flotilla.router.metrics import Metrics
-from flotilla.router.replies import REASON_STATUS, RequestError
+from flotilla.router.replies import REASON_STATUS, Plain, RequestError
 from flotilla.router.snapshots import Snapshot
 from flotilla.router.upstreams import Endpoint
 
@@ -33,34 +31,19 @@ class Context:
     """Shared by all requests; ``snapshot`` is swapped on reload and read once per request."""
 
     snapshot: Snapshot
-    session: aiohttp.ClientSession
+    session: aiohttp.ClientSession  # TLS upstreams (cloud providers)
+    client: httpclient.Client  # plain-HTTP upstreams (fleet pods): cheaper per request
     metrics: Metrics
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything over ``limit`` without reading it all."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, f"request body is larger than the {limit}-byte limit", "request_too_large")
-    parts: list[bytes] = []
-    size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise RequestError(
-                413, f"request body is larger than the {limit}-byte limit", "request_too_large"
-            )
-        parts.append(part)
-    return b"".join(parts)
-
-
-async def complete(ctx: Context, kind: requesting.Kind, request: Request) -> Response:
-    """Handle ``/v1/chat/completions`` or ``/v1/completions``."""
+async def complete(
+    ctx: Context, kind: requesting.Kind, body: bytes, task_header: str | None
+) -> Plain | relaying.Stream:
+    """Handle ``/v1/chat/completions`` or ``/v1/completions`` (``body`` already read, size-checked)."""
     started = time.perf_counter()
     snapshot = ctx.snapshot
-    body = await read_body(request, snapshot.config.max_body_bytes)
     parsed = requesting.parse(kind, body)
-    route = routing.choose(snapshot, parsed.model, request.headers.get(TASK_HEADER), parsed.messages)
+    route = routing.choose(snapshot, parsed.model, task_header, parsed.messages)
     if route.classify_seconds:
         ctx.metrics.classification.labels(route.reason.split(":", 1)[0]).observe(route.classify_seconds)
     budget = snapshot.config.cold_start_budget_seconds
@@ -125,13 +108,13 @@ async def _serve(
     failure: UpstreamError | None,
     started: float,
     counterfactual: Price | None,
-) -> Response:
+) -> Plain | relaying.Stream:
     """Send to ``endpoint``; on success return the client response (a stream keeps the slot until it ends)."""
     reason = f"fallback:{failure.reason}" if failure else route.reason
     headers = {TASK_HEADER: route.task, "x-flotilla-model": target.name, "x-flotilla-route-reason": reason}
     slot = relaying.Slot(ctx.metrics, target, endpoint, route.task, started, counterfactual)
     try:
-        opened = await forwarding.open_response(ctx.session, target, parsed, endpoint)
+        opened = await forwarding.open_response(ctx.session, ctx.client, target, parsed, endpoint)
     except UpstreamError:
         slot.release("failed", health=False)
         raise
@@ -143,7 +126,7 @@ async def _serve(
     if response.status != 200:  # a 4xx the client caused: relay as is
         slot.release("client_error", health=None)
         content_type = response.headers.get("content-type", "application/json")
-        return Response(opened.first, response.status, headers, media_type=content_type)
+        return Plain(response.status, opened.first, headers, content_type)
     if not parsed.stream:
         try:
             content, usage = _plain_body(target, parsed, opened.first)
@@ -156,8 +139,8 @@ async def _serve(
         slot.release("ok", health=True)
         if bill is not None:
             headers["x-flotilla-cost-usd"] = f"{bill.dollars:.10f}"
-        return Response(content, 200, headers, media_type="application/json")
-    return relaying.StreamResponse(_relay_stream(slot, target, parsed, opened), slot, response, headers)
+        return Plain(200, content, headers)
+    return relaying.Stream(_relay_stream(slot, target, parsed, opened), slot, response, headers)
 
 
 def _plain_body(
@@ -181,7 +164,7 @@ async def _relay_stream(
     parsed: requesting.ParsedRequest,
     opened: forwarding.Opened,
 ) -> AsyncIterator[bytes]:
-    """Yield client bytes; ``StreamResponse`` settles and releases the slot once this ends or is cancelled."""
+    """Yield client bytes; ``Stream.finish`` settles and releases the slot once this ends or is cancelled."""
     if target.protocol == "anthropic":
         translator: anthropic.StreamTranslator | streams.SseRelay = anthropic.StreamTranslator(
             parsed.kind == "chat", parsed.wants_usage
@@ -194,10 +177,17 @@ async def _relay_stream(
     try:
         while chunk:
             out = translator.feed(chunk)
+            if translator.done and not slot.finished:
+                # The client has (or is about to have) the whole answer: bill it even if the client
+                # hangs up now, before the upstream's body ends (OpenAI's SDK closes right after [DONE]).
+                slot.usage = translator.usage
+                slot.finished = True
             if out:
                 yield out
             chunk = await content.readany()
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        if slot.finished:
+            return  # a tail after the end of the answer broke: nothing the client needs is missing
         slot.broken = True
         yield relaying.stream_error(f"{target.name} stream broke: {type(exc).__name__}")
         return

@@ -26,6 +26,14 @@ class Served:
     completion_tokens: Any
     dollars: Any
     saved: Any
+    outcomes: dict[str, Any]  # flotilla_router_requests children by outcome, filled on first use
+
+    def requests(self, metrics: Metrics, model: str, task: str, outcome: str) -> Any:
+        """The requests counter child for ``outcome`` (created lazily: unseen outcomes stay unexported)."""
+        child = self.outcomes.get(outcome)
+        if child is None:
+            child = self.outcomes[outcome] = metrics.requests.labels(model, task, outcome)
+        return child
 
 
 class Metrics:
@@ -108,6 +116,15 @@ class Metrics:
         )
 
         self._served: dict[tuple[str, str], Served] = {}
+        self._breakers: dict[tuple[str, str], Any] = {}
+
+    def breaker_state(self, model: str, upstream: str) -> Any:
+        """The cached circuit-state gauge child for one upstream of ``model``."""
+        key = (model, upstream)
+        child = self._breakers.get(key)
+        if child is None:
+            child = self._breakers[key] = self.breaker.labels(model, upstream)
+        return child
 
     def served(self, model: str, task: str) -> Served:
         """Cached children for ``model`` serving ``task`` (the set of pairs is small and fixed by config)."""
@@ -122,5 +139,6 @@ class Metrics:
                 completion_tokens=self.tokens.labels(model, task, "completion"),
                 dollars=self.dollars.labels(model, task),
                 saved=self.saved.labels(model, task),
+                outcomes={},
             )
         return children

@@ -1,9 +1,9 @@
 """Account for one upstream request from pick to end; relay streams so a client disconnect reaches upstream.
 
 A ``Slot`` holds the pod's outstanding count, the in-flight gauge and the breaker outcome for exactly one
-attempt and releases them once. ``StreamResponse`` closes the upstream connection when the client goes away
-(Starlette cancels the body iterator on ``http.disconnect``; closing — not releasing — the aiohttp response
-drops the socket, so the model server stops generating).
+attempt and releases them once. ``Stream.finish`` closes the upstream connection when the client goes away
+(``serving`` cancels the relay on ``http.disconnect``; closing — not releasing — the aiohttp response drops
+the socket, so the model server stops generating).
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
-from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from flotilla.api.routerconfig import Price
-from flotilla.router import pricing
+from flotilla.router import httpclient, pricing
 from flotilla.router.breaking import STATE_VALUES
 from flotilla.router.forwarding import Target
 from flotilla.router.metrics import Metrics
@@ -69,6 +68,10 @@ class Slot:
         self._served = metrics.served(target.name, task)
         self._served.in_flight.inc()
 
+    @property
+    def target_name(self) -> str:
+        return self._target.name
+
     def first_byte(self) -> None:
         elapsed = time.perf_counter() - self._started
         self._served.first_byte.observe(elapsed)
@@ -101,9 +104,9 @@ class Slot:
             breaker.failure()
         else:
             breaker.neutral()
-        m.breaker.labels(name, self._endpoint.url).set(STATE_VALUES[breaker.state])
+        m.breaker_state(name, self._endpoint.url).set(STATE_VALUES[breaker.state])
         if outcome != "failed":
-            m.requests.labels(name, self._task, outcome).inc()
+            self._served.requests(m, name, self._task, outcome).inc()
             self._served.latency.observe(time.perf_counter() - self._started)
 
 
@@ -113,41 +116,29 @@ def stream_error(message: str) -> bytes:
     return b"data: " + json.dumps(error).encode() + b"\n\n"
 
 
-class StreamResponse(StreamingResponse):
-    """An SSE response bound to one upstream response and slot; always closes and releases both."""
+@dataclass(slots=True)
+class Stream:
+    """An SSE answer bound to one upstream response and slot; ``finish`` always closes and releases both."""
 
-    def __init__(
-        self,
-        chunks: AsyncIterator[bytes],
-        slot: Slot,
-        upstream: aiohttp.ClientResponse,
-        headers: dict[str, str],
-    ) -> None:
-        super().__init__(
-            chunks, 200, {**headers, "cache-control": "no-cache"}, media_type="text/event-stream"
-        )
-        self._chunks = chunks
-        self._slot = slot
-        self._upstream = upstream
+    chunks: AsyncIterator[bytes]
+    slot: Slot
+    upstream: aiohttp.ClientResponse | httpclient.Response
+    headers: dict[str, str]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        slot = self._slot
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            if slot.finished and not slot.broken:
-                self._upstream.release()
-                slot.settle(slot.usage)
-                slot.release("ok", health=True)
+    async def finish(self) -> None:
+        """Settle a stream that ended well; drop the upstream socket when it broke or the client left."""
+        slot = self.slot
+        if slot.finished and not slot.broken:
+            self.upstream.release()
+            slot.settle(slot.usage)
+            slot.release("ok", health=True)
+        else:
+            self.upstream.close()  # drop the socket: the model server sees the disconnect
+            if slot.broken:
+                slot.release("error", health=False)
             else:
-                self._upstream.close()  # drop the socket: the model server sees the disconnect
-                if slot.broken:
-                    slot.release("error", health=False)
-                else:
-                    log.info(
-                        "client went away mid-stream from %s; upstream request closed", slot._target.name
-                    )
-                    slot.release("cancelled", health=None)
-            aclose = getattr(self._chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+                log.info("client went away mid-stream from %s; upstream request closed", slot.target_name)
+                slot.release("cancelled", health=None)
+        aclose = getattr(self.chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -7,6 +7,7 @@ use, so SDKs raise their usual exception classes (``BadRequestError``, ``NotFoun
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 _TYPES = {
     400: "invalid_request_error",
@@ -29,6 +30,16 @@ REASON_STATUS: dict[str, tuple[int, str]] = {
     "error": (502, "upstream_error"),
     "timeout": (504, "upstream_timeout"),
 }
+
+
+@dataclass(slots=True)
+class Plain:
+    """A whole (non-streamed) response: status, body bytes, extra headers and the content type."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
 
 
 class RequestError(Exception):

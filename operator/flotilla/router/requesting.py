@@ -29,6 +29,7 @@ class ParsedRequest:
     stream: bool
     wants_usage: bool
     messages: Sequence[Mapping[str, Any]]
+    raw: bytes = b""  # the client's body, forwarded as is when nothing in it must change
 
 
 def parse(kind: Kind, body: bytes) -> ParsedRequest:
@@ -56,7 +57,7 @@ def parse(kind: Kind, body: bytes) -> ParsedRequest:
             raise _type_error(field, "a positive integer")
     messages = _messages(payload) if kind == "chat" else _prompt(payload)
     wants_usage = bool(options and options.get("include_usage"))
-    return ParsedRequest(kind, payload, model, stream, wants_usage, messages)
+    return ParsedRequest(kind, payload, model, stream, wants_usage, messages, body)
 
 
 def _messages(payload: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:

@@ -2,7 +2,8 @@
 
 The router asks upstreams for ``stream_options.include_usage`` so every stream can be priced; when the client
 did not ask for it, the extra usage-only chunk is dropped so the client sees what it asked for. Chunks
-without a usage object are forwarded untouched (one regex search per read, no JSON parsing).
+without a usage object are forwarded untouched (one regex search per read, no JSON parsing); only the events
+that mention usage are parsed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from flotilla.router import pricing
 
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _CONTENT = re.compile(rb'"(?:content|text)"\s*:\s*"[^"]')  # a chunk that carries generated text
+_BLANK = re.compile(rb"\n\r?\n")
 DONE = b"data: [DONE]\n\n"
 
 
@@ -22,6 +24,13 @@ def complete_events_end(buffer: bytes | bytearray) -> int:
     """Index just past the last complete SSE event (events end in a blank line, LF or CRLF)."""
     lf, crlf = buffer.rfind(b"\n\n"), buffer.rfind(b"\n\r\n")
     return max(lf + 2 if lf >= 0 else 0, crlf + 3 if crlf >= 0 else 0)
+
+
+def _event_bounds(data: bytes, pos: int) -> tuple[int, int]:
+    """Start of the event around ``pos`` and the index just past its blank line (or the end of ``data``)."""
+    start = complete_events_end(data[:pos])
+    blank = _BLANK.search(data, pos)
+    return start, blank.end() if blank else len(data)
 
 
 def split_events(data: bytes) -> list[bytes]:
@@ -74,21 +83,27 @@ class SseRelay:
                     complete = complete.replace(
                         b"data: [DONE]", _usage_event(self.usage) + b"data: [DONE]", 1
                     )
-        if not _USAGE.search(complete):
+        match = _USAGE.search(complete)
+        if match is None:
             return complete
+        # Only the events that mention usage are parsed; the bytes around them are forwarded as they are.
         out: list[bytes] = []
-        for event in split_events(complete):
-            keep = True
-            if _USAGE.search(event):
-                try:
-                    payload = json.loads(event_data(event))
-                except ValueError:
-                    payload = None
-                if isinstance(payload, dict):
-                    self.usage = pricing.usage_of(payload) or self.usage
-                    keep = not (self._drop_usage_only and not payload.get("choices"))
-            if keep:
-                out.append(event + b"\n\n")
+        kept_from = 0
+        while match is not None:
+            start, end = _event_bounds(complete, match.start())
+            try:
+                payload = json.loads(event_data(complete[start:end]))
+            except ValueError:
+                payload = None
+            if isinstance(payload, dict):
+                self.usage = pricing.usage_of(payload) or self.usage
+                if self._drop_usage_only and not payload.get("choices"):
+                    out.append(complete[kept_from:start])
+                    kept_from = end
+            match = _USAGE.search(complete, end)
+        if not kept_from:
+            return complete
+        out.append(complete[kept_from:])
         return b"".join(out)
 
     def flush(self) -> bytes:

@@ -1,0 +1,166 @@
+"""Serve the two completion routes as a bare ASGI callable, in front of the Starlette app for the rest.
+
+Why not a Starlette route: on a 5-token reply the middleware stack, ``Request``, ``Response`` and the anyio
+task group behind ``StreamingResponse`` cost about as much CPU as Flotilla's own work (see "Where Flotilla's
+time goes" in ``docs/benchmarks-router.md``). Here a request is read from ``receive`` and answered with one
+``http.response.start`` and direct ``http.response.body`` messages. A stream listens for ``http.disconnect``
+in a small watcher task and cancels the relay when it comes, so the upstream connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from flotilla.router import handling, requesting
+from flotilla.router.metrics import Metrics
+from flotilla.router.relaying import Stream
+from flotilla.router.replies import Plain, RequestError, error_body
+
+log = logging.getLogger(__name__)
+
+ROUTES: dict[str, requesting.Kind] = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+_TASK = handling.TASK_HEADER.encode()
+_JSON = b"application/json"
+_SSE = b"text/event-stream; charset=utf-8"
+
+
+class RouterApp:
+    """POSTs to the completion routes go to ``serve``; everything else (and lifespan) to ``fallback``."""
+
+    def __init__(
+        self, fallback: ASGIApp, context: Callable[[], handling.Context | None], metrics: Metrics
+    ) -> None:
+        self.fallback = fallback
+        self._context = context
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            kind = ROUTES.get(scope["path"])
+            ctx = self._context()
+            if kind is not None and ctx is not None:
+                await serve(ctx, self._metrics, kind, scope, receive, send)
+                return
+        await self.fallback(scope, receive, send)
+
+
+async def serve(
+    ctx: handling.Context, metrics: Metrics, kind: requesting.Kind, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Answer one completion request; every error becomes an OpenAI error body."""
+    try:
+        task, declared = _headers(scope)
+        body = await read_body(receive, declared, ctx.snapshot.config.max_body_bytes)
+        if body is None:
+            return  # the client left before sending its body
+        reply = await handling.complete(ctx, kind, body, task)
+    except RequestError as exc:
+        if exc.status < 500:
+            metrics.requests.labels("none", "none", "rejected").inc()
+        await _send_plain(send, Plain(exc.status, exc.body(), {}), _JSON)
+        return
+    except Exception:
+        log.exception("unhandled error on %s", scope["path"])
+        body = error_body(500, "internal router error", "internal_error")
+        await _send_plain(send, Plain(500, body, {}), _JSON)
+        return
+    if isinstance(reply, Plain):
+        content_type = reply.content_type
+        if content_type.startswith("text/") and "charset=" not in content_type:
+            content_type += "; charset=utf-8"  # as Starlette's Response did for relayed 4xx bodies
+        await _send_plain(send, reply, content_type.encode("latin-1"))
+    else:
+        await _send_stream(reply, receive, send)
+
+
+def _headers(scope: Scope) -> tuple[str | None, int | None]:
+    """The task header and the declared content length (one pass over the raw header list)."""
+    task: str | None = None
+    declared: int | None = None
+    for name, value in scope["headers"]:
+        if name == _TASK:
+            task = value.decode("latin-1")
+        elif name == b"content-length" and value.isdigit():
+            declared = int(value)
+    return task, declared
+
+
+async def read_body(receive: Receive, declared: int | None, limit: int) -> bytes | None:
+    """The request body, refusing (413) anything over ``limit`` without reading it all; None on disconnect."""
+    if declared is not None and declared > limit:
+        raise RequestError(413, f"request body is larger than the {limit}-byte limit", "request_too_large")
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        return None
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False) and len(body) <= limit:
+        return body  # the usual case: the whole body in one message
+    parts = [body]
+    size = len(body)
+    while True:
+        if size > limit:
+            raise RequestError(
+                413, f"request body is larger than the {limit}-byte limit", "request_too_large"
+            )
+        if not message.get("more_body", False):
+            return b"".join(parts)
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        part = message.get("body", b"")
+        size += len(part)
+        parts.append(part)
+
+
+def _raw_headers(headers: dict[str, str], content_type: bytes) -> list[tuple[bytes, bytes]]:
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    raw.append((b"content-type", content_type))
+    return raw
+
+
+async def _send_plain(send: Send, reply: Plain, content_type: bytes) -> None:
+    headers = _raw_headers(reply.headers, content_type)
+    headers.append((b"content-length", str(len(reply.body)).encode()))
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body, "more_body": False})
+
+
+async def _send_stream(reply: Stream, receive: Receive, send: Send) -> None:
+    """Relay ``reply``'s chunks; a client disconnect cancels the relay (and so closes the upstream)."""
+    task = asyncio.current_task()
+    assert task is not None
+    relaying = True
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    def gone(_: object) -> None:
+        if relaying:
+            task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    watcher.add_done_callback(gone)
+    try:
+        headers = _raw_headers(reply.headers, _SSE)
+        headers.append((b"cache-control", b"no-cache"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        async for chunk in reply.chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        relaying = False
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except asyncio.CancelledError:
+        if not (watcher.done() and not watcher.cancelled()):
+            raise  # cancelled from elsewhere (shutdown), not by the client leaving
+        task.uncancel()
+    except Exception:
+        log.exception("stream relay failed")
+    finally:
+        relaying = False
+        watcher.remove_done_callback(gone)
+        watcher.cancel()
+        await reply.finish()
