@@ -73,15 +73,25 @@ def test_kill_mid_reconcile_then_restart_converges(operator: ok.OperatorProcess,
 
     operator.start()
 
+    lagging: list[dict[str, Any]] = []
+
     def converged() -> bool:
         fleets = ok.get_json("modelfleets", "-n", namespace)["items"]
         deployments = {d["metadata"]["name"]: d for d in ok.get_json("deployments", "-n", namespace)["items"]}
-        return len(fleets) == FLEETS and all(status_agrees(f, deployments) for f in fleets)
+        lagging[:] = [
+            {"name": f["metadata"]["name"], "generation": f["metadata"]["generation"], **f.get("status", {})}
+            for f in fleets
+            if not status_agrees(f, deployments)
+        ]
+        return len(fleets) == FLEETS and not lagging
 
     # Convergence = every fleet's status is current and agrees with its Deployments. (Not "every fleet
     # Ready": on this loaded machine kwok sometimes misses node-lease renewals, the node controller then
     # marks pods NotReady, and that is the cluster's doing, which the status must — and does — report.)
-    ok.wait_until(converged, 180, f"all {FLEETS} fleets reconciled after the restart", interval=1)
+    try:
+        ok.wait_until(converged, 300, f"all {FLEETS} fleets reconciled after the restart", interval=1)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; lagging fleets: {json.dumps(lagging)[:3000]}") from None
 
     found = [
         (c["metadata"]["labels"][planning.FLEET_LABEL], planning.child_key(c))

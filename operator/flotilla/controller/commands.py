@@ -8,6 +8,8 @@ default when no namespace is named) serves the whole cluster. The operator runs 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import re
 
 from flotilla import errors
@@ -68,9 +70,22 @@ def config_from(args: argparse.Namespace) -> configuring.OperatorConfig:
     )
 
 
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas before any thread starts.
+
+    The API calls run in worker threads (``asyncio.to_thread``), and glibc gives each thread its own arena;
+    with many fleets the fragmented arenas, not live objects, are what grows the resident set. Same effect
+    as ``MALLOC_ARENA_MAX=2`` in the environment, but it cannot be forgotten in a manifest. No-op off glibc.
+    """
+    m_arena_max = -8  # from glibc's malloc.h
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(m_arena_max, arenas)
+
+
 def run(name: str, args: argparse.Namespace) -> int:
     """Run the operator until SIGINT/SIGTERM."""
     config = config_from(args)
+    _limit_malloc_arenas()
     import kopf  # imported here so `flotilla --help` stays fast
 
     from flotilla import autoscaler
