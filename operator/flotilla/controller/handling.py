@@ -11,7 +11,7 @@ import asyncio
 import datetime
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import kopf
 
@@ -90,10 +90,8 @@ async def handle_reconcile_fleet(
     try:
         desired = context.desired(fleet)
     except errors.InvalidSpecError as exc:
-        state.applied_generation, state.spec_error = generation, str(exc)
-        await refresh_fleet_status(fleet, context, views, logger)
-        await _post(context, fleet, [statuses.Notice("Warning", "InvalidSpec", str(exc))], logger)
-        raise kopf.PermanentError(f"invalid spec: {exc}") from None
+        invalid = f"invalid spec: {exc}"
+        await _reject(fleet, context, views, logger, "InvalidSpec", str(exc), str(exc), invalid)
     try:
         outcome = await applying.reconcile_children(context.kube, fleet, desired)
     except kubeapi.ApiError as exc:
@@ -103,10 +101,8 @@ async def handle_reconcile_fleet(
         if exc.retryable or exc.status in (403, 404):
             raise _temporary(exc) from None
         # 422 and friends: the apiserver refused a rendered child, so the spec holds a value it rejects.
-        state.applied_generation, state.spec_error = generation, f"the apiserver rejected a child: {exc}"
-        await refresh_fleet_status(fleet, context, views, logger)
-        await _post(context, fleet, [statuses.Notice("Warning", "ApplyRejected", str(exc))], logger)
-        raise kopf.PermanentError(str(exc)) from None
+        rejected = f"the apiserver rejected a child: {exc}"
+        await _reject(fleet, context, views, logger, "ApplyRejected", str(exc), rejected, str(exc))
     state.applied_generation, state.spec_error = generation, None
     state.model_errors = dict(outcome.unserved)
     logger.info("generation %d applied: %s", generation, outcome.describe())
@@ -116,6 +112,25 @@ async def handle_reconcile_fleet(
         await refresh_fleet_status(fleet, context, views, logger)
     except kubeapi.ApiError as exc:  # the children are applied; kopf retries and the status follows
         raise _temporary(exc) from None
+
+
+async def _reject(
+    fleet: Mapping[str, Any],
+    context: contexts.Context,
+    views: Iterable[statuses.DeploymentView],
+    logger: Logger,
+    reason: str,
+    event: str,
+    spec_error: str,
+    message: str,
+) -> NoReturn:
+    """A spec that cannot be applied: the status's spec error, a Warning Event, and no more retries."""
+    state = context.state(fleet)
+    state.applied_generation = int(fleet["metadata"].get("generation") or 0)
+    state.spec_error = spec_error
+    await refresh_fleet_status(fleet, context, views, logger)
+    await _post(context, fleet, [statuses.Notice("Warning", reason, event)], logger)
+    raise kopf.PermanentError(message) from None
 
 
 async def refresh_fleet_status(
