@@ -1,12 +1,15 @@
 # Flotilla: the two commands a newcomer needs are `make demo` and `make test` (see README.md).
-.PHONY: test demo check setup cluster-up cluster-down cluster-kind
+.PHONY: test demo demo-down check setup cluster-up cluster-down cluster-kind
 
 test:  ## Everything: installs/builds what is missing (cached under ~/.cache), static checks, all test tiers.
 	scripts/test
 
-demo:  ## Not yet: the end-to-end demo (helm-installed operator, real Gemma pod) is the next milestone.
-	@echo "make demo: not available yet. Meanwhile: make setup, then the 5-minute tour in README.md." >&2
-	@exit 2
+demo:  ## Cluster with a real node, images, helm install, examples/03-local, prompts through the router (see README).
+	scripts/test --setup-only
+	e2e/demo
+
+demo-down:  ## Remove the demo's fleet and release (the cluster keeps running; `make cluster-down` stops it).
+	e2e/demo down
 
 setup:  ## Python venv + Go-built cluster binaries + llama.cpp wheel + model, without running tests.
 	scripts/test --setup-only

@@ -44,6 +44,8 @@ def cluster() -> Iterator[sessions.Cluster]:
         handle = sessions.start(UP_TIMEOUT_S)
     except settings.ClusterError as exc:
         pytest.fail(str(exc), pytrace=False)
+    if not handle.started_here:
+        _refuse_installed_operators(handle.kubeconfig)
     saved = {key: os.environ.get(key) for key in SAVED_ENV}
     os.environ.update(handle.env())
     try:
@@ -55,6 +57,20 @@ def cluster() -> Iterator[sessions.Cluster]:
             else:
                 os.environ[key] = value
         sessions.stop(handle)
+
+
+def _refuse_installed_operators(kubeconfig: Path) -> None:
+    """Fail when a reused cluster runs a helm-installed Flotilla operator (`make demo`): it would reconcile
+    the tests' fleets beside the operators the tests start."""
+    apps = client.AppsV1Api(config.new_client_from_config(str(kubeconfig)))
+    found = apps.list_deployment_for_all_namespaces(label_selector="app.kubernetes.io/name=flotilla").items
+    if found:
+        names = ", ".join(f"{d.metadata.namespace}/{d.metadata.name}" for d in found)
+        pytest.fail(
+            f"the reused cluster runs a Flotilla operator ({names}), e.g. from `make demo`: remove it with "
+            "`e2e/demo down` (or stop the cluster with `e2e/cluster down`) before running the tests",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -87,6 +87,9 @@ def kube_apiserver(files: Files, ports: Ports) -> list[str]:
         "--allow-privileged=true",
         # The endpoint of the `kubernetes` Service would be 127.0.0.1, which Endpoints validation rejects.
         "--endpoint-reconciler-type=none",
+        # The real node's name does not resolve on this machine; its InternalIP (the bridge) does, and the
+        # kubelet serves logs, exec and port-forward there.
+        "--kubelet-preferred-address-types=InternalIP",
         "--profiling=false",
     ]
 

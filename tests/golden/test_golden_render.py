@@ -38,11 +38,18 @@ def test_there_are_cases() -> None:
     assert {
         "01-minimal",
         "02-realistic",
+        "03-local",
         "vllm-sources",
         "llamacpp-sources",
         "fallbacks-only",
         "autoscaling",
     } <= set(CASES)
+
+
+@pytest.mark.parametrize("case", ["01-minimal", "02-realistic", "03-local"])
+def test_example_cases_are_the_examples_verbatim(case: str) -> None:
+    example = HERE.parents[1] / "examples" / case / "fleet.yaml"
+    assert (HERE / case / "input.yaml").read_text() == example.read_text(), f"copy {example} over input.yaml"
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from flotilla.api import messages
 from flotilla.api.common import (
     MAX_LIST,
+    MAX_MAP,
     MAX_SHORT,
     Duration,
     Name,
@@ -16,6 +17,7 @@ from flotilla.api.common import (
     SecretKeySelector,
     ShortText,
     SpecModel,
+    Toleration,
     cel_rules,
     object_default,
 )
@@ -159,3 +161,7 @@ class RouterSpec(SpecModel):
     """Type of the router Service."""
     image: ShortText | None = None
     """Router image override; the operator's own image if unset."""
+    node_selector: Annotated[dict[str, ShortText], Field(max_length=MAX_MAP)] = Field(default_factory=dict)
+    """Node labels the router pods require."""
+    tolerations: Annotated[list[Toleration], Field(max_length=MAX_LIST)] = Field(default_factory=list)
+    """Tolerations of the router pods."""

@@ -9,7 +9,11 @@ with a fake clock, table-driven. The rules follow the Kubernetes HPA where it ha
 - scale-up takes the *lowest* recommendation of the last ``up_delay`` (0 = at once), scale-down the
   *highest* of the last ``down_delay`` (the HPA's stabilisation windows), so replicas only fall after load
   stayed low for the whole delay;
-- queued demand while at zero replicas → 1 at once, whatever the windows say (a cold model must start).
+- queued demand while at zero replicas → 1 at once, whatever the windows say (a cold model must start);
+- cold requests counted since the last tick (held too briefly for a scrape to see, or spilled at once)
+  are demand for that tick only: at zero replicas → 1 at once, and the tick's recommendation is at least
+  1, so scale-down waits a full ``down_delay`` after the last one (the model stays warm for the next
+  requests); they never enter the load window, so they cannot push replicas beyond 1.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ class Decision:
     load: float
     """Window-averaged in-flight + queued requests."""
     recommendation: int
-    """What this tick's load alone asks for (before stabilisation)."""
+    """What this tick's load (and cold requests) alone ask for (before stabilisation)."""
     reason: str
     """CamelCase: ScaleUp, ScaleDown, ColdStart, Steady, BelowMin, AboveMax or NoData."""
 
@@ -82,12 +86,15 @@ class Recommender:
         self._samples: collections.deque[tuple[float, float]] = collections.deque()
         self._history: collections.deque[tuple[float, int]] = collections.deque()
         self._queued = 0.0
+        self._cold = 0.0
         self._seed: tuple[float, int] | None = None
 
-    def observe(self, now: float, in_flight: float, queued: float = 0.0) -> None:
-        """Record one scrape (already summed over the router pods that answered)."""
+    def observe(self, now: float, in_flight: float, queued: float = 0.0, cold: float = 0.0) -> None:
+        """Record one scrape (already summed over the router pods that answered); ``cold`` is the number
+        of requests that found the model cold since the previous scrape, used by the next decision only."""
         self._samples.append((now, max(0.0, in_flight) + max(0.0, queued)))
         self._queued = max(0.0, queued)
+        self._cold = max(0.0, cold)
 
     def load(self, now: float) -> float | None:
         """Average of the samples in the window ending at ``now``; None when there are none (no router
@@ -106,10 +113,13 @@ class Recommender:
         if self._seed is None:  # first sight (or operator restart): hold today's replicas for a full
             self._seed = (now, bounded)  # down_delay before removing any (the load history is lost)
         load = self.load(now)
+        cold, self._cold = self._cold, 0.0  # one tick's worth: a tick without a scrape sees none
         if load is None:
             reason = "BelowMin" if bounded > current else "AboveMax" if bounded < current else "NoData"
             return Decision(current, bounded, 0.0, bounded, reason)
         raw = recommend(load, current, policy)
+        if cold > 0:
+            raw = max(raw, min(1, policy.max_replicas))
         self._history.append((now, raw))
         horizon = max(policy.up_delay, policy.down_delay)
         while self._history and self._history[0][0] < now - horizon:
@@ -123,7 +133,7 @@ class Recommender:
             desired = up
         if desired > down:
             desired = down
-        if current == 0 and self._queued > 0 and policy.max_replicas > 0:
+        if current == 0 and (self._queued > 0 or cold > 0) and policy.max_replicas > 0:
             desired = max(desired, 1)
         return Decision(current, desired, load, raw, _reason(current, desired, bounded))
 

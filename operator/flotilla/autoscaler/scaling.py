@@ -4,7 +4,9 @@ Event, in status.autoscaling and in Prometheus metrics.
 
 State (load windows, recommendation history) lives in memory, keyed by namespace/fleet/model; after an
 operator restart the recommender holds the replicas it finds for a full scale-down delay, so a restart
-never causes a scale-down (see ``Recommender.decide``).
+never causes a scale-down (see ``Recommender.decide``). Each fleet also keeps its router pods' last
+cold-requests counter values (:class:`~flotilla.autoscaler.scraping.ColdCounters`), so a request that
+found a model cold between two scrapes still counts as demand on the next tick.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class _ModelState:
 class _FleetState:
     written: list[dict[str, Any]] | None = None
     written_at: float = float("-inf")
+    cold: scraping.ColdCounters = dataclasses.field(default_factory=scraping.ColdCounters)
 
 
 def _utc_now() -> str:
@@ -152,12 +155,14 @@ class Autoscaler:
             self.metrics.router_errors.labels(fleet.namespace, fleet.name).inc(len(scrape.failed))
             log.info("fleet %s/%s: skipped router pods %s", fleet.namespace, fleet.name, scrape.failed)
         now = self.clock()
+        fleet_state = self._fleets.setdefault((fleet.namespace, fleet.name), _FleetState())
+        cold = fleet_state.cold.update(scrape, endpoints)
         entries: list[dict[str, Any]] = []
         keys: set[Key] = set()
         scaled = False
         for model in models:
             key = (fleet.namespace, fleet.name, model.name)
-            entry = await self._decide(body, fleet, model, key, scrape, now)
+            entry = await self._decide(body, fleet, model, key, scrape, now, cold.get(model.name, 0.0))
             if entry is None:
                 continue
             keys.add(key)
@@ -174,6 +179,7 @@ class Autoscaler:
         key: Key,
         scrape: scraping.Scrape,
         now: float,
+        cold: float,
     ) -> status_api.ModelAutoscaling | None:
         state = self._models.get(key)
         if state is None:
@@ -186,7 +192,7 @@ class Autoscaler:
             return None  # the reconciler has not created it yet
         load = scrape.load(model.name)
         if scrape.answered:
-            state.recommender.observe(now, load.in_flight, load.queued)
+            state.recommender.observe(now, load.in_flight, load.queued, cold)
         decision = state.recommender.decide(now, current)
         labels = key
         if (
@@ -199,7 +205,7 @@ class Autoscaler:
             state.last_scale_time = _utc_now()
             direction = "up" if decision.desired > decision.current else "down"
             self.metrics.scale_events.labels(*labels, direction).inc()
-            message = _message(model, decision, scrape.answered)
+            message = _message(model, decision, scrape.answered, cold)
             log.info("fleet %s/%s: %s", fleet.namespace, fleet.name, message)
             await asyncio.to_thread(self.cluster.event, body, "Normal", decision.reason, message)
         self.metrics.desired.labels(*labels).set(decision.desired)
@@ -238,12 +244,13 @@ class Autoscaler:
         state.written, state.written_at = entries, now
 
 
-def _message(model: ModelSpec, decision: Decision, routers: int) -> str:
+def _message(model: ModelSpec, decision: Decision, routers: int, cold: float) -> str:
     scaling = model.autoscaling
+    found_cold = f", {cold:g} requests found it cold since the last tick" if cold > 0 else ""
     return (
         f"model {model.name}: {decision.current} -> {decision.desired} replicas ({decision.reason}); "
         f"load {decision.load:.1f} in flight + queued ({scaling.window} average over {routers} router "
-        f"pods), target {scaling.target_in_flight} per replica, bounds {model.replicas.min}.."
+        f"pods){found_cold}, target {scaling.target_in_flight} per replica, bounds {model.replicas.min}.."
         f"{model.replicas.upper}"
     )
 

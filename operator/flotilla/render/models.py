@@ -32,12 +32,18 @@ def autoscaled(model: ModelSpec) -> bool:
 
 def _scheduling(model: ModelSpec) -> dict[str, Any]:
     """Node selector and tolerations: the model's own plus GPU placement when it has GPUs."""
-    node_selector = dict(sorted(model.node_selector.items()))
+    node_selector = dict(model.node_selector)
     tolerations = [t.to_k8s() for t in model.tolerations]
     if model.gpus:
         if model.accelerator is not None and model.accelerator.product:
             node_selector.setdefault(GPU_PRODUCT_LABEL, model.accelerator.product)
         tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    return scheduling(node_selector, tolerations)
+
+
+def scheduling(node_selector: dict[str, str], tolerations: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pod spec's `nodeSelector` (sorted) and `tolerations`, each only when non-empty."""
+    node_selector = dict(sorted(node_selector.items()))
     out: dict[str, Any] = {}
     if node_selector:
         out["nodeSelector"] = node_selector

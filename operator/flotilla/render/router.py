@@ -67,6 +67,7 @@ def deployment(fleet: ModelFleet, settings: RenderSettings) -> dict[str, Any]:
         "securityContext": base.pod_security_context(),
         "containers": [container],
         "volumes": [{"name": "config", "configMap": {"name": name}}, {"name": "tmp", "emptyDir": {}}],
+        **models.scheduling(spec.node_selector, [t.to_k8s() for t in spec.tolerations]),
     }
     return {
         "apiVersion": "apps/v1",

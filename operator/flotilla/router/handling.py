@@ -75,17 +75,19 @@ async def complete(
 async def _endpoint(ctx: Context, target: forwarding.Target, budget: float) -> Endpoint:
     """Pick a pod; hold (up to ``budget``) while a scale-from-zero model has none."""
     picked = target.pool.pick(target.max_in_flight)
-    if picked == "cold" and target.scale_from_zero and budget > 0:
-        pool = target.pool
-        gauge = ctx.metrics.queued.labels(target.name)
-        pool.held += 1
-        gauge.inc()
-        try:
-            await pool.wait_for_endpoints(budget)
-        finally:
-            pool.held -= 1
-            gauge.dec()
-        picked = pool.pick(target.max_in_flight)
+    if picked == "cold" and target.scale_from_zero:
+        cold = ctx.metrics.cold(target.name)
+        cold.requests.inc()  # before holding: the autoscaler must see it even if no scrape sees it held
+        if budget > 0:
+            pool = target.pool
+            pool.held += 1
+            cold.queued.inc()
+            try:
+                await pool.wait_for_endpoints(budget)
+            finally:
+                pool.held -= 1
+                cold.queued.dec()
+            picked = pool.pick(target.max_in_flight)
     if isinstance(picked, Endpoint):
         return picked
     if picked == "cold":

@@ -1,7 +1,10 @@
 """The router's Prometheus metrics, in one registry per app (tests and benches can run several apps).
 
-Names the autoscaler reads: ``flotilla_router_in_flight{model}`` (requests being served by the model now) and
-``flotilla_router_queued{model}`` (requests held while the model is cold).
+Names the autoscaler reads: ``flotilla_router_in_flight{model}`` (requests being served by the model now),
+``flotilla_router_queued{model}`` (requests held while the model is cold) and
+``flotilla_router_cold_requests_total{model}`` (requests that found the model cold: the autoscaler turns its
+increase between scrapes into demand, so a request held for less than a scrape interval, or not held at
+all, still wakes the model).
 """
 
 from __future__ import annotations
@@ -13,6 +16,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _FAST = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+@dataclass(frozen=True, slots=True)
+class Cold:
+    """The labelled children one model's cold path touches, looked up once per model."""
+
+    queued: Any
+    requests: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +82,12 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.cold_requests = Counter(
+            "flotilla_router_cold_requests",
+            "Requests that found the model with no ready pod: held, then served or spilled.",
+            ["model"],
+            registry=r,
+        )
         self.fallbacks = Counter(
             "flotilla_router_fallbacks",
             "Times a request left a model for the next in the chain, by reason.",
@@ -117,6 +134,16 @@ class Metrics:
 
         self._served: dict[tuple[str, str], Served] = {}
         self._breakers: dict[tuple[str, str], Any] = {}
+        self._cold: dict[str, Cold] = {}
+
+    def cold(self, model: str) -> Cold:
+        """The cached queued-gauge and cold-requests children of ``model``."""
+        children = self._cold.get(model)
+        if children is None:
+            children = self._cold[model] = Cold(
+                queued=self.queued.labels(model), requests=self.cold_requests.labels(model)
+            )
+        return children
 
     def breaker_state(self, model: str, upstream: str) -> Any:
         """The cached circuit-state gauge child for one upstream of ``model``."""

@@ -263,3 +263,27 @@ def test_router_endpoints_come_from_the_services_endpoint_slices(namespace: str,
     assert cluster.router_endpoints(namespace, "f-router") == ["http://10.9.0.1:8080"]
     assert cluster.router_endpoints(namespace, "other-router") == []
     assert cluster.replicas(namespace, "no-such-deployment") is None
+
+
+def test_a_cold_request_seen_only_in_the_counter_wakes_a_model_at_zero(
+    scaling_operator: ok.OperatorProcess, namespace: str, router: RouterMetricsServer
+) -> None:
+    """A request that found the model cold and spilled before any scrape saw it held (short cold-start
+    budget): only ``flotilla_router_cold_requests_total`` moved, and that alone scales 0 -> 1."""
+    cold = router.metrics.cold_requests.labels("coder")
+    cold.inc(3)  # spills from before the operator started: a baseline, not demand
+    ok.apply_doc(fleet_doc(namespace))
+    publish_router(namespace, router.url)
+    wait_deployment(namespace)
+    wait_replicas(namespace, 0, DOWN_DELAY + WINDOW + 60)  # no load: parked after the delay
+    assert scale_events(namespace) == ["ScaleDown"]
+
+    cold.inc()  # the queued gauge stays 0 throughout
+    wait_replicas(namespace, 1, 30, ready=False)
+    time.sleep(3)  # several ticks without any load: the model keeps warming for the next requests
+    assert replicas(namespace)[0] == 1
+    assert sorted(scale_events(namespace)) == ["ColdStart", "ScaleDown"]
+    events = ok.get_json("events", "-n", namespace, "--field-selector", f"involvedObject.name={FLEET}")
+    message = next(e["message"] for e in events["items"] if e["reason"] == "ColdStart")
+    assert "0 -> 1 replicas" in message and "1 requests found it cold" in message
+    assert not ok.log_errors(scaling_operator.log()), scaling_operator.log()[-3000:]
