@@ -8,7 +8,7 @@ Two small fleets derived from examples/03-local (the Gemma model only, min 0), b
 
 from __future__ import annotations
 
-import copy
+import functools
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +18,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from clusterlib.waiting import wait_until
-from demolib import asking, installing
+from demolib import asking, fleets, installing
 from demolib.forwarding import port_forward
 from demolib.installing import Target
 from demolib.tools import Tools
@@ -30,58 +30,29 @@ SCALE_DOWN_DELAY = "20s"
 
 
 def cold_fleet(name: str, budget: str) -> dict[str, Any]:
-    """examples/03-local reduced to its Gemma model at min 0 (built-in autoscaler), its stand-in fallback
-    and a router on the real node, with the given cold-start budget."""
     example = yaml.safe_load((installing.EXAMPLE / "fleet.yaml").read_text())
-    (pocket,) = [m for m in example["spec"]["models"] if m["name"] == installing.LOCAL_MODEL]
-    model = copy.deepcopy(pocket) | {
-        "replicas": {"min": 0, "max": 1},
-        "autoscaling": {"mode": "builtin", "targetInFlight": 1, "window": "10s",
-                        "scaleDownDelay": SCALE_DOWN_DELAY},
-        "tasks": ["chat"],
-    }  # fmt: skip
-    spec = {
-        "models": [model],
-        "fallbacks": example["spec"]["fallbacks"],
-        "routing": {"defaultTask": "chat", "coldStartBudget": budget},
-        "router": example["spec"]["router"],
-    }
-    meta = {"name": name}
-    return {"apiVersion": "flotilla.dev/v1alpha1", "kind": "ModelFleet", "metadata": meta, "spec": spec}
-
-
-def _deployment(tools: Tools, namespace: str, fleet: str) -> dict[str, Any]:
-    found: dict[str, Any] = tools.get_json("deployment", f"{fleet}-{installing.LOCAL_MODEL}", "-n", namespace)
-    return found
-
-
-def _ready_replicas(tools: Tools, namespace: str, fleet: str) -> int:
-    return int(_deployment(tools, namespace, fleet).get("status", {}).get("readyReplicas") or 0)
-
-
-def _parked_at_zero(tools: Tools, namespace: str, fleet: str) -> bool:
-    pods = installing.pods_of(tools, namespace, f"flotilla.dev/fleet={fleet},flotilla.dev/model=pocket")
-    return _deployment(tools, namespace, fleet)["spec"].get("replicas") == 0 and not pods
+    return fleets.cold_fleet(example, name, budget, SCALE_DOWN_DELAY)
 
 
 @pytest.fixture(scope="module")
 def cold_routers(installed: Target, tools: Tools) -> Iterator[dict[str, str]]:
     """Fleet `hold` (budget 300 s) and fleet `spill` (budget 1 s), Ready with the model parked at zero; their
     routers' URLs through port-forward."""
-    fleets = {"hold": "300s", "spill": "1s"}
-    for name, budget in fleets.items():
+    budgets = {"hold": "300s", "spill": "1s"}
+    for name, budget in budgets.items():
         tools.apply(installed.namespace, cold_fleet(name, budget))
     try:
-        for name in fleets:
+        for name in budgets:
             installing.wait_fleet_ready(tools, installed.namespace, 300, name=name)
-            wait_until(lambda n=name: _parked_at_zero(tools, installed.namespace, n), 60, f"{name} at zero")
+            parked = functools.partial(fleets.parked_at_zero, tools, installed.namespace, name)
+            wait_until(parked, 90, f"{name}'s model at zero")
         with (
             port_forward(tools, installed.namespace, "svc/hold-router", 8080) as hold,
             port_forward(tools, installed.namespace, "svc/spill-router", 8080) as spill,
         ):
             yield {"hold": f"http://127.0.0.1:{hold}", "spill": f"http://127.0.0.1:{spill}"}
     finally:
-        for name in fleets:
+        for name in budgets:
             tools.kubectl("delete", "modelfleet", name, "-n", installed.namespace, "--ignore-not-found")
 
 
@@ -100,13 +71,13 @@ def test_a_request_at_zero_is_held_and_answered_by_the_real_pod(
     installed: Target, tools: Tools, cold_routers: dict[str, str]
 ) -> None:
     url = cold_routers["hold"]
-    assert _ready_replicas(tools, installed.namespace, "hold") == 0
+    assert fleets.ready_replicas(tools, installed.namespace, "hold") == 0
     answer = asking.chat(url, "Hello! Who are you?", max_tokens=16, timeout=400)
     assert answer.status == 200, answer.body
     assert answer.model == "pocket" and not answer.reason.startswith("fallback"), answer.headers
     assert answer.text.strip() and BANNER not in answer.text
     assert answer.seconds > 2  # it waited for a pod to start
-    assert _ready_replicas(tools, installed.namespace, "hold") == 1
+    assert fleets.ready_replicas(tools, installed.namespace, "hold") == 1
     assert _router_metric(url, "flotilla_router_queued", model="pocket") == 0  # no longer held
     selector = "involvedObject.kind=ModelFleet,involvedObject.name=hold"
     events = tools.get_json("events", "-n", installed.namespace, f"--field-selector={selector}")["items"]
@@ -118,13 +89,13 @@ def test_a_short_budget_spills_with_reason_cold_and_the_model_still_comes_up(
     installed: Target, tools: Tools, cold_routers: dict[str, str]
 ) -> None:
     url = cold_routers["spill"]
-    assert _parked_at_zero(tools, installed.namespace, "spill")
+    assert fleets.parked_at_zero(tools, installed.namespace, "spill")
     answer = asking.chat(url, "Hello! Who are you?", max_tokens=16)
     assert answer.status == 200, answer.body
     assert (answer.model, answer.reason) == ("frontier", "fallback:cold")
     assert answer.text.startswith(BANNER)
     assert answer.seconds < 10  # the 1 s budget, then the stand-in
-    wait_until(lambda: _ready_replicas(tools, installed.namespace, "spill") == 1, 300,
+    wait_until(lambda: fleets.ready_replicas(tools, installed.namespace, "spill") == 1, 300,
                "the spilled model to come up anyway", interval=1)  # fmt: skip
     warm = asking.chat(url, "Hello again!", max_tokens=8)
     assert (warm.status, warm.model) == (200, "pocket")
@@ -135,5 +106,5 @@ def test_an_idle_model_parks_at_zero_again(
 ) -> None:
     del cold_routers  # the fleets, warmed by the tests above
     for name in ("hold", "spill"):
-        wait_until(lambda n=name: _parked_at_zero(tools, installed.namespace, n), 240,
+        wait_until(lambda n=name: fleets.parked_at_zero(tools, installed.namespace, n), 240,
                    f"{name}'s model back at zero after {SCALE_DOWN_DELAY} idle", interval=2)  # fmt: skip
