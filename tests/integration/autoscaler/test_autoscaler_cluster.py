@@ -6,12 +6,12 @@ autoscaler the ``flotilla operator`` process started finds it through the Endpoi
 patches the kwok GPU model's Deployment through the scale subresource while the same operator keeps
 reconciling the fleet, and writes Events and status.autoscaling.
 Asserts replicas climb step by step to the load-derived number capped at max, hold through the scale-down
-delay, fall to zero with min 0, and that the number of scale events shows no flapping.
+delay, fall to zero with min 0, and that the number of scale events shows no flapping, across an operator
+restart and across router pods coming and going (removed from the EndpointSlice, or listed but failing).
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,39 +19,32 @@ from typing import Any
 
 import operatorkit as ok
 import pytest
+import routerkit
+from routerkit import (
+    DEPLOYMENT,
+    FLEET,
+    RouterMetricsServer,
+    autoscaling_status,
+    broken_server,
+    publish_router,
+    replicas,
+    scale_events,
+    unpublish_router,
+    wait_deployment,
+)
 
 from flotilla import autoscaler
 from flotilla.reconcile.kube import Kube
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "autoscaler"))  # shared test servers
-from metricservers import RouterMetricsServer
-
 pytestmark = pytest.mark.cluster
 
-FLEET = "elastic"
-DEPLOYMENT = f"{FLEET}-coder"
 DOWN_DELAY = 8.0
 WINDOW = 2.0
+AUTOSCALER_ENV = routerkit.autoscaler_env(interval=0.5)
 
 
 def fleet_doc(namespace: str) -> dict[str, Any]:
-    scaling = {
-        "mode": "builtin",
-        "targetInFlight": 4,
-        "window": f"{WINDOW:g}s",
-        "scaleDownDelay": f"{DOWN_DELAY:g}s",
-    }
-    return ok.gpu_fleet(namespace, FLEET, {"min": 0, "max": 3}, scaling)
-
-
-STANDIN_HOST = "router.flotilla.test"
-"""The stand-in router's host name in its EndpointSlice; the operator connects to 127.0.0.1 for it."""
-AUTOSCALER_ENV = {
-    "FLOTILLA_AUTOSCALER_INTERVAL": "0.5",
-    "FLOTILLA_AUTOSCALER_STATUS_PERIOD": "1",
-    "FLOTILLA_AUTOSCALER_SCRAPE_TIMEOUT": "1",  # the kwok router pods' addresses never answer
-    "FLOTILLA_AUTOSCALER_HOST_ALIASES": f"{STANDIN_HOST}=127.0.0.1",
-}
+    return routerkit.fleet_doc(namespace, target=4, window=WINDOW, down_delay=DOWN_DELAY, max_replicas=3)
 
 
 @pytest.fixture
@@ -72,42 +65,6 @@ def router() -> Iterator[RouterMetricsServer]:
     server = RouterMetricsServer().start()
     yield server
     server.stop()
-
-
-def publish_router(namespace: str, url: str) -> None:
-    """Make the stand-in router pod one of the ``<fleet>-router`` Service's endpoints, as the EndpointSlice
-    controller does for a ready router pod. The apiserver refuses loopback IPs in EndpointSlices, so the
-    slice names a host (addressType FQDN) that the operator maps to 127.0.0.1
-    (FLOTILLA_AUTOSCALER_HOST_ALIASES); it finds the slice through the real API."""
-    port = int(url.rsplit(":", 1)[1])
-    ok.apply_doc({
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": f"{FLEET}-router-standin",
-            "namespace": namespace,
-            "labels": {
-                "kubernetes.io/service-name": f"{FLEET}-router",
-                "endpointslice.kubernetes.io/managed-by": "flotilla-tests",
-            },
-        },
-        "addressType": "FQDN",
-        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
-        "endpoints": [{"addresses": [STANDIN_HOST], "conditions": {"ready": True}}],
-    })  # fmt: skip
-
-
-def wait_deployment(namespace: str) -> None:
-    def exists() -> bool:
-        return ok.kubectl_try("get", "deployment", DEPLOYMENT, "-n", namespace).returncode == 0
-
-    ok.wait_until(exists, 90, "the operator to create the model Deployment")
-
-
-def replicas(namespace: str) -> tuple[int, int]:
-    """(spec.replicas, status.readyReplicas) of the model's Deployment."""
-    body = ok.get_json("deployment", DEPLOYMENT, "-n", namespace)
-    return int(body["spec"].get("replicas", 0)), int(body.get("status", {}).get("readyReplicas") or 0)
 
 
 def wait_replicas(namespace: str, want: int, timeout: float, ready: bool = True) -> float:
@@ -131,12 +88,6 @@ def wait_replicas(namespace: str, want: int, timeout: float, ready: bool = True)
     except AssertionError as exc:
         raise AssertionError(f"{exc}; (spec, ready) seen: {sorted(set(seen))}") from None
     return at
-
-
-def scale_events(namespace: str) -> list[str]:
-    """Reasons of the autoscaler's Events on the fleet (in no particular order)."""
-    events = ok.get_json("events", "-n", namespace, "--field-selector", f"involvedObject.name={FLEET}")
-    return [e["reason"] for e in events["items"] if e["reason"] in ("ScaleUp", "ScaleDown", "ColdStart")]
 
 
 def replicas_owners(namespace: str) -> set[str]:
@@ -218,6 +169,85 @@ def test_operator_scales_a_gpu_model_on_router_load_up_to_max_then_down_to_zero(
     wait_replicas(namespace, 1, 30, ready=False)
     ups = scale_events(namespace)
     assert ups.count("ColdStart") + ups.count("ScaleUp") == 3, ups
+    assert not ok.log_errors(scaling_operator.log()), scaling_operator.log()[-3000:]
+
+
+def hold_steady(namespace: str, want: int, routers: int, load: float, ticks: int = 6) -> None:
+    """Wait until status.autoscaling shows ``load`` read from ``routers`` pods (the window holds only
+    samples of the new router set), then ``ticks`` more ticks; spec.replicas is ``want`` all along."""
+    seen: set[int] = set()
+    last: list[dict[str, Any]] = [{}]
+
+    def settled() -> bool:
+        seen.add(replicas(namespace)[0])
+        last[0] = autoscaling_status(namespace)
+        return (last[0].get("routers"), last[0].get("load")) == (routers, load)
+
+    try:
+        ok.wait_until(settled, WINDOW + 30, f"status.autoscaling load {load} from {routers} router pods")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; status: {last[0]}, replicas seen: {seen}") from None
+    end = time.monotonic() + ticks * float(AUTOSCALER_ENV["FLOTILLA_AUTOSCALER_INTERVAL"])
+    while time.monotonic() < end:
+        seen.add(replicas(namespace)[0])
+        time.sleep(0.2)
+    assert seen == {want}, f"spec.replicas {seen} under a steady load of {load}"
+
+
+def skipped(operator: ok.OperatorProcess, url: str) -> int:
+    """Ticks on which the operator logged the router pod at ``url`` as unreadable."""
+    address = url.removeprefix("http://")
+    return sum(1 for line in operator.log().splitlines() if "skipped router pods" in line and address in line)
+
+
+def test_router_pods_coming_and_going_under_steady_load_scale_nothing(
+    scaling_operator: ok.OperatorProcess, namespace: str, router: RouterMetricsServer
+) -> None:
+    """A steady 8 requests in flight (2 replicas at 4 per replica) while router pods come and go: the
+    requests move to the pods that remain, so the sum over the pods stays 8. A second pod appears and
+    takes part of the load; it leaves the EndpointSlice; it comes back, then stops answering while still
+    listed (connection refused), then answers HTTP 500. Each phase is held until status.autoscaling shows
+    the whole load from the pods that answer, then several ticks more: spec.replicas stays 2 and no scale
+    Event follows the first (1 -> 2). Each transition lowers one pod's share before raising another's,
+    as a real drain does, so a tick between the two reads less, never more."""
+    router.set("coder", in_flight=8)  # ceil(8 / 4) = 2
+    ok.apply_doc(fleet_doc(namespace))
+    publish_router(namespace, router.url, "a")
+    wait_deployment(namespace)
+    wait_replicas(namespace, 2, 60, ready=False)
+    hold_steady(namespace, 2, routers=1, load=8)
+    assert scale_events(namespace) == ["ScaleUp"]
+
+    second = RouterMetricsServer().start()
+    try:
+        second.set("coder")  # a new router pod: nothing in flight yet
+        publish_router(namespace, second.url, "b")
+        router.set("coder", in_flight=5)
+        second.set("coder", in_flight=3)
+        hold_steady(namespace, 2, routers=2, load=8)
+
+        unpublish_router(namespace, "b")  # the pod went away: its requests return to the other one
+        router.set("coder", in_flight=8)
+        hold_steady(namespace, 2, routers=1, load=8)
+
+        second.set("coder")
+        publish_router(namespace, second.url, "b")
+        router.set("coder", in_flight=2)
+        second.set("coder", in_flight=6)
+        hold_steady(namespace, 2, routers=2, load=8)
+        assert skipped(scaling_operator, second.url) == 0
+    finally:
+        second.stop()  # still listed, but nothing answers on its port any more
+    router.set("coder", in_flight=8)
+    hold_steady(namespace, 2, routers=1, load=8)
+    assert skipped(scaling_operator, second.url) >= 6  # once per tick, the held ticks at least
+
+    with broken_server(500) as failing:  # listed and answering, but not with metrics
+        publish_router(namespace, failing, "b")
+        hold_steady(namespace, 2, routers=1, load=8)
+        assert skipped(scaling_operator, failing) >= 6
+    assert scale_events(namespace) == ["ScaleUp"]
+    assert replicas(namespace)[0] == 2
     assert not ok.log_errors(scaling_operator.log()), scaling_operator.log()[-3000:]
 
 
