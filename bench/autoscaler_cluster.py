@@ -36,7 +36,7 @@ import time  # noqa: E402
 import uuid  # noqa: E402
 
 import operatorkit as ok  # noqa: E402  (test helpers: kubectl, the operator process)
-import routerkit as rk  # noqa: E402  (test helpers: the GPU fleet, stand-in router pods, scale Events)
+import scalingkit as rk  # noqa: E402  (test helpers: the GPU fleet, stand-in router pods, scale Events)
 from kubernetes import client as k8s  # noqa: E402
 
 from autoscaler import Row, print_table, target_for  # noqa: E402  (bench/autoscaler.py: the shared table)

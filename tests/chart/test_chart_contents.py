@@ -115,16 +115,36 @@ def test_operator_pod_is_non_root_and_read_only() -> None:
     assert container["command"] == ["flotilla", "operator"]
 
 
-def test_service_monitor_is_off_by_default_and_scrapes_routers_when_on() -> None:
+def test_service_monitors_are_off_by_default_and_scrape_routers_and_operator_when_on() -> None:
     assert not chartkit.by_kind(chartkit.template(), "ServiceMonitor")
-    monitor = chartkit.only(
-        chartkit.template(values={"metrics.serviceMonitor.enabled": True}), "ServiceMonitor"
-    )
-    assert monitor["spec"]["selector"]["matchLabels"] == {
+    monitors = {
+        m["metadata"]["name"]: m
+        for m in chartkit.by_kind(
+            chartkit.template(values={"metrics.serviceMonitor.enabled": True}), "ServiceMonitor"
+        )
+    }
+    routers = next(m for name, m in monitors.items() if name.endswith("-routers"))
+    assert routers["spec"]["selector"]["matchLabels"] == {
         "app.kubernetes.io/managed-by": "flotilla",
         "flotilla.dev/component": "router",
     }
-    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert routers["spec"]["endpoints"][0]["path"] == "/metrics"
+    operator = next(m for name, m in monitors.items() if name.endswith("-operator"))
+    assert operator["spec"]["endpoints"][0]["port"] == "metrics"
+    assert operator["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+
+
+def test_metrics_port_is_served_and_exposed() -> None:
+    objects = chartkit.template(values={"metrics.port": 9191, "metrics.service.port": 9292})
+    container = chartkit.only(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--metrics=http://0.0.0.0:9191/metrics" in container["args"]
+    assert {"name": "metrics", "containerPort": 9191, "protocol": "TCP"} in container["ports"]
+    service = next(
+        s for s in chartkit.by_kind(objects, "Service") if s["metadata"]["name"].endswith("-metrics")
+    )
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9292, "targetPort": "metrics", "protocol": "TCP"}
+    ]
 
 
 def _dashboard() -> dict[str, object]:

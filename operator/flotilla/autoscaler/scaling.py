@@ -20,8 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-import httpx
-from kubernetes.client.exceptions import ApiException
+import aiohttp
 
 from flotilla import errors
 from flotilla.api import status as status_api
@@ -31,6 +30,7 @@ from flotilla.autoscaler import discovering, scraping
 from flotilla.autoscaler.metrics import AutoscalerMetrics
 from flotilla.autoscaler.recommending import Decision, Policy, Recommender
 from flotilla.autoscaler.settings import AutoscalerSettings
+from flotilla.reconcile.kube import ApiError
 from flotilla.render import naming
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class Autoscaler:
         self,
         settings: AutoscalerSettings,
         cluster: ClusterAPI,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         *,
         metrics: AutoscalerMetrics | None = None,
         discover: Discover | None = None,
@@ -133,7 +133,7 @@ class Autoscaler:
                 seen |= await self.tick_fleet(body)
             except errors.InvalidSpecError as exc:
                 log.debug("fleet %s not autoscaled: %s", where, exc)
-            except (ApiException, httpx.HTTPError) as exc:
+            except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
                 log.warning("autoscaling fleet %s failed this tick: %s", where, exc)
                 # keep its models' windows and history: one failed call is not a reason to start over
                 seen |= {k for k in self._models if (k[0], k[1]) == (meta.get("namespace"), meta.get("name"))}
@@ -238,7 +238,7 @@ class Autoscaler:
             return
         try:
             await asyncio.to_thread(self.cluster.write_status, body, entries)
-        except ApiException as exc:
+        except ApiError as exc:
             log.info("fleet %s/%s: status.autoscaling not written: %s", fleet.namespace, fleet.name, exc)
             return
         state.written, state.written_at = entries, now
@@ -265,7 +265,8 @@ async def run(
 ) -> None:
     """Tick every ``settings.interval`` seconds until ``stop`` is set (or the task is cancelled)."""
     stop = stop or asyncio.Event()
-    async with httpx.AsyncClient(timeout=settings.scrape_timeout) as client:
+    timeout = aiohttp.ClientTimeout(total=settings.scrape_timeout)
+    async with aiohttp.ClientSession(timeout=timeout) as client:
         scaler = Autoscaler(settings, cluster, client, metrics=metrics, discover=discover)
         while not stop.is_set():
             started = time.monotonic()

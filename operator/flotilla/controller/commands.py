@@ -2,7 +2,9 @@
 
 Namespace scoping: ``--namespace NS`` (repeatable) serves only those namespaces; ``--all-namespaces`` (the
 default when no namespace is named) serves the whole cluster. The operator runs standalone unless
-``--peering NAME`` names a kopf peering object (for an active/standby pair).
+``--peering NAME`` names a kopf peering object (for an active/standby pair). ``--metrics URL`` serves the
+process's Prometheus metrics (the built-in autoscaler's ``flotilla_autoscaler_*`` and ``process_*``); off
+unless asked for, so processes started by hand or by tests never compete for a port.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import contextlib
 import ctypes
 import re
+import urllib.parse
 
 from flotilla import errors
 from flotilla.controller import configuring
@@ -33,6 +36,10 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--liveness", metavar="URL",
         help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz (default: none)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metrics", metavar="URL",
+        help="serve Prometheus metrics, e.g. http://0.0.0.0:9090/metrics (default: none)",
     )  # fmt: skip
     parser.add_argument(
         "--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="default INFO"
@@ -63,11 +70,37 @@ def config_from(args: argparse.Namespace) -> configuring.OperatorConfig:
     return configuring.OperatorConfig(
         namespaces=namespaces,
         liveness=args.liveness,
+        metrics=_metrics_address(args.metrics),
         log_level=args.log_level,
         peering=args.peering,
         workers=args.workers,
         autoscaler=args.autoscaler,
     )
+
+
+def _metrics_address(url: str | None) -> tuple[str, int] | None:
+    """(host, port) of ``--metrics URL``; the path must be /metrics (prometheus_client answers on any)."""
+    if url is None:
+        return None
+    parsed = urllib.parse.urlsplit(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme != "http" or not parsed.hostname or port is None or parsed.path not in ("", "/metrics"):
+        raise errors.UsageError(f"--metrics {url!r} must be a URL such as http://0.0.0.0:9090/metrics")
+    return parsed.hostname, port
+
+
+def _serve_metrics(address: tuple[str, int]) -> None:
+    """Serve prometheus_client's default registry (autoscaler and process metrics) from a daemon thread."""
+    import prometheus_client
+
+    host, port = address
+    try:
+        prometheus_client.start_http_server(port, addr=host)
+    except OSError as exc:  # port taken, address not local: a message, not a traceback
+        raise errors.FlotillaError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:
@@ -95,6 +128,8 @@ def run(name: str, args: argparse.Namespace) -> int:
     desiring.settings()  # a bad FLOTILLA_* setting is a one-line error now, not a failure per fleet
     scaling = autoscaler.load(namespaces=config.namespaces) if config.autoscaler else None
     configuring.configure_logging(config)
+    if config.metrics is not None:
+        _serve_metrics(config.metrics)
     try:
         client = kube.Kube.connect(pool_size=config.workers)
     except Exception as exc:  # kubeconfig missing or unreadable: a message, not a traceback

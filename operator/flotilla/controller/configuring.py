@@ -23,6 +23,8 @@ class OperatorConfig:
     """Namespaces to serve; empty means all namespaces (cluster-wide watches)."""
     liveness: str | None = None
     """kopf liveness endpoint URL, e.g. ``http://0.0.0.0:8080/healthz``; None serves none."""
+    metrics: tuple[str, int] | None = None
+    """(host, port) to serve Prometheus metrics on at /metrics; None serves none."""
     log_level: str = "INFO"
     """Root log level (DEBUG, INFO, WARNING, ERROR)."""
     peering: str | None = None
@@ -90,3 +92,5 @@ def configure_logging(config: OperatorConfig) -> None:
     if config.log_level != "DEBUG":
         for handler in root.handlers:
             handler.addFilter(QuietSuccesses())
+        # One access line per kubelet probe of the liveness endpoint (every few seconds) drowns the log.
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

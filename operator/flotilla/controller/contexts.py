@@ -1,5 +1,6 @@
 """In-memory operator state shared by all handlers (kept in kopf's ``memo``): the API client and, per
-fleet, the last published status, the status writer's inputs and a cache of the rendered children.
+fleet, the last published status, the status writer's inputs and a cache of the rendered children (kept
+compressed: see :class:`Rendering`).
 
 Nothing here is authoritative: after a restart it is rebuilt from the fleets' stored status, which is why
 restarting the operator neither repeats Events nor loses track of applied generations.
@@ -8,15 +9,49 @@ restarting the operator neither repeats Events nor loses track of applied genera
 from __future__ import annotations
 
 import dataclasses
+import json
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
 from flotilla.autoscaler.settings import AutoscalerSettings
 from flotilla.controller import configuring
-from flotilla.reconcile import desiring, kube
+from flotilla.reconcile import desiring, kube, planning, statuses
 
 FleetKey = tuple[str, str]
 """(namespace, name)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rendering:
+    """One rendering of a fleet (uid, generation), each child as zlib-compressed JSON.
+
+    Child events need one desired child at a time, and only when the fleet has not changed since the
+    last render, so the cache holds bytes: about 2.5 KB per fleet instead of ~45 KB of dicts (measured
+    on examples/02-realistic), and decoding one child costs tens of microseconds.
+    """
+
+    uid: str
+    generation: int
+    children: dict[planning.ChildKey, bytes]
+    endpoint: str | None
+
+    @classmethod
+    def of(cls, uid: str, generation: int, desired: list[dict[str, Any]]) -> Rendering:
+        children = {
+            planning.child_key(m): zlib.compress(json.dumps(m, separators=(",", ":")).encode())
+            for m in desired
+        }
+        return cls(uid, generation, children, statuses.endpoint(desired))
+
+    def child(self, key: planning.ChildKey) -> dict[str, Any] | None:
+        """The desired child with this key, or None when the fleet does not want it."""
+        packed = self.children.get(key)
+        return None if packed is None else dict(json.loads(zlib.decompress(packed)))
+
+    def all(self) -> list[dict[str, Any]]:
+        """Every desired child, in rendering order."""
+        return [dict(json.loads(zlib.decompress(packed))) for packed in self.children.values()]
 
 
 @dataclasses.dataclass
@@ -35,8 +70,8 @@ class FleetState:
     """Why the applied generation could not be rendered, if it could not."""
     model_errors: dict[str, str] = dataclasses.field(default_factory=dict)
     """Models of the applied generation that cannot run as specified (an add-on missing), with why."""
-    rendered: tuple[str, int, list[dict[str, Any]]] | None = None
-    """(uid, generation, children) of the last rendering, so child events do not re-render."""
+    rendered: Rendering | None = None
+    """The last rendering, so child events and status writes do not re-render."""
 
 
 @dataclasses.dataclass
@@ -68,9 +103,38 @@ class Context:
 
     def desired(self, fleet: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The fleet's desired children, rendered once per (uid, generation). Raises InvalidSpecError."""
+        cached = self._cached(fleet)
+        if cached is not None:
+            return cached.all()
+        desired = desiring.desired_children(fleet)
         meta = fleet["metadata"]
-        state = self.state(fleet)
-        stamp = (str(meta.get("uid")), int(meta.get("generation") or 0))
-        if state.rendered is None or state.rendered[:2] != stamp:
-            state.rendered = (*stamp, desiring.desired_children(fleet))
-        return state.rendered[2]
+        self.state(fleet).rendered = Rendering.of(
+            str(meta.get("uid")), int(meta.get("generation") or 0), desired
+        )
+        return desired
+
+    def desired_child(self, fleet: Mapping[str, Any], key: planning.ChildKey) -> dict[str, Any] | None:
+        """One desired child (None: not wanted), from the cached rendering. Raises InvalidSpecError."""
+        cached = self._cached(fleet)
+        if cached is None:
+            self.desired(fleet)
+            cached = self._cached(fleet)
+        assert cached is not None  # rendered just now
+        return cached.child(key)
+
+    def endpoint(self, fleet: Mapping[str, Any]) -> str | None:
+        """The router's in-cluster URL (see ``statuses.endpoint``). Raises InvalidSpecError."""
+        cached = self._cached(fleet)
+        if cached is None:
+            return statuses.endpoint(self.desired(fleet))
+        return cached.endpoint
+
+    def _cached(self, fleet: Mapping[str, Any]) -> Rendering | None:
+        meta = fleet["metadata"]
+        rendered = self.state(fleet).rendered
+        if rendered is None or (rendered.uid, rendered.generation) != (
+            str(meta.get("uid")),
+            int(meta.get("generation") or 0),
+        ):
+            return None
+        return rendered

@@ -18,7 +18,7 @@ import kopf
 from flotilla import errors
 from flotilla.api import fleet as fleet_api
 from flotilla.controller import contexts
-from flotilla.reconcile import applying, desiring, statuses
+from flotilla.reconcile import applying, desiring, planning, statuses
 from flotilla.reconcile import kube as kubeapi
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -168,7 +168,7 @@ async def _write_status(
 ) -> None:
     state = context.state(fleet)
     try:
-        endpoint = statuses.endpoint(context.desired(fleet))
+        endpoint = context.endpoint(fleet)
     except errors.InvalidSpecError:
         endpoint = None
     observed = statuses.Observed(
@@ -224,9 +224,10 @@ async def handle_event_child(
         ):
             return
     try:
-        desired = context.desired(fleet)
+        wanted = context.desired_child(fleet, planning.child_key(body))
     except errors.InvalidSpecError:
         return
+    desired = [] if wanted is None else [wanted]
     try:
         notice = await applying.restore_child(context.kube, fleet, desired, body, deleted=deleted)
     except kubeapi.ApiError as exc:

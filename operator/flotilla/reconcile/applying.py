@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flotilla.reconcile import kube as kubeapi
@@ -41,21 +41,32 @@ async def apply_child(kube: kubeapi.Kube, manifest: Manifest, current: Mapping[s
     """
     main, replicas = without_replicas(manifest)
     if replicas is None:
-        return await asyncio.to_thread(kube.apply, manifest)
+        return await asyncio.to_thread(_stamp, kube.apply, manifest)
     meta = manifest["metadata"]
     if current is None:  # created with its count (not the default 1), then handed to flotilla-replicas
-        await asyncio.to_thread(kube.apply, manifest)
+        await asyncio.to_thread(_stamp, kube.apply, manifest)
         await asyncio.to_thread(
-            kube.set_replicas, meta["namespace"], meta["name"], replicas, REPLICAS_ANNOTATION
+            _stamp, kube.set_replicas, meta["namespace"], meta["name"], replicas, REPLICAS_ANNOTATION
         )
-        return await asyncio.to_thread(kube.apply, main)  # so later applies of `main` change nothing
-    result = await asyncio.to_thread(kube.apply, main)
+        return await asyncio.to_thread(_stamp, kube.apply, main)  # so later applies of `main` change nothing
+    result = await asyncio.to_thread(_stamp, kube.apply, main)
     recorded = (current.get("metadata", {}).get("annotations") or {}).get(REPLICAS_ANNOTATION)
     if recorded != str(replicas):
         result = await asyncio.to_thread(
-            kube.set_replicas, meta["namespace"], meta["name"], replicas, REPLICAS_ANNOTATION
+            _stamp, kube.set_replicas, meta["namespace"], meta["name"], replicas, REPLICAS_ANNOTATION
         )
     return result
+
+
+def _stamp(call: Callable[..., Manifest], *args: Any) -> Manifest:
+    """Run a write in the worker thread and keep only the identity of what it returned.
+
+    The apiserver answers a write with the whole object, managed fields included; a reconcile only needs
+    the resourceVersion. Dropping the rest in the thread means a burst of fleets, whose applies wait in
+    ``asyncio.gather`` for their wave, holds a few bytes per child instead of the decoded objects.
+    """
+    meta = call(*args).get("metadata") or {}
+    return {"metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion") if k in meta}}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,6 +36,8 @@ REPLICAS_FIELD_MANAGER = "flotilla-replicas"
 so that ``kubectl scale`` can take ``spec.replicas`` over without the next apply taking it back."""
 
 Manifest = dict[str, Any]
+Manifests = list[Manifest]
+"""(An alias: inside :class:`Kube`, ``list`` names its method.)"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +67,8 @@ SERVICE_ACCOUNT = Kind("v1", "ServiceAccount", "serviceaccounts")
 ROLE = Kind("rbac.authorization.k8s.io/v1", "Role", "roles")
 ROLE_BINDING = Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings")
 SCALED_OBJECT = Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects")
+ENDPOINT_SLICE = Kind("discovery.k8s.io/v1", "EndpointSlice", "endpointslices")
+"""Not a child: the autoscaler reads the router Service's slices to find its pods."""
 
 CHILD_KINDS: tuple[Kind, ...] = (
     CONFIGMAP,
@@ -238,10 +242,32 @@ class Kube:
             raise
         return any(r.get("name") == plural for r in found.get("resources") or [])
 
+    def list_custom(self, group: str, version: str, plural: str, namespace: str | None = None) -> Manifests:
+        """Custom objects in ``namespace``, or in every namespace when it is None."""
+        where = "" if namespace is None else f"/namespaces/{quote(namespace, safe='')}"
+        found = self._call("GET", f"/apis/{group}/{version}{where}/{plural}")
+        return cast(Manifests, found.get("items") or [])
+
+    def get_scale(self, namespace: str, deployment: str) -> Manifest | None:
+        """A Deployment's scale subresource (``spec.replicas``); None when the Deployment does not exist."""
+        try:
+            return self._call("GET", DEPLOYMENT.item(namespace, deployment) + "/scale")
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def merge_patch(self, path: str, patch: Mapping[str, Any], field_manager: str) -> Manifest:
+        """A JSON merge patch on ``path`` (an object or a subresource) under ``field_manager``."""
+        return self._call(
+            "PATCH", path, query=[("fieldManager", field_manager)], body=dict(patch),
+            content_type="application/merge-patch+json",
+        )  # fmt: skip
+
     def get_custom(self, group: str, version: str, plural: str, namespace: str, name: str) -> Manifest | None:
         """One custom object, or None when it does not exist."""
         try:
-            return self._call("GET", _custom_path(group, version, plural, namespace, name))
+            return self._call("GET", custom_path(group, version, plural, namespace, name))
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -258,7 +284,7 @@ class Kube:
             "status": dict(status),
         }
         return self._call(
-            "PATCH", _custom_path(group, version, plural, meta["namespace"], meta["name"]) + "/status",
+            "PATCH", custom_path(group, version, plural, meta["namespace"], meta["name"]) + "/status",
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             body=patch, content_type="application/apply-patch+yaml",
         )  # fmt: skip
@@ -288,7 +314,8 @@ def terminating(exc: ApiError) -> bool:
     return exc.status == 403 and "being terminated" in str(exc)
 
 
-def _custom_path(group: str, version: str, plural: str, namespace: str, name: str) -> str:
+def custom_path(group: str, version: str, plural: str, namespace: str, name: str) -> str:
+    """The path of one namespaced custom object."""
     return f"/apis/{group}/{version}/namespaces/{quote(namespace, safe='')}/{plural}/{quote(name, safe='')}"
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import operatorkit as ok
 import pytest
-import routerkit
-from routerkit import (
+import scalingkit
+from scalingkit import (
     DEPLOYMENT,
     FLEET,
     RouterMetricsServer,
@@ -40,11 +40,11 @@ pytestmark = pytest.mark.cluster
 
 DOWN_DELAY = 8.0
 WINDOW = 2.0
-AUTOSCALER_ENV = routerkit.autoscaler_env(interval=0.5)
+AUTOSCALER_ENV = scalingkit.autoscaler_env(interval=0.5)
 
 
 def fleet_doc(namespace: str) -> dict[str, Any]:
-    return routerkit.fleet_doc(namespace, target=4, window=WINDOW, down_delay=DOWN_DELAY, max_replicas=3)
+    return scalingkit.fleet_doc(namespace, target=4, window=WINDOW, down_delay=DOWN_DELAY, max_replicas=3)
 
 
 @pytest.fixture

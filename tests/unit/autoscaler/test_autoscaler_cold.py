@@ -7,8 +7,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 
-import httpx
-import pytest
+import aiohttp
+import pytest_asyncio
 from metricservers import router_servers
 from test_autoscaler_scaling import MODEL, Clock, FakeCluster, fleet_body, make, ticks
 
@@ -114,13 +114,13 @@ def test_cold_requests_count_for_one_tick_only() -> None:
     assert recommender.decide(5.0, 0).desired == 0  # no scrape this tick: nothing new was counted
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=1.0) as c:
+@pytest_asyncio.fixture(loop_scope="function")  # aiohttp binds a session to its loop
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as c:
         yield c
 
 
-async def test_a_cold_spill_between_scrapes_wakes_the_model(client: httpx.AsyncClient) -> None:
+async def test_a_cold_spill_between_scrapes_wakes_the_model(client: aiohttp.ClientSession) -> None:
     clock = Clock()
     with router_servers(1) as (a,):
         counter = a.metrics.cold_requests.labels("coder")

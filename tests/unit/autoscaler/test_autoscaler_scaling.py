@@ -7,15 +7,15 @@ import copy
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-import httpx
-import pytest
-from kubernetes.client.exceptions import ApiException
+import aiohttp
+import pytest_asyncio
 from metricservers import RouterMetricsServer, router_servers
 from prometheus_client import CollectorRegistry
 
 from flotilla.api.fleet import ModelFleet
 from flotilla.autoscaler import AutoscalerMetrics, AutoscalerSettings
 from flotilla.autoscaler.scaling import Autoscaler, builtin_models
+from flotilla.reconcile.kube import ApiError
 
 NS, FLEET = "ai", "f"
 MODEL: dict[str, Any] = {
@@ -58,7 +58,7 @@ class FakeCluster:
     def replicas(self, namespace: str, deployment: str) -> int | None:
         if self.fail_next:
             self.fail_next = False
-            raise ApiException(status=500, reason="Internal Server Error")
+            raise ApiError(500, "Internal Server Error", "")
         return self.deployments.get(deployment)
 
     def scale(self, namespace: str, deployment: str, replicas: int) -> None:
@@ -80,13 +80,13 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=1.0) as c:
+@pytest_asyncio.fixture(loop_scope="function")  # aiohttp binds a session to its loop
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as c:
         yield c
 
 
-def make(cluster: FakeCluster, client: httpx.AsyncClient, clock: Clock, urls: list[str]) -> Autoscaler:
+def make(cluster: FakeCluster, client: aiohttp.ClientSession, clock: Clock, urls: list[str]) -> Autoscaler:
     async def discover(_: ModelFleet) -> list[str]:
         return list(urls)
 
@@ -107,7 +107,9 @@ def test_only_builtin_models_with_room_are_autoscaled() -> None:
     assert [m.name for m in builtin_models(fleet)] == ["coder"]
 
 
-async def test_router_pods_coming_and_going_under_steady_load_do_not_flap(client: httpx.AsyncClient) -> None:
+async def test_router_pods_coming_and_going_under_steady_load_do_not_flap(
+    client: aiohttp.ClientSession,
+) -> None:
     clock = Clock()
     with router_servers(3) as (a, b, c):
         urls = [a.url, b.url]
@@ -128,7 +130,7 @@ async def test_router_pods_coming_and_going_under_steady_load_do_not_flap(client
     assert [s["name"] for s in cluster.statuses[-1]] == ["coder"]  # the fixed model is not autoscaled
 
 
-async def test_restart_holds_replicas_for_the_delay_then_parks_at_zero(client: httpx.AsyncClient) -> None:
+async def test_restart_holds_replicas_for_the_delay_then_parks_at_zero(client: aiohttp.ClientSession) -> None:
     clock = Clock()
     with router_servers(1) as (a,):
         a.set("coder", in_flight=0)
@@ -145,7 +147,7 @@ async def test_restart_holds_replicas_for_the_delay_then_parks_at_zero(client: h
     assert cluster.statuses[-1][0]["lastScaleTime"]
 
 
-async def test_held_request_at_zero_scales_to_one_on_the_next_tick(client: httpx.AsyncClient) -> None:
+async def test_held_request_at_zero_scales_to_one_on_the_next_tick(client: aiohttp.ClientSession) -> None:
     clock = Clock()
     with router_servers(1) as (a,):
         cluster = FakeCluster(fleet_body(MODEL), {"f-coder": 0})
@@ -163,7 +165,7 @@ async def test_held_request_at_zero_scales_to_one_on_the_next_tick(client: httpx
 
 
 async def test_all_routers_unreachable_holds_and_a_missing_deployment_is_skipped(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
 ) -> None:
     clock = Clock()
     down = RouterMetricsServer().start()
@@ -182,7 +184,7 @@ async def test_all_routers_unreachable_holds_and_a_missing_deployment_is_skipped
     assert errors == 32
 
 
-async def test_status_is_rate_limited_unless_replicas_change(client: httpx.AsyncClient) -> None:
+async def test_status_is_rate_limited_unless_replicas_change(client: aiohttp.ClientSession) -> None:
     clock = Clock()
     with router_servers(1) as (a,):
         cluster = FakeCluster(fleet_body(MODEL), {"f-coder": 1})
@@ -197,7 +199,7 @@ async def test_status_is_rate_limited_unless_replicas_change(client: httpx.Async
         assert cluster.statuses[-1][0]["desiredReplicas"] == 4
 
 
-async def test_a_failed_api_call_keeps_the_models_history(client: httpx.AsyncClient) -> None:
+async def test_a_failed_api_call_keeps_the_models_history(client: aiohttp.ClientSession) -> None:
     clock = Clock()
     with router_servers(1) as (a,):
         a.set("coder", in_flight=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 
 import kopf
 import pytest
@@ -50,6 +51,27 @@ def test_bad_autoscaler_setting_is_a_usage_error_before_connecting(monkeypatch: 
         commands.run("operator", parse("--no-autoscaler"))
 
 
+def test_metrics_off_by_default_and_parsed_from_a_url() -> None:
+    assert commands.config_from(parse()).metrics is None
+    assert commands.config_from(parse("--metrics", "http://0.0.0.0:9090/metrics")).metrics == (
+        "0.0.0.0",
+        9090,
+    )
+    assert commands.config_from(parse("--metrics", "http://127.0.0.1:9191")).metrics == ("127.0.0.1", 9191)
+
+
+def test_metrics_port_taken_is_an_error_before_connecting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")  # connecting would be a different error
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(errors.FlotillaError, match=f"cannot serve metrics on 127.0.0.1:{port}: Address"):
+            commands.run(
+                "operator", parse("--no-autoscaler", "--metrics", f"http://127.0.0.1:{port}/metrics")
+            )
+
+
 def test_namespace_and_all_namespaces_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         parse("-n", "ai", "--all-namespaces")
@@ -63,6 +85,10 @@ def test_namespace_and_all_namespaces_exclusive(capsys: pytest.CaptureFixture[st
         (["-n", "Not_A_Namespace"], "not a valid namespace name"),
         (["--workers", "0"], "--workers must be 1 or more"),
         (["--liveness", "8080"], "must be a URL"),
+        (["--metrics", "9090"], "must be a URL"),
+        (["--metrics", "http://0.0.0.0/metrics"], "must be a URL"),
+        (["--metrics", "http://0.0.0.0:9090/healthz"], "must be a URL"),
+        (["--metrics", "https://0.0.0.0:9090/metrics"], "must be a URL"),
     ],
 )
 def test_bad_flags_are_usage_errors(argv: list[str], message: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from flotilla.controller import configuring, contexts, handling
-from flotilla.reconcile import statuses
+from flotilla.reconcile import desiring, planning, statuses
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "01-minimal" / "fleet.yaml"
 
@@ -64,3 +64,20 @@ async def test_burst_of_refreshes_is_one_write_of_the_newest_state() -> None:
     # the same state again writes nothing
     await handling.refresh_fleet_status(body, context, [view(1), router()], logger)
     assert len(kube.statuses) == 1
+
+
+def test_rendering_cache_gives_back_what_was_rendered_until_the_generation_changes() -> None:
+    context = contexts.Context(kube=RecordingKube(), config=configuring.OperatorConfig())  # type: ignore[arg-type]
+    body = fleet()
+    rendered = desiring.desired_children(body)
+    assert context.desired(body) == rendered
+    assert context.desired(body) == rendered  # from the compressed cache now
+    for manifest in rendered:
+        assert context.desired_child(body, planning.child_key(manifest)) == manifest
+    assert context.desired_child(body, ("v1", "ConfigMap", "not-a-child")) is None
+    assert context.endpoint(body) == statuses.endpoint(rendered)
+    edited = fleet()
+    edited["metadata"]["generation"] = 2
+    edited["spec"]["models"][0]["replicas"] = {"min": 2, "max": 2}
+    changed = context.desired(edited)
+    assert changed == desiring.desired_children(edited) != rendered
