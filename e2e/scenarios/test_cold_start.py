@@ -54,6 +54,11 @@ def cold_routers(installed: Target, tools: Tools) -> Iterator[dict[str, str]]:
     finally:
         for name in budgets:
             tools.kubectl("delete", "modelfleet", name, "-n", installed.namespace, "--ignore-not-found")
+        # Garbage collection removes their pods in the background: wait, so that the scenarios after these
+        # see only the demo fleet's pods.
+        selector = f"flotilla.dev/fleet in ({','.join(budgets)})"
+        wait_until(lambda: not installing.pods_of(tools, installed.namespace, selector), 180,
+                   "the cold fleets' pods garbage-collected", interval=2)  # fmt: skip
 
 
 def _router_metric(url: str, name: str, **labels: str) -> float:

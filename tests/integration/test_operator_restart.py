@@ -4,11 +4,15 @@ every fleet Ready, exactly the rendered children, no duplicate rollouts or Event
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from typing import Any
 
 import operatorkit as ok
 import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes import watch as k8s_watch
 
 from flotilla.reconcile import kube, planning
 
@@ -33,6 +37,30 @@ def all_children(namespace: str) -> list[dict[str, Any]]:
         return [item for k in kube.CHILD_KINDS for item in client.list(k, namespace, selector)]
     finally:
         client.close()
+
+
+def kill_at_first_child(operator: ok.OperatorProcess, namespace: str) -> threading.Thread:
+    """SIGKILL the operator the moment its first child ConfigMap (a fleet's first apply wave) appears.
+
+    A watch opened from a listed resourceVersion sees the creation within milliseconds, so the kill lands
+    mid-reconcile however fast the machine is; polling with list calls (as this test once did) could miss
+    the whole reconcile on a quiet machine."""
+    api = k8s.CoreV1Api(k8s_config.new_client_from_config(str(operator.kubeconfig)))
+    selector = f"{planning.MANAGED_BY}={planning.MANAGER}"
+    listed = api.list_namespaced_config_map(namespace, label_selector=selector).metadata.resource_version
+
+    def watch_then_kill() -> None:
+        stream = k8s_watch.Watch().stream(
+            api.list_namespaced_config_map, namespace, label_selector=selector,
+            resource_version=listed, timeout_seconds=60,
+        )  # fmt: skip
+        for _ in stream:
+            operator.kill()
+            return
+
+    watcher = threading.Thread(target=watch_then_kill, name="kill-at-first-child", daemon=True)
+    watcher.start()
+    return watcher
 
 
 def status_agrees(fleet: dict[str, Any], deployments: dict[str, dict[str, Any]]) -> bool:
@@ -63,11 +91,12 @@ def test_kill_mid_reconcile_then_restart_converges(operator: ok.OperatorProcess,
     expected = {(d["metadata"]["name"], key) for d in docs for key in ok.expected_keys(d)}
     first_start = operator.starts
 
+    watcher = kill_at_first_child(operator, namespace)
     ok.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
-    ok.wait_until(
-        lambda: all_children(namespace), 60, "the operator to start creating children", interval=0.02
+    watcher.join(timeout=60)
+    assert not watcher.is_alive() and operator.proc is not None and operator.proc.poll() is not None, (
+        "no child appeared within 60 s"
     )
-    operator.kill()
     partial = len(all_children(namespace))
     assert 0 < partial < len(expected), f"the kill did not land mid-reconcile ({partial}/{len(expected)})"
 
