@@ -133,7 +133,7 @@ class _Starter:
                 self.ready_at[name] = time.monotonic() - self.started
                 return
             if time.monotonic() > self.deadline:
-                raise self._failure(name, f"not ready after {self.options.timeout:.0f} s ({why})")
+                raise self._failure(name, f"not ready after {self.options.timeout:g} s ({why})")
             time.sleep(_POLL)
 
     def run(self) -> None:

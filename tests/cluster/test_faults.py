@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -131,9 +132,11 @@ def test_build_skips_what_is_built(cluster: Cluster) -> None:
 
 
 def test_component_not_ready_in_time_is_named_and_stopped(state_dir: Path) -> None:
-    done = _cluster(state_dir, "up", "--no-build", "--timeout", "3")
-    assert done.returncode == 1
-    assert "not ready after 3 s" in done.stderr
+    # A deadline the cluster cannot meet (it comes up in about 3 s on a quiet machine; kube-apiserver alone
+    # takes more than a second), so some component is named as the one not ready.
+    done = _cluster(state_dir, "up", "--no-build", "--timeout", "0.05")
+    assert done.returncode == 1, done.stdout
+    assert re.search(r"^e2e/cluster up: [a-z-]+ not ready after 0\.05 s \(", done.stderr), done.stderr
     assert "nothing is left running" in done.stderr
     assert _processes_mentioning(str(state_dir)) == []
 
