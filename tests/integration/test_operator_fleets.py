@@ -87,8 +87,9 @@ def test_realistic_example_becomes_ready_with_owned_children(
         managers = {
             m["manager"] for m in child["metadata"].get("managedFields", []) if m["operation"] == "Apply"
         }
-        fixed_count = "flotilla.dev/replicas" in (child["metadata"].get("annotations") or {})
-        assert managers == ({"flotilla", "flotilla-replicas"} if fixed_count else {"flotilla"})
+        annotations = child["metadata"].get("annotations") or {}
+        counted = {"flotilla.dev/replicas", "flotilla.dev/initial-replicas"} & set(annotations)
+        assert managers == ({"flotilla", "flotilla-replicas"} if counted else {"flotilla"})
 
     body = wait_ready(namespace, "assistants")
     status = body["status"]

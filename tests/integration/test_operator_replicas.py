@@ -1,8 +1,10 @@
-"""Acceptance: who owns a model Deployment's replica count when nothing autoscales it (`mode: none`).
+"""Acceptance: who owns a model Deployment's replica count.
 
-The fleet's count is what the Deployment is created with and reset to when that count changes in the
-spec; in between `kubectl scale` sticks: reconciles (spec edits, drift restores) and operator restarts
-keep it. At zero replicas the model's phase is ScaledToZero.
+When nothing autoscales it (`mode: none`), the fleet's count is what the Deployment is created with and
+reset to when that count changes in the spec; in between `kubectl scale` sticks: reconciles (spec edits,
+drift restores) and operator restarts keep it. At zero replicas the model's phase is ScaledToZero.
+An autoscaled model's Deployment is created at `replicas.min` (a model at min 0 starts no pod before its
+first request), and from then on only the autoscaler changes the count.
 """
 
 from __future__ import annotations
@@ -46,6 +48,16 @@ def wait_observed(namespace: str, generation: int) -> None:
     ok.wait_until(observed, 90, f"the operator to apply generation {generation}")
 
 
+def replicas_owners(namespace: str, deployment: str) -> set[str]:
+    """Field managers that own the Deployment's spec.replicas."""
+    body = ok.get_json("deployment", deployment, "-n", namespace, "--show-managed-fields")
+    return {
+        m["manager"]
+        for m in body["metadata"].get("managedFields", [])
+        if "f:replicas" in (m.get("fieldsV1") or {}).get("f:spec", {})
+    }
+
+
 def reasons(namespace: str) -> list[str]:
     events = ok.get_json("events", "-n", namespace)["items"]
     return [e["reason"] for e in events]
@@ -82,13 +94,8 @@ def test_kubectl_scale_sticks_until_the_fleet_count_changes(
     assert spec_replicas(namespace) == 3
 
     # the operator's field manager never owns spec.replicas once the Deployment exists
-    body = ok.get_json("deployment", DEPLOYMENT, "-n", namespace, "--show-managed-fields")
-    owners = {
-        m["manager"]
-        for m in body["metadata"].get("managedFields", [])
-        if "f:replicas" in (m.get("fieldsV1") or {}).get("f:spec", {})
-    }
-    assert "flotilla" not in owners
+    assert "flotilla" not in replicas_owners(namespace, DEPLOYMENT)
+    body = ok.get_json("deployment", DEPLOYMENT, "-n", namespace)
     assert body["metadata"]["annotations"]["flotilla.dev/replicas"] == "1"
 
     # a new count in the fleet wins over the hand-set one, and 0 parks the model
@@ -103,3 +110,44 @@ def test_kubectl_scale_sticks_until_the_fleet_count_changes(
 
     ok.wait_until(parked, 60, "status.models[coder].phase ScaledToZero")
     assert not ok.log_errors(operator.log()), operator.log()[-3000:]
+
+
+def test_an_autoscaled_model_is_created_at_its_minimum(operator: ok.OperatorProcess, namespace: str) -> None:
+    """min 0: created at zero, so no pod starts before demand (not the Kubernetes default of 1 and a pod
+    parked again after the scale-down delay); min 2: created at 2. Neither count is the reconciler's."""
+    idle = ok.gpu_fleet(namespace, "idle", {"min": 0, "max": 2}, {"mode": "builtin"})
+    busy = ok.gpu_fleet(namespace, "busy", {"min": 2, "max": 3}, {"mode": "builtin"})
+    ok.apply_doc(idle)
+    ok.apply_doc(busy)
+
+    def created() -> dict[str, dict[str, Any]] | None:
+        found = ok.get_json("deployments", "-n", namespace)["items"]
+        named = {d["metadata"]["name"]: d for d in found}
+        return named if {"idle-coder", "busy-coder"} <= set(named) else None
+
+    deployments = ok.wait_until(created, 90, "the operator to create both model Deployments")
+    for name, count in (("idle-coder", 0), ("busy-coder", 2)):
+        body = deployments[name]
+        assert body["spec"]["replicas"] == count, name
+        assert body["metadata"]["annotations"]["flotilla.dev/initial-replicas"] == str(count), name
+        assert "flotilla" not in replicas_owners(namespace, name), name
+    ok.wait_until(lambda: model_pods(namespace, "busy") == 2, 90, "busy's 2 pods")
+
+    def parked() -> bool:
+        status = ok.get_json("modelfleet", "idle", "-n", namespace).get("status") or {}
+        return any(m["name"] == "coder" and m["phase"] == "ScaledToZero" for m in status.get("models", []))
+
+    ok.wait_until(parked, 60, "idle's model ScaledToZero")
+    time.sleep(3)  # a pod created by mistake would exist by now (kwok runs it at once)
+    assert model_pods(namespace, "idle") == 0
+    selector = "flotilla.dev/fleet=idle,flotilla.dev/component=model"
+    replicasets = ok.get_json("replicasets", "-n", namespace, "-l", selector)["items"]
+    assert [rs["spec"]["replicas"] for rs in replicasets] == [0]  # the only ReplicaSet never asked for one
+    assert "ScaleDown" not in reasons(namespace)  # nothing had to be parked
+    assert not ok.log_errors(operator.log()), operator.log()[-3000:]
+
+
+def model_pods(namespace: str, fleet: str) -> int:
+    """How many pods of the fleet's models exist (any phase; its router's aside)."""
+    selector = f"flotilla.dev/fleet={fleet},flotilla.dev/component=model"
+    return len(ok.get_json("pods", "-n", namespace, "-l", selector)["items"])

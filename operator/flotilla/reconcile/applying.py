@@ -14,6 +14,7 @@ from typing import Any
 
 from flotilla.reconcile import kube as kubeapi
 from flotilla.reconcile import owners, planning, statuses
+from flotilla.render import naming
 
 Manifest = dict[str, Any]
 
@@ -30,6 +31,19 @@ def without_replicas(manifest: Manifest) -> tuple[Manifest, int | None]:
     return {**manifest, "spec": {k: v for k, v in spec.items() if k != "replicas"}}, int(spec["replicas"])
 
 
+def initial_replicas(manifest: Manifest) -> int | None:
+    """The count an autoscaled Deployment is created with (``naming.INITIAL_REPLICAS``), else None."""
+    if manifest.get("kind") != kubeapi.DEPLOYMENT.kind:
+        return None
+    value = ((manifest.get("metadata") or {}).get("annotations") or {}).get(naming.INITIAL_REPLICAS)
+    return None if value is None else int(value)
+
+
+def needs_current(manifest: Manifest) -> bool:
+    """Whether ``apply_child`` must know if the object exists (Deployments whose count it sets)."""
+    return without_replicas(manifest)[1] is not None or initial_replicas(manifest) is not None
+
+
 async def apply_child(kube: kubeapi.Kube, manifest: Manifest, current: Mapping[str, Any] | None) -> Manifest:
     """Server-side apply one child; ``current`` is the object as it exists (None: it does not).
 
@@ -38,24 +52,36 @@ async def apply_child(kube: kubeapi.Kube, manifest: Manifest, current: Mapping[s
     sticks. So ``spec.replicas`` is set under its own field manager (``flotilla-replicas``) only when the
     count recorded in the ``flotilla.dev/replicas`` annotation differs from the rendered one, and the main
     apply (manager ``flotilla``) leaves it out once the Deployment exists.
+
+    An autoscaled Deployment renders no count: it is created with its initial one (``replicas.min``, not
+    the Kubernetes default 1, so a model at min 0 starts no pod before its first request), handed over the
+    same way, and from then on the autoscaler alone changes it.
     """
     main, replicas = without_replicas(manifest)
+    if current is None:
+        count = replicas if replicas is not None else initial_replicas(manifest)
+        if count is not None:
+            recorded_as = REPLICAS_ANNOTATION if replicas is not None else None
+            return await _create_with(kube, main, count, recorded_as)
     if replicas is None:
         return await asyncio.to_thread(_stamp, kube.apply, manifest)
     meta = manifest["metadata"]
-    if current is None:  # created with its count (not the default 1), then handed to flotilla-replicas
-        await asyncio.to_thread(_stamp, kube.apply, manifest)
-        await asyncio.to_thread(
-            _stamp, kube.set_replicas, meta["namespace"], meta["name"], replicas, REPLICAS_ANNOTATION
-        )
-        return await asyncio.to_thread(_stamp, kube.apply, main)  # so later applies of `main` change nothing
     result = await asyncio.to_thread(_stamp, kube.apply, main)
-    recorded = (current.get("metadata", {}).get("annotations") or {}).get(REPLICAS_ANNOTATION)
+    recorded = ((current or {}).get("metadata", {}).get("annotations") or {}).get(REPLICAS_ANNOTATION)
     if recorded != str(replicas):
         result = await asyncio.to_thread(
             _stamp, kube.set_replicas, meta["namespace"], meta["name"], replicas, REPLICAS_ANNOTATION
         )
     return result
+
+
+async def _create_with(kube: kubeapi.Kube, main: Manifest, count: int, annotation: str | None) -> Manifest:
+    """Create a Deployment with ``count`` replicas (not the default 1), hand ``spec.replicas`` to the
+    ``flotilla-replicas`` manager, then re-apply without it, so later applies of ``main`` change nothing."""
+    meta = main["metadata"]
+    await asyncio.to_thread(_stamp, kube.apply, {**main, "spec": {**main["spec"], "replicas": count}})
+    await asyncio.to_thread(_stamp, kube.set_replicas, meta["namespace"], meta["name"], count, annotation)
+    return await asyncio.to_thread(_stamp, kube.apply, main)
 
 
 def _stamp(call: Callable[..., Manifest], *args: Any) -> Manifest:
@@ -167,8 +193,8 @@ async def _current(
     kube: kubeapi.Kube, manifest: Manifest, observed: Mapping[planning.ChildKey, Manifest], listed: bool
 ) -> Manifest | None:
     """The existing object for a manifest: from the listing, or (first generation, not listed) a GET, but
-    only for Deployments with a rendered replica count (the only ones ``apply_child`` needs it for)."""
-    if listed or without_replicas(manifest)[1] is None:
+    only for Deployments whose replica count ``apply_child`` sets (the only ones it needs it for)."""
+    if listed or not needs_current(manifest):
         return observed.get(planning.child_key(manifest))
     meta = manifest["metadata"]
     return await asyncio.to_thread(kube.get, kubeapi.DEPLOYMENT, meta["namespace"], meta["name"])

@@ -188,13 +188,16 @@ class Kube:
                 return None
             raise
 
-    def set_replicas(self, namespace: str, name: str, replicas: int, annotation: str) -> Manifest:
-        """Server-side apply only a Deployment's ``spec.replicas`` and the ``annotation`` recording it, under
-        field manager ``flotilla-replicas`` (see ``applying.apply_child`` for why not ``flotilla``)."""
+    def set_replicas(self, namespace: str, name: str, replicas: int, annotation: str | None) -> Manifest:
+        """Server-side apply only a Deployment's ``spec.replicas`` and the ``annotation`` recording it (if
+        any), under field manager ``flotilla-replicas`` (see ``applying.apply_child`` for why not
+        ``flotilla``)."""
+        metadata: Manifest = {"name": name, "namespace": namespace}
+        if annotation is not None:
+            metadata["annotations"] = {annotation: str(replicas)}
         patch = {
             "apiVersion": DEPLOYMENT.api_version, "kind": DEPLOYMENT.kind,
-            "metadata": {"name": name, "namespace": namespace, "annotations": {annotation: str(replicas)}},
-            "spec": {"replicas": replicas},
+            "metadata": metadata, "spec": {"replicas": replicas},
         }  # fmt: skip
         return self._call(
             "PATCH", DEPLOYMENT.item(namespace, name),

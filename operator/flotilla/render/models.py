@@ -54,7 +54,8 @@ def scheduling(node_selector: dict[str, str], tolerations: list[dict[str, Any]])
 
 def deployment(fleet: ModelFleet, model: ModelSpec, settings: RenderSettings) -> dict[str, Any]:
     """The model server Deployment. `spec.replicas` is left out when an autoscaler owns it, so server-side
-    apply never fights the HPA, KEDA or the built-in autoscaler (which patches the scale subresource)."""
+    apply never fights the HPA, KEDA or the built-in autoscaler (which patches the scale subresource); the
+    count it is created with is then in the `flotilla.dev/initial-replicas` annotation."""
     parts = runtimes.get(model.runtime).build(model, settings.runtimes)
     labels = naming.model_labels(fleet, model)
     pod_spec: dict[str, Any] = {
@@ -78,12 +79,10 @@ def deployment(fleet: ModelFleet, model: ModelSpec, settings: RenderSettings) ->
     }
     if model.gpus:  # roll without needing a spare GPU: replace pods one at a time
         spec["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata(fleet, naming.model_deployment_name(fleet, model), labels),
-        "spec": spec,
-    }
+    meta = metadata(fleet, naming.model_deployment_name(fleet, model), labels)
+    if autoscaled(model):
+        meta["annotations"] = {naming.INITIAL_REPLICAS: str(model.replicas.min)}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
 
 
 def service(fleet: ModelFleet, model: ModelSpec) -> dict[str, Any]:

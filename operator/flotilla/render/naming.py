@@ -17,6 +17,9 @@ MODEL = "flotilla.dev/model"
 COMPONENT = "flotilla.dev/component"
 RUNTIME = "flotilla.dev/runtime"
 MANAGER = "flotilla"
+INITIAL_REPLICAS = "flotilla.dev/initial-replicas"
+"""On an autoscaled model's Deployment, which renders no `spec.replicas`: the count it is created with (the
+model's `replicas.min`), so a model at min 0 starts no pod before its first request."""
 
 ROUTER_PORT = 8080
 MODEL_SERVICE_PORT = 8080

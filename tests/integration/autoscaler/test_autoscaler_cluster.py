@@ -103,10 +103,10 @@ def replicas_owners(namespace: str) -> set[str]:
 def test_operator_scales_a_gpu_model_on_router_load_up_to_max_then_down_to_zero(
     scaling_operator: ok.OperatorProcess, namespace: str, router: RouterMetricsServer
 ) -> None:
+    router.set("coder", in_flight=6)  # ceil(6 / 4) = 2, from every sample: one step up from zero
     ok.apply_doc(fleet_doc(namespace))
     publish_router(namespace, router.url)
     wait_deployment(namespace)
-    router.set("coder", in_flight=6)  # ceil(6 / 4) = 2
     wait_replicas(namespace, 2, 60)
     router.set("coder", in_flight=9, queued=2)  # ceil(11 / 4) = 3
     wait_replicas(namespace, 3, 60, ready=False)  # (the shared kwok GPU node is sometimes NotReady)
@@ -136,7 +136,7 @@ def test_operator_scales_a_gpu_model_on_router_load_up_to_max_then_down_to_zero(
     scaling_operator.start()
     time.sleep(8 + WINDOW)
     assert replicas(namespace)[0] == 3
-    assert scale_events(namespace) == ["ScaleUp", "ScaleUp"]  # 1 -> 2 -> 3, nothing since
+    assert scale_events(namespace) == ["ColdStart", "ScaleUp"]  # 0 -> 2 -> 3, nothing since
 
     router.set("coder", in_flight=0, queued=0)
     stopped = time.monotonic()
@@ -149,7 +149,7 @@ def test_operator_scales_a_gpu_model_on_router_load_up_to_max_then_down_to_zero(
     time.sleep(3)
     assert replicas(namespace) == (0, 0)
     reasons = scale_events(namespace)
-    assert reasons.count("ScaleUp") == 2
+    assert (reasons.count("ColdStart"), reasons.count("ScaleUp")) == (1, 1)  # created at min 0: 0 -> 2 -> 3
     assert 1 <= reasons.count("ScaleDown") <= 3  # the emptying window may step 3 -> 2 -> 1 -> 0
 
     def scaled_to_zero() -> dict[str, Any] | None:
@@ -168,7 +168,7 @@ def test_operator_scales_a_gpu_model_on_router_load_up_to_max_then_down_to_zero(
     router.set("coder", queued=1)  # a request held for the cold model: back to 1 at once
     wait_replicas(namespace, 1, 30, ready=False)
     ups = scale_events(namespace)
-    assert ups.count("ColdStart") + ups.count("ScaleUp") == 3, ups
+    assert (ups.count("ColdStart"), ups.count("ScaleUp")) == (2, 1), ups
     assert not ok.log_errors(scaling_operator.log()), scaling_operator.log()[-3000:]
 
 
@@ -208,15 +208,16 @@ def test_router_pods_coming_and_going_under_steady_load_scale_nothing(
     takes part of the load; it leaves the EndpointSlice; it comes back, then stops answering while still
     listed (connection refused), then answers HTTP 500. Each phase is held until status.autoscaling shows
     the whole load from the pods that answer, then several ticks more: spec.replicas stays 2 and no scale
-    Event follows the first (1 -> 2). Each transition lowers one pod's share before raising another's,
-    as a real drain does, so a tick between the two reads less, never more."""
+    Event follows the first (0 -> 2, from the Deployment created at min 0). Each transition lowers one
+    pod's share before raising another's, as a real drain does, so a tick between the two reads less,
+    never more."""
     router.set("coder", in_flight=8)  # ceil(8 / 4) = 2
     ok.apply_doc(fleet_doc(namespace))
     publish_router(namespace, router.url, "a")
     wait_deployment(namespace)
     wait_replicas(namespace, 2, 60, ready=False)
     hold_steady(namespace, 2, routers=1, load=8)
-    assert scale_events(namespace) == ["ScaleUp"]
+    assert scale_events(namespace) == ["ColdStart"]
 
     second = RouterMetricsServer().start()
     try:
@@ -246,7 +247,7 @@ def test_router_pods_coming_and_going_under_steady_load_scale_nothing(
         publish_router(namespace, failing, "b")
         hold_steady(namespace, 2, routers=1, load=8)
         assert skipped(scaling_operator, failing) >= 6
-    assert scale_events(namespace) == ["ScaleUp"]
+    assert scale_events(namespace) == ["ColdStart"]
     assert replicas(namespace)[0] == 2
     assert not ok.log_errors(scaling_operator.log()), scaling_operator.log()[-3000:]
 
@@ -265,7 +266,7 @@ def test_no_autoscaler_flag_leaves_replicas_alone(
         router.set("coder", in_flight=12)  # 3 wanted
         wait_deployment(namespace)
         time.sleep(8)
-        assert replicas(namespace)[0] == 1  # the Kubernetes default: nothing scaled it
+        assert replicas(namespace)[0] == 0  # created at min 0, and nothing scaled it despite the load
         assert scale_events(namespace) == []
         assert "built-in autoscaler off" in process.log()
     finally:
@@ -305,14 +306,18 @@ def test_a_cold_request_seen_only_in_the_counter_wakes_a_model_at_zero(
     ok.apply_doc(fleet_doc(namespace))
     publish_router(namespace, router.url)
     wait_deployment(namespace)
-    wait_replicas(namespace, 0, DOWN_DELAY + WINDOW + 60)  # no load: parked after the delay
-    assert scale_events(namespace) == ["ScaleDown"]
+    assert replicas(namespace) == (0, 0)  # created at min 0
+    # the autoscaler has read the router (its counter's first sight is the baseline)
+    ok.wait_until(lambda: autoscaling_status(namespace).get("routers") == 1, 30, "the router pod read")
+    time.sleep(2)  # several ticks, no load: it stays at zero
+    assert replicas(namespace) == (0, 0)
+    assert scale_events(namespace) == []
 
     cold.inc()  # the queued gauge stays 0 throughout
     wait_replicas(namespace, 1, 30, ready=False)
     time.sleep(3)  # several ticks without any load: the model keeps warming for the next requests
     assert replicas(namespace)[0] == 1
-    assert sorted(scale_events(namespace)) == ["ColdStart", "ScaleDown"]
+    assert scale_events(namespace) == ["ColdStart"]
     events = ok.get_json("events", "-n", namespace, "--field-selector", f"involvedObject.name={FLEET}")
     message = next(e["message"] for e in events["items"] if e["reason"] == "ColdStart")
     assert "0 -> 1 replicas" in message and "1 requests found it cold" in message

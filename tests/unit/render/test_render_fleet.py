@@ -138,7 +138,11 @@ def test_hpa_and_pdb_rules(
     )
     assert (("HorizontalPodAutoscaler", "f-m") in objects) is hpa
     assert (("PodDisruptionBudget", "f-m") in objects) is pdb
-    assert objects[("Deployment", "f-m")]["spec"].get("replicas") == deployment_replicas
+    deployment = objects[("Deployment", "f-m")]
+    assert deployment["spec"].get("replicas") == deployment_replicas
+    # exactly one of: a rendered count, or the count an autoscaled Deployment is created with (its min)
+    initial = (deployment["metadata"].get("annotations") or {}).get("flotilla.dev/initial-replicas")
+    assert initial == (None if deployment_replicas is not None else str(replicas["min"]))
 
 
 @pytest.mark.parametrize(("low", "idle", "keda_min"), [(0, 0, 1), (2, None, 2)])
