@@ -55,6 +55,16 @@ def get_json(*args: str) -> Any:
     return json.loads(kubectl("get", *args, "-o", "json"))
 
 
+def replicas_owners(namespace: str, deployment: str) -> set[str]:
+    """Field managers owning a Deployment's spec.replicas (server-side apply bookkeeping)."""
+    body = get_json("deployment", deployment, "-n", namespace, "--show-managed-fields")
+    return {
+        m["manager"]
+        for m in body["metadata"].get("managedFields", [])
+        if "f:replicas" in (m.get("fieldsV1") or {}).get("f:spec", {})
+    }
+
+
 def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

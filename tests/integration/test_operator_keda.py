@@ -101,12 +101,7 @@ def test_keda_scaled_object_is_applied_with_owner_when_served(
     assert (spec["idleReplicaCount"], spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, 1, 3)
     assert spec["triggers"][0]["metadata"]["threshold"] == "4"
     # the Deployment leaves spec.replicas to KEDA: the operator's field manager does not own it
-    deployment = ok.get_json("deployment", SCALED_OBJECT, "-n", namespace, "--show-managed-fields")
-    assert not any(
-        "f:replicas" in (m.get("fieldsV1") or {}).get("f:spec", {})
-        for m in deployment["metadata"]["managedFields"]
-        if m["manager"] == "flotilla"
-    )
+    assert "flotilla" not in ok.replicas_owners(namespace, SCALED_OBJECT)
     ok.wait_until(lambda: model_status(namespace).get("phase") not in (None, "Pending"), 90, "model status")
     assert model_status(namespace)["phase"] != "Degraded", model_status(namespace)
     assert not ok.log_errors(operator.log()), operator.log()[-3000:]

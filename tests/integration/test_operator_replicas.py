@@ -48,14 +48,10 @@ def wait_observed(namespace: str, generation: int) -> None:
     ok.wait_until(observed, 90, f"the operator to apply generation {generation}")
 
 
-def replicas_owners(namespace: str, deployment: str) -> set[str]:
-    """Field managers that own the Deployment's spec.replicas."""
-    body = ok.get_json("deployment", deployment, "-n", namespace, "--show-managed-fields")
-    return {
-        m["manager"]
-        for m in body["metadata"].get("managedFields", [])
-        if "f:replicas" in (m.get("fieldsV1") or {}).get("f:spec", {})
-    }
+def parked(namespace: str, fleet: str) -> bool:
+    """The fleet's status reports its model ``coder`` ScaledToZero."""
+    status = ok.get_json("modelfleet", fleet, "-n", namespace).get("status") or {}
+    return any(m["name"] == "coder" and m["phase"] == "ScaledToZero" for m in status.get("models", []))
 
 
 def reasons(namespace: str) -> list[str]:
@@ -94,7 +90,7 @@ def test_kubectl_scale_sticks_until_the_fleet_count_changes(
     assert spec_replicas(namespace) == 3
 
     # the operator's field manager never owns spec.replicas once the Deployment exists
-    assert "flotilla" not in replicas_owners(namespace, DEPLOYMENT)
+    assert "flotilla" not in ok.replicas_owners(namespace, DEPLOYMENT)
     body = ok.get_json("deployment", DEPLOYMENT, "-n", namespace)
     assert body["metadata"]["annotations"]["flotilla.dev/replicas"] == "1"
 
@@ -104,11 +100,7 @@ def test_kubectl_scale_sticks_until_the_fleet_count_changes(
     patch_fleet(namespace, [{"op": "replace", "path": "/spec/models/0/replicas/min", "value": 0}])
     wait_spec_replicas(namespace, 0)
 
-    def parked() -> bool:
-        status = ok.get_json("modelfleet", FLEET, "-n", namespace).get("status") or {}
-        return any(m["name"] == "coder" and m["phase"] == "ScaledToZero" for m in status.get("models", []))
-
-    ok.wait_until(parked, 60, "status.models[coder].phase ScaledToZero")
+    ok.wait_until(lambda: parked(namespace, FLEET), 60, "status.models[coder].phase ScaledToZero")
     assert not ok.log_errors(operator.log()), operator.log()[-3000:]
 
 
@@ -130,14 +122,10 @@ def test_an_autoscaled_model_is_created_at_its_minimum(operator: ok.OperatorProc
         body = deployments[name]
         assert body["spec"]["replicas"] == count, name
         assert body["metadata"]["annotations"]["flotilla.dev/initial-replicas"] == str(count), name
-        assert "flotilla" not in replicas_owners(namespace, name), name
+        assert "flotilla" not in ok.replicas_owners(namespace, name), name
     ok.wait_until(lambda: model_pods(namespace, "busy") == 2, 90, "busy's 2 pods")
 
-    def parked() -> bool:
-        status = ok.get_json("modelfleet", "idle", "-n", namespace).get("status") or {}
-        return any(m["name"] == "coder" and m["phase"] == "ScaledToZero" for m in status.get("models", []))
-
-    ok.wait_until(parked, 60, "idle's model ScaledToZero")
+    ok.wait_until(lambda: parked(namespace, "idle"), 60, "idle's model ScaledToZero")
     time.sleep(3)  # a pod created by mistake would exist by now (kwok runs it at once)
     assert model_pods(namespace, "idle") == 0
     selector = "flotilla.dev/fleet=idle,flotilla.dev/component=model"

@@ -54,9 +54,12 @@ def kill_at_first_child(operator: ok.OperatorProcess, namespace: str) -> threadi
             api.list_namespaced_config_map, namespace, label_selector=selector,
             resource_version=listed, timeout_seconds=60,
         )  # fmt: skip
-        for _ in stream:
-            operator.kill()
-            return
+        try:
+            for _ in stream:
+                operator.kill()
+                return
+        finally:
+            api.api_client.close()
 
     watcher = threading.Thread(target=watch_then_kill, name="kill-at-first-child", daemon=True)
     watcher.start()

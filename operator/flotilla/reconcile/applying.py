@@ -58,16 +58,15 @@ async def apply_child(kube: kubeapi.Kube, manifest: Manifest, current: Mapping[s
     same way, and from then on the autoscaler alone changes it.
     """
     main, replicas = without_replicas(manifest)
-    if current is None:
-        count = replicas if replicas is not None else initial_replicas(manifest)
-        if count is not None:
-            recorded_as = REPLICAS_ANNOTATION if replicas is not None else None
-            return await _create_with(kube, main, count, recorded_as)
-    if replicas is None:
+    if current is None and replicas is not None:
+        return await _create_with(kube, main, replicas, REPLICAS_ANNOTATION)
+    if current is None and (initial := initial_replicas(manifest)) is not None:
+        return await _create_with(kube, main, initial, None)  # from now on the autoscaler's count
+    if current is None or replicas is None:
         return await asyncio.to_thread(_stamp, kube.apply, manifest)
     meta = manifest["metadata"]
     result = await asyncio.to_thread(_stamp, kube.apply, main)
-    recorded = ((current or {}).get("metadata", {}).get("annotations") or {}).get(REPLICAS_ANNOTATION)
+    recorded = (current.get("metadata", {}).get("annotations") or {}).get(REPLICAS_ANNOTATION)
     if recorded != str(replicas):
         result = await asyncio.to_thread(
             _stamp, kube.set_replicas, meta["namespace"], meta["name"], replicas, REPLICAS_ANNOTATION

@@ -90,16 +90,6 @@ def wait_replicas(namespace: str, want: int, timeout: float, ready: bool = True)
     return at
 
 
-def replicas_owners(namespace: str) -> set[str]:
-    """Field managers owning the Deployment's spec.replicas (server-side apply bookkeeping)."""
-    body = ok.get_json("deployment", DEPLOYMENT, "-n", namespace, "--show-managed-fields")
-    return {
-        m["manager"]
-        for m in body["metadata"].get("managedFields", [])
-        if "f:replicas" in (m.get("fieldsV1") or {}).get("f:spec", {})
-    }
-
-
 def test_operator_scales_a_gpu_model_on_router_load_up_to_max_then_down_to_zero(
     scaling_operator: ok.OperatorProcess, namespace: str, router: RouterMetricsServer
 ) -> None:
@@ -116,7 +106,7 @@ def test_operator_scales_a_gpu_model_on_router_load_up_to_max_then_down_to_zero(
 
     # the reconciler's field manager does not own spec.replicas (the autoscaler's scale-subresource
     # updates may or may not be recorded in managedFields, depending on the apiserver version)
-    assert "flotilla" not in replicas_owners(namespace)
+    assert "flotilla" not in ok.replicas_owners(namespace, DEPLOYMENT)
     # a full re-apply of the rendered Deployment (drift restore) keeps the autoscaler's count
     body = ok.get_json("deployment", DEPLOYMENT, "-n", namespace)
     container = body["spec"]["template"]["spec"]["containers"][0]
