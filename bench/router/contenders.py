@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 from collections.abc import Callable
@@ -76,20 +77,33 @@ def _flotilla_config(backend_url: str) -> str:
     return json.dumps(config, indent=2)
 
 
-def _start_flotilla(setup: Setup) -> Running:
-    config = setup.work / "flotilla-router.yaml"
+def _start_flotilla(setup: Setup, name: str = "flotilla", source: Path | None = None) -> Running:
+    """The project's router, or with ``source`` the router of another checkout (its ``operator/`` first on
+    the path, run by the project venv's Python): a before/after comparison in one run."""
+    config = setup.work / f"{name}-router.yaml"
     config.write_text(_flotilla_config(setup.backend_url))
     port = free_port()
-    exe = REPO / ".venv" / "bin" / "flotilla"
-    cmd = [str(exe), "router", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
-    proc = procs.start("flotilla", procs.pinned(cmd, setup.cpus), setup.work, nice=setup.nice)
+    python = REPO / ".venv" / "bin" / "python"
+    cmd = [str(python), "-m", "flotilla.cli", "router", "--config", str(config)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    if source is not None:
+        cmd = ["env", f"PYTHONPATH={source / 'operator'}", *cmd]
+    proc = procs.start(name, procs.pinned(cmd, setup.cpus), setup.work, nice=setup.nice)
     try:
         procs.wait_http(proc, f"http://127.0.0.1:{port}/healthz", timeout=60)
     except procs.StartError:
         proc.stop()
         raise
-    version = dist_version(REPO / ".venv" / "bin" / "python", "flotilla")
-    return Running("flotilla", f"http://127.0.0.1:{port}", proc, f"{version}, 1 process (uvicorn)")
+    version = dist_version(python, "flotilla") if source is None else f"checkout {source}"
+    return Running(name, f"http://127.0.0.1:{port}", proc, f"{version}, 1 process (uvicorn)")
+
+
+def _start_flotilla_baseline(setup: Setup) -> Running:
+    """``FLOTILLA_BASELINE=DIR``: a checkout of an earlier commit (``git worktree add DIR REV``)."""
+    source = os.environ.get("FLOTILLA_BASELINE")
+    if not source:
+        raise procs.StartError("flotilla-baseline needs FLOTILLA_BASELINE=<checkout of the earlier code>")
+    return _start_flotilla(setup, "flotilla-baseline", Path(source))
 
 
 LITELLM_CONFIG = """\
@@ -167,6 +181,7 @@ def _start_vllm_router(setup: Setup) -> Running:
 STARTERS: dict[str, Starter] = {
     "direct": _start_direct,
     "flotilla": _start_flotilla,
+    "flotilla-baseline": _start_flotilla_baseline,
     "litellm": _start_litellm,
     "vllm-router": _start_vllm_router,
 }

@@ -33,6 +33,7 @@ import validating
 
 LOGS = Path.home() / ".cache" / "flotilla" / "bench-router"
 ALL = ["direct", "flotilla", "litellm", "vllm-router"]
+OPTIONAL = ["flotilla-baseline"]  # FLOTILLA_BASELINE=<checkout>: the router of an earlier commit, same venv
 
 LONG_PROMPT = (
     "I maintain a Python service that reads events from a Kafka topic, enriches each event with data from"
@@ -117,9 +118,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     if args.rounds < 1 or args.duration < 1 or min(args.concurrency) < 1:
         parser.error("--rounds, --duration and every --concurrency must be at least 1")
     args.contenders = [c for c in args.contenders.split(",") if c]
-    unknown = sorted(set(args.contenders) - set(ALL))
+    unknown = sorted(set(args.contenders) - set(ALL + OPTIONAL))
     if unknown:
-        parser.error(f"unknown contenders: {', '.join(unknown)} (choose from {', '.join(ALL)})")
+        parser.error(f"unknown contenders: {', '.join(unknown)} (choose from {', '.join(ALL + OPTIONAL)})")
     if "direct" not in args.contenders:
         args.contenders.insert(0, "direct")
     if args.no_pin:
@@ -248,24 +249,27 @@ def main(argv: list[str] | None = None) -> int:
                 for concurrency in args.concurrency:
                     for name in order:
                         bench.measure(name, scenario, bodies[scenario], concurrency, rnd)
-            if not args.no_auto and "flotilla" in bench.running:
+            flotillas = [n for n in ("flotilla", "flotilla-baseline") if n in bench.running]
+            if not args.no_auto and flotillas:
                 if rnd == 1:
-                    url = bench.running["flotilla"].url
-                    for label, body in (
-                        ("code", "json-200tok-auto"),
-                        ("general", "json-200tok-auto-general"),
-                    ):
-                        seen = validating.route_headers(url, bodies[body].read_bytes())
-                        routed = ", ".join(f"{k}: {v}" for k, v in seen.items() if "cost" not in k)
-                        bench.notes.append(f"- `model: auto`, 200-token {label} prompt: {routed}")
+                    for name in flotillas:
+                        url = bench.running[name].url
+                        for label, body in (
+                            ("code", "json-200tok-auto"),
+                            ("general", "json-200tok-auto-general"),
+                        ):
+                            seen = validating.route_headers(url, bodies[body].read_bytes())
+                            routed = ", ".join(f"{k}: {v}" for k, v in seen.items() if "cost" not in k)
+                            bench.notes.append(f"- {name}, `model: auto`, 200-token {label} prompt: {routed}")
                 for concurrency in (1, 64):
                     bench.measure("direct", "json-200tok", bodies["json-200tok"], concurrency, rnd)
-                    bench.measure("flotilla", "json-200tok", bodies["json-200tok"], concurrency, rnd)
-                    auto = bodies["json-200tok-auto"]
-                    bench.measure("flotilla", "json-200tok", auto, concurrency, rnd, label="flotilla auto")
-                    general = bodies["json-200tok-auto-general"]
-                    label = "flotilla auto-general"
-                    bench.measure("flotilla", "json-200tok", general, concurrency, rnd, label=label)
+                    for name in flotillas:
+                        bench.measure(name, "json-200tok", bodies["json-200tok"], concurrency, rnd)
+                        auto = bodies["json-200tok-auto"]
+                        bench.measure(name, "json-200tok", auto, concurrency, rnd, label=f"{name} auto")
+                        general = bodies["json-200tok-auto-general"]
+                        label = f"{name} auto-general"
+                        bench.measure(name, "json-200tok", general, concurrency, rnd, label=label)
     except (RuntimeError, procs.StartError, subprocess.TimeoutExpired) as exc:
         print(f"benchmark failed: {exc} (logs in {work})", file=sys.stderr)
         return 1

@@ -29,6 +29,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "render": ("flotilla.render.commands", "print every object a ModelFleet file produces (no cluster)"),
     "router": ("flotilla.router.commands", "run the OpenAI-compatible fleet router"),
     "classify": ("flotilla.router.classifying.commands", "classify JSONL prompts from stdin into task types"),
+    "classifier": (
+        "flotilla.router.classifying.trainingcommands",
+        "train a task classifier from labelled prompts",
+    ),
 }
 
 

@@ -50,8 +50,11 @@ def test_alias_model_header(router):
 
 def test_auto_classifies_by_rules_embeddings_and_default(router):
     assert _route(router, chat("zebra")) == ("writing", "claude", "keyword:zebra")
-    task, model, reason = _route(router, chat("Write a Python function that reverses a linked list"))
-    assert (task, model) == ("code", "pod") and reason.startswith(("pattern:", "keyword:"))
+    assert _route(router, chat("Write a Python function that reverses a linked list")) == (
+        "code",
+        "pod",
+        "classifier",
+    )
     assert _route(router, chat("How many minutes do I roast a whole chicken?", model="auto")) == (
         "cooking",
         "pod",
@@ -61,6 +64,9 @@ def test_auto_classifies_by_rules_embeddings_and_default(router):
     assert _route(router, {"messages": [{"role": "user", "content": "hello"}]}) == ("chat", "pod", "default")
     count = router.metric("flotilla_router_classification_seconds_count", reason="embedding")
     assert count == 1
+    assert router.metric("flotilla_router_classified_requests_total", task="code", reason="classifier") == 1
+    assert router.metric("flotilla_router_classifier_confidence_count", task="chat") == 2
+    assert router.metric("flotilla_router_classifier_confidence_bucket", task="code", le="0.5") == 0
 
 
 def test_models_list(router):

@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 from pathlib import Path
 
 from flotilla.errors import UsageError
+
+# The classifier's matrix products are tiny (one prompt at a time): a BLAS thread pool only adds hand-off
+# and spinning threads that compete with the event loop for the router's core. Set before numpy loads.
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,17 @@ import aiohttp
 
 from flotilla.api.routerconfig import Price
 from flotilla.errors import UpstreamError
-from flotilla.router import anthropic, forwarding, httpclient, pricing, relaying, requesting, routing, streams
+from flotilla.router import (
+    anthropic,
+    decisions,
+    forwarding,
+    httpclient,
+    pricing,
+    relaying,
+    requesting,
+    routing,
+    streams,
+)
 from flotilla.router.metrics import Metrics
 from flotilla.router.replies import REASON_STATUS, Plain, RequestError
 from flotilla.router.snapshots import Snapshot
@@ -45,7 +55,16 @@ async def complete(
     parsed = requesting.parse(kind, body)
     route = routing.choose(snapshot, parsed.model, task_header, parsed.messages)
     if route.classify_seconds:
-        ctx.metrics.classification.labels(route.reason.split(":", 1)[0]).observe(route.classify_seconds)
+        how = route.reason.split(":", 1)[0]
+        ctx.metrics.classified(route.task, how, route.score, route.classify_seconds)
+        decisions.record(
+            snapshot.config.classifier,
+            route.task,
+            route.score,
+            route.reason,
+            route.probabilities,
+            parsed.messages,
+        )
     budget = snapshot.config.cold_start_budget_seconds
     failure: UpstreamError | None = None
     last = "none"

@@ -23,6 +23,9 @@ class Route:
     chain: tuple[str, ...]
     reason: str
     classify_seconds: float = 0.0
+    score: float = 1.0
+    """The classifier's probability of ``task`` (1.0 when a header, model or alias decided)."""
+    probabilities: tuple[tuple[str, float], ...] = ()
 
 
 def choose(
@@ -58,4 +61,6 @@ def choose(
     result = snapshot.classifier.classify(messages)
     elapsed = time.perf_counter() - started
     task = result.task if result.task in snapshot.chains else snapshot.config.default_task
-    return Route(task, snapshot.chains[task], result.reason or "default", elapsed)
+    return Route(
+        task, snapshot.chains[task], result.reason or "default", elapsed, result.score, result.probabilities
+    )

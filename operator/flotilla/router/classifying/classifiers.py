@@ -1,16 +1,18 @@
-"""The classifier: rules first, then embedding similarity, turned into a confidence.
+"""The classifier: a learned, calibrated head first; rules and example similarity for the fleet's own tasks.
 
-Every candidate task (the tasks of the config) gets a logit: the weighted rule evidence of the last user
-turn (earlier user turns count at ``HISTORY_DECAY`` per step back). When no non-default task has at least
-``RULE_EVIDENCE_FLOOR`` of rule evidence (the rules have nothing to say), the second stage embeds the text
-and adds ``EMBEDDING_WEIGHT`` times how much closer it is to each task's example centroid than to the
-average centroid. The default task also gets ``DEFAULT_PRIOR``: a prompt with no evidence is a default
-prompt. The confidence is the sigmoid of the best logit's margin over the runner-up (so adding an unrelated
-task does not dilute it, as a softmax would); the best task wins when its confidence reaches
-``classifier.threshold``, otherwise the default task does, with reason ``default``.
+The head (``heads.py``: multilingual embedding plus bag of tokens, trained on labelled prompts) gives a
+probability to each of its classes (the packaged head: code, math, writing, general). Classes the fleet has
+as tasks keep their probability; ``general`` and classes the fleet lacks go to the default task. The best task
+wins when its probability reaches ``classifier.threshold``, otherwise the default task does (reason
+``default``); the score is that calibrated probability.
 
-The weights are set by hand (see docs/routing.md) rather than fitted: fitting them on the dev prompts learns
-the dev prompts' sources, not the tasks.
+Tasks the head does not know (``summarization``, a fleet's ``legal`` with keywords and examples) are found
+by the rules-then-similarity stage: every task gets the weighted rule evidence of the user turns (earlier
+turns at ``HISTORY_DECAY`` per step back); when no task has ``RULE_EVIDENCE_FLOOR`` of evidence, similarity
+to each task's example centroid is added; an unknown task that wins that contest with confidence at least
+the threshold takes the request (reason ``keyword:…``, ``pattern:…`` or ``embedding``). A fleet whose tasks
+are all known to the head skips this stage.
+
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 from flotilla import errors
 from flotilla.api import routerconfig
 from flotilla.router import presets
-from flotilla.router.classifying import embedding, rules, texts
+from flotilla.router.classifying import embedding, heads, rules, texts
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +49,21 @@ EMBEDDING_WEIGHT = 20.0
 
 DEFAULT_REASON = "default"
 EMBEDDING_REASON = "embedding"
+HEAD_REASON = "classifier"
+GENERAL = "general"
+"""The head class that stands for "no specialist task": the fleet's default task."""
 
 
 @dataclass(frozen=True, slots=True)
 class Classification:
-    """The task chosen for a request, the confidence in it (0-1) and why (``keyword:…``, ``pattern:…``,
-    ``embedding`` or ``default``)."""
+    """The task chosen for a request, the confidence in it (a probability, 0-1), why (``classifier``,
+    ``keyword:…``, ``pattern:…``, ``embedding`` or ``default``) and every task's probability from the
+    head (empty when no head decided)."""
 
     task: str
     score: float
     reason: str
+    probabilities: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +71,29 @@ class _Task:
     name: str
     rules: rules.TaskRules
     centroid: embedding.Vector | None
+    known: bool
+    """The head has a class for this task (or it is the default task)."""
+    own_reasons: frozenset[str]
+    """Reasons of the fleet's own keywords and patterns: the only rules that override the head for a known
+    task (its preset rules still compete, so an unknown task must beat them)."""
 
 
 class Classifier:
     """Classifies chat messages into one of a config's tasks. Built once per config; ``classify`` is cheap,
     synchronous and does no I/O, so it runs on the event loop."""
 
-    __slots__ = ("_default_index", "_embedder", "_history_turns", "_tasks", "_threshold", "default_task")
+    __slots__ = (
+        "_default_index",
+        "_embedder",
+        "_head",
+        "_history_turns",
+        "_targets",
+        "_tasks",
+        "_threshold",
+        "_unknown_tasks",
+        "default_task",
+        "version",
+    )
 
     def __init__(
         self,
@@ -79,13 +102,26 @@ class Classifier:
         threshold: float,
         history_turns: int,
         embedder: embedding.StaticEmbedder | None,
+        head: heads.Head | None,
     ) -> None:
         self._tasks = tuple(tasks)
         self.default_task = default_task
         self._default_index = next(i for i, t in enumerate(self._tasks) if t.name == default_task)
         self._threshold = threshold
         self._history_turns = history_turns
-        self._embedder = embedder if any(t.centroid is not None for t in self._tasks) else None
+        self._embedder = embedder
+        self._head = head if embedder is not None else None
+        names = [t.name for t in self._tasks]
+        # head class -> index of the fleet task that receives its probability
+        self._targets = np.array(
+            [names.index(c) if c in names else self._default_index for c in (head.classes if head else ())],
+            dtype=np.int64,
+        )
+        # the rules stage runs only when some task has rules the head cannot stand in for
+        self._unknown_tasks = self._head is None or any(
+            not t.known or t.own_reasons for i, t in enumerate(self._tasks) if i != self._default_index
+        )
+        self.version = str(head.meta.get("version", "?")) if head else "rules"
 
     @property
     def uses_embeddings(self) -> bool:
@@ -96,6 +132,29 @@ class Classifier:
         turns = texts.user_turns(messages, self._history_turns)
         if not turns:
             return Classification(self.default_task, 1.0, DEFAULT_REASON)
+        text = " \n".join(turns)
+        vector: embedding.Vector | None = None
+        ids: embedding.TokenIds | None = None
+        if self._embedder is not None:
+            ids = self._embedder.token_ids(text)
+            vector = self._embedder.embed_ids(ids)
+        if self._unknown_tasks:
+            found = self._by_rules(turns, vector)
+            if found is not None:
+                return found
+        if self._head is None or self._embedder is None or ids is None or vector is None:
+            return Classification(self.default_task, 1.0, DEFAULT_REASON)
+        probs = np.zeros(len(self._tasks), dtype=np.float64)
+        np.add.at(probs, self._targets, self._head.predict(self._embedder, ids, vector))
+        best = int(probs.argmax())
+        table = tuple((t.name, round(float(p), 4)) for t, p in zip(self._tasks, probs, strict=True))
+        if best == self._default_index or probs[best] < self._threshold:
+            return Classification(self.default_task, float(probs[self._default_index]), DEFAULT_REASON, table)
+        return Classification(self._tasks[best].name, float(probs[best]), HEAD_REASON, table)
+
+    def _by_rules(self, turns: list[str], vector: embedding.Vector | None) -> Classification | None:
+        """The rules-then-similarity contest; a result only when a task the head does not know wins it
+        (or, without a head, always)."""
         logits = [0.0] * len(self._tasks)
         reasons = [""] * len(self._tasks)
         prepared = [rules.prepare(turn) for turn in turns]
@@ -109,12 +168,21 @@ class Classifier:
                     best, reasons[i] = weight * found.score, found.top
                 weight *= HISTORY_DECAY
         rule_peak = max((x for i, x in enumerate(logits) if i != self._default_index), default=0.0)
-        if self._embedder is not None and rule_peak < RULE_EVIDENCE_FLOOR:
-            self._add_similarity(" \n".join(turns), logits, reasons)
+        if vector is not None and rule_peak < RULE_EVIDENCE_FLOOR:
+            self._add_similarity(vector, logits, reasons)
         logits[self._default_index] += DEFAULT_PRIOR
         best_index = max(range(len(logits)), key=logits.__getitem__)
         runner_up = max((x for i, x in enumerate(logits) if i != best_index), default=0.0)
         confidence = _sigmoid(logits[best_index] - runner_up)
+        if self._head is not None:
+            winner = self._tasks[best_index]
+            if best_index == self._default_index or confidence < self._threshold:
+                return None
+            if winner.known and reasons[best_index] not in winner.own_reasons:  # the head decides these
+                return None
+            return Classification(
+                self._tasks[best_index].name, confidence, reasons[best_index] or EMBEDDING_REASON
+            )
         if best_index == self._default_index:
             return Classification(self.default_task, confidence, DEFAULT_REASON)
         if confidence < self._threshold:
@@ -123,11 +191,11 @@ class Classifier:
             self._tasks[best_index].name, confidence, reasons[best_index] or EMBEDDING_REASON
         )
 
-    def _add_similarity(self, text: str, logits: list[float], reasons: list[str]) -> None:
-        assert self._embedder is not None
-        query = self._embedder.embed(text)
+    def _add_similarity(self, query: embedding.Vector, logits: list[float], reasons: list[str]) -> None:
         sims = [float(query @ t.centroid) if t.centroid is not None else None for t in self._tasks]
         known = [s for s in sims if s is not None]
+        if not known:
+            return
         mean = sum(known) / len(known)
         for i, sim in enumerate(sims):
             if sim is None:
@@ -153,27 +221,36 @@ def _task_preset(task: routerconfig.TaskRoute) -> presets.Preset | None:
     return presets.get(task.name)
 
 
-def build_classifier(
-    config: routerconfig.RouterConfig, *, asset: Path | None = None, use_embeddings: bool = True
-) -> Classifier:
-    """A classifier for ``config``'s tasks. Loads (or reuses) the embedding asset and embeds the examples.
+def _head_class(route: routerconfig.TaskRoute, head: heads.Head | None) -> bool:
+    return head is not None and route.name in head.classes
 
-    A default task without examples is anchored by the ``chat`` preset's examples in the similarity stage.
-    Raises ``ConfigError`` for an unknown preset or an invalid pattern. Without an embedding asset (none
-    packaged and none given) the classifier uses rules only and says so in the log.
+
+def build_classifier(
+    config: routerconfig.RouterConfig,
+    *,
+    asset: Path | None = None,
+    head: heads.Head | None = None,
+    use_embeddings: bool = True,
+) -> Classifier:
+    """A classifier for ``config``'s tasks: ``head`` (default: the packaged one) plus rules and examples.
+
+    Raises ``ConfigError`` for an unknown preset, an invalid pattern, an unloadable asset, or a head that
+    does not fit the embedding. Without embeddings (``use_embeddings=False``) it classifies by rules only.
     """
     embedder: embedding.StaticEmbedder | None = None
     if use_embeddings:
-        path = asset or embedding.PACKAGED_ASSET
-        if asset is None and not (path / "meta.json").exists():
-            log.warning("no embedding asset at %s: classifying by rules only", path)
-        else:
-            embedder = embedding.load(path)
+        embedder = embedding.load(asset)
+        if head is None:
+            head = heads.load(heads.PACKAGED_HEAD)
+        head.check_compatible(embedder)
+    else:
+        head = None
     tasks: list[_Task] = []
     for route in config.tasks:
         preset = _task_preset(route)
-        task_rules = list(preset.rules) if preset else []
-        task_rules += rules.user_rules(route.match.keywords, route.match.patterns)
+        known = route.name == config.default_task or _head_class(route, head)
+        own = rules.user_rules(route.match.keywords, route.match.patterns)
+        task_rules = (list(preset.rules) if preset else []) + own
         examples = (list(preset.examples) if preset else []) + list(route.match.examples)
         if not examples and route.name == config.default_task:
             # Without an anchor the default could not win the similarity stage: whichever task is
@@ -184,7 +261,13 @@ def build_classifier(
             mean = embedder.embed_many(examples).mean(axis=0)
             norm = float(np.linalg.norm(mean))
             centroid = (mean / norm).astype(np.float32) if norm > 0 else None
-        tasks.append(_Task(route.name, rules.TaskRules(route.name, task_rules), centroid))
+        own_reasons = frozenset(rules.reason_of(rule) for rule in own)
+        tasks.append(_Task(route.name, rules.TaskRules(route.name, task_rules), centroid, known, own_reasons))
     return Classifier(
-        tasks, config.default_task, config.classifier.threshold, config.classifier.history_turns, embedder
+        tasks,
+        config.default_task,
+        config.classifier.threshold,
+        config.classifier.history_turns,
+        embedder,
+        head,
     )

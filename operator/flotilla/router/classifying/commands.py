@@ -4,7 +4,9 @@
     flotilla classify --tasks code,math,writing --default chat < prompts.jsonl
 
 Each input line is ``{"prompt": "…"}`` or ``{"messages": [...]}`` (other fields are ignored); each output
-line is ``{"task", "score", "reason", "micros"}``, in input order, flushed per line. Blank lines are skipped.
+line is ``{"task", "score", "reason", "probabilities", "micros"}``, in input order, flushed per line:
+``score`` is the calibrated probability of the chosen task and ``probabilities`` every task's (empty when
+rules decided). Blank lines are skipped.
 A line that is not such an object stops the run: the lines before it are already written, the error names
 the line number on stderr and the exit code is 2.
 """
@@ -21,7 +23,7 @@ from typing import Any, TextIO
 
 from flotilla import errors
 from flotilla.api import routerconfig
-from flotilla.router.classifying import classifiers, configs
+from flotilla.router.classifying import classifiers, configs, heads
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
@@ -33,6 +35,9 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--default", default="chat", metavar="TASK", help="default task with --tasks (chat)")
     parser.add_argument("--threshold", type=float, metavar="X", help="override classifier.threshold (0-1)")
     parser.add_argument("--embeddings", type=Path, metavar="DIR", help="embedding asset (default: packaged)")
+    parser.add_argument(
+        "--classifier", type=Path, metavar="FILE", help="trained head, classifier.npz (default: packaged)"
+    )
     parser.add_argument("--no-embeddings", action="store_true", help="classify by rules only")
 
 
@@ -105,6 +110,7 @@ def classify_stream(classifier: classifiers.Classifier, lines: Iterable[bytes | 
             "task": result.task,
             "score": round(result.score, 4),
             "reason": result.reason,
+            "probabilities": dict(result.probabilities),
             "micros": micros,
         }
         out.write(json.dumps(record) + "\n")
@@ -116,8 +122,11 @@ def classify_stream(classifier: classifiers.Classifier, lines: Iterable[bytes | 
 def run(name: str, args: argparse.Namespace) -> int:
     config = _config(args)
     try:
+        head = heads.load(args.classifier) if args.classifier else None
+        if head is not None:
+            heads.check_covers(head, [t.name for t in config.tasks], config.default_task)
         classifier = classifiers.build_classifier(
-            config, asset=args.embeddings, use_embeddings=not args.no_embeddings
+            config, asset=args.embeddings, head=head, use_embeddings=not args.no_embeddings
         )
     except errors.ConfigError as exc:  # an unknown preset, a bad pattern or asset: the user's to fix
         raise errors.UsageError(str(exc)) from None

@@ -1,12 +1,18 @@
-"""Static sentence embeddings on CPU: a tokenizer plus one vector per token, mean-pooled.
+"""Multilingual sentence embeddings on CPU: a SentencePiece tokenizer, static token rows and a small MLP.
 
-The asset is all-MiniLM-L6-v2 distilled into static token vectors (model2vec, see ``build.py``): embedding a
-200-token prompt is a tokenizer call and a row gather — well under a millisecond, where running the
-transformer itself takes ~70 ms on one core. Only numpy and tokenizers are needed at run time.
+The asset is Google's multilingual Universal Sentence Encoder (USE v3, 16 languages and many more seen in
+pre-training) with its context window made static (see ``build.py``): embedding a 2,000-token prompt is a
+tokenizer call, a gather of int8 rows and ~1 MFLOP of MLP, where the encoder itself takes ~100 ms on one
+core. Only numpy and sentencepiece are needed at run time.
 
-Asset layout (a directory): ``tokenizer.json`` (Hugging Face tokenizers), ``vectors.npy`` (int8, one row per
-token id), ``scales.npy`` (float32, one per row: int8 times scale approximates the distilled vector),
-``meta.json``.
+For prompts the head is unsure of, ``embed_ids(ids, prefix=K)`` runs the encoder's real CNN over the first
+K tokens (their rows then see their neighbours, as in USE itself) and keeps static rows for the rest: ~2 ms
+for K = 32, paid only by the second stage of the classifier (``heads.py``).
+
+Asset layout (a directory): ``sp.model`` (SentencePiece), ``static-coefficients.npy`` (int8 V x k, memory-
+mapped), ``static.npz`` (``scales`` V, ``mean`` 512, ``basis`` k x 512, and the MLP's ``d0 d1 p1 d2 p3
+d3``), ``context.npz`` (the
+encoder's CNN, unchanged), ``context-table.npy`` (its uint8 token table, memory-mapped), ``meta.json``.
 """
 
 from __future__ import annotations
@@ -21,55 +27,144 @@ import numpy.typing as npt
 
 from flotilla import errors
 
-PACKAGED_ASSET = Path(__file__).parent / "assets" / "minilm-static-256"
-"""The asset shipped inside the package (built by ``python -m flotilla.router.classifying.build``)."""
+PACKAGED_ASSET = Path(__file__).parent / "assets" / "use-m3-static"
+"""The asset shipped inside the package (built by ``scripts/build-classifier``)."""
 
-MAX_TOKENS = 512
-"""Tokens embedded per text; the rest is ignored (the classifier clips turns before this anyway)."""
+MAX_TOKENS = 2048
+"""Tokens embedded per text; the rest is ignored (turns are clipped to 4,000 characters before this)."""
+
+BOS, EOS = 1, 2
+ASSET_FORMAT = "flotilla-static-use/v1"
 
 Vector = npt.NDArray[np.float32]
+TokenIds = npt.NDArray[np.int64]
+
+
+def _layer_norm(x: Vector, gamma: Vector, beta: Vector, eps: float) -> Vector:
+    centred = x - x.mean(axis=-1, keepdims=True)
+    variance = (centred * centred).mean(axis=-1, keepdims=True)
+    normed: Vector = centred / np.sqrt(variance + eps) * gamma + beta
+    return normed
+
+
+class _ContextCnn:
+    """USE's n-gram CNN over a short token sequence: each token's row with its neighbours in view.
+
+    Written out here (not imported from the encoder package) because the router needs only this one step,
+    for a few dozen tokens, without the package's pure-Python tokenizer and its 120 MB of start-up memory.
+    """
+
+    def __init__(self, arrays: Any, table: npt.NDArray[np.uint8]) -> None:
+        self.table = table
+        self.scale: Vector = arrays["table_scale"]
+        self.lo: Vector = arrays["table_lo"]
+        self.proj_w, self.proj_b = arrays["proj_w"], arrays["proj_b"]
+        self.ln_g_all, self.ln_b_all = arrays["ln_g_all"], arrays["ln_b_all"]
+        self.ln_g, self.ln_b = arrays["ln_g"], arrays["ln_b"]
+        self.cnn_w, self.cnn_b = arrays["cnn_w"], arrays["cnn_b"]
+        self.eps = float(arrays["eps"])
+        self.orders = [(int(n), int(left)) for n, left in arrays["orders"]]
+        count = len(self.orders)
+        self.w1 = [arrays[f"w1_{i}"] for i in range(count)]
+        self.b1 = [arrays[f"b1_{i}"] for i in range(count)]
+        self.w2 = [arrays[f"w2_{i}"] for i in range(count)]
+        self.b2 = [arrays[f"b2_{i}"] for i in range(count)]
+        self.widest_left = max(left for _, left in self.orders)
+        self.widest_right = max(n - 1 - left for n, left in self.orders)
+
+    def rows(self, ids: TokenIds) -> Vector:
+        """The summed in-context rows of ``ids`` (one sentence: windows stop at its ends)."""
+        n = len(ids)
+        chunk = ids % len(self.scale)
+        emb = self.table[ids].astype(np.float32) * self.scale[chunk, None] + self.lo[chunk, None]
+        x = _layer_norm(emb @ self.proj_w + self.proj_b, self.ln_g_all, self.ln_b_all, self.eps)
+        positions = np.arange(n)[:, None] + np.arange(-self.widest_left, self.widest_right + 1)
+        window = np.where((positions >= 0) & (positions < n), positions, n)  # n: the zero row
+        width = self.w1[0].shape[1]
+        buffer = np.zeros((n + 1, width), dtype=np.float32)
+        branches = [emb]
+        for i, (order, left) in enumerate(self.orders):
+            xs = x[:, i * width : (i + 1) * width]
+            cols = window[:, self.widest_left - left : self.widest_left - left + order]
+            buffer[:n] = xs
+            h = np.maximum(buffer[cols].reshape(n, order * width) @ self.w1[i] + self.b1[i], 0) + xs
+            buffer[:n] = h
+            branches.append(
+                np.maximum(buffer[cols].reshape(n, order * width) @ self.w2[i] + self.b2[i], 0) + h
+            )
+        feats = _layer_norm(np.concatenate(branches, axis=1), self.ln_g, self.ln_b, self.eps)
+        summed: Vector = feats.sum(axis=0) @ self.cnn_w + n * self.cnn_b
+        return summed
 
 
 class StaticEmbedder:
-    """Embeds text as the normalised mean of its tokens' static vectors."""
+    """Embeds text as USE does, with each token's context-dependent row replaced by a static one."""
 
-    __slots__ = ("_tokenizer", "_unknown", "_vectors", "dimensions", "meta")
+    __slots__ = (
+        "_basis",
+        "_coefficients",
+        "_context",
+        "_mean",
+        "_mlp",
+        "_scales",
+        "_tokenizer",
+        "dimensions",
+        "meta",
+        "vocabulary",
+    )
 
     def __init__(self, asset: Path) -> None:
-        from tokenizers import Tokenizer  # imported here: `flotilla crds` must not pay for it
+        import sentencepiece  # imported here: `flotilla crds` must not pay for it
 
         try:
-            self._tokenizer: Any = Tokenizer.from_file(str(asset / "tokenizer.json"))
-            quantized = np.load(asset / "vectors.npy")
-            scales = np.load(asset / "scales.npy")
             self.meta: dict[str, Any] = json.loads((asset / "meta.json").read_text())
-        except (OSError, ValueError, Exception) as exc:
+            if self.meta.get("format") != ASSET_FORMAT:
+                raise ValueError(f"format {self.meta.get('format')!r}, expected {ASSET_FORMAT!r}")
+            self._tokenizer: Any = sentencepiece.SentencePieceProcessor(model_file=str(asset / "sp.model"))
+            # Both token tables are memory-mapped (read-only, shared by every process on the node, paged in
+            # as tokens are used), so a router's private memory holds only the small arrays.
+            self._coefficients: npt.NDArray[np.int8] = np.load(
+                asset / "static-coefficients.npy", mmap_mode="r", allow_pickle=False
+            )
+            with np.load(asset / "static.npz", allow_pickle=False) as arrays:
+                self._scales: Vector = arrays["scales"]
+                self._mean: Vector = arrays["mean"]
+                self._basis: npt.NDArray[np.float32] = arrays["basis"]
+                self._mlp = tuple(arrays[key] for key in ("d0", "d1", "p1", "d2", "p3", "d3"))
+            table = np.load(asset / "context-table.npy", mmap_mode="r", allow_pickle=False)
+            with np.load(asset / "context.npz", allow_pickle=False) as arrays:
+                self._context = _ContextCnn(arrays, table)
+        except Exception as exc:  # any unreadable or foreign file: the caller reports it as config
             raise errors.ConfigError(f"embedding asset {asset} does not load: {exc}") from exc
-        self._tokenizer.no_truncation()
-        self._tokenizer.no_padding()
-        self._unknown: int | None = self._tokenizer.token_to_id("[UNK]")
-        # Dequantised once: 30k x 256 float32 is ~31 MB and makes every lookup a plain gather.
-        self._vectors: npt.NDArray[np.float32] = quantized.astype(np.float32) * scales[:, None].astype(
-            np.float32
-        )
-        self.dimensions = int(self._vectors.shape[1])
+        self.vocabulary = int(self._coefficients.shape[0])
+        self.dimensions = int(self._mlp[-1].shape[1])
 
-    def tokenize(self, text: str) -> list[int]:
-        """Token ids of ``text`` (no special tokens, unknown tokens dropped as model2vec does), at most
-        ``MAX_TOKENS``."""
-        ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False).ids
-        if self._unknown is not None:
-            ids = [i for i in ids if i != self._unknown]
-        return ids[:MAX_TOKENS]
+    def token_ids(self, text: str) -> TokenIds:
+        """SentencePiece ids of ``text`` with the sentence markers, at most ``MAX_TOKENS``."""
+        ids: list[int] = self._tokenizer.encode(text)
+        return np.array([BOS, *ids[: MAX_TOKENS - 2], EOS], dtype=np.int64)
+
+    def embed_ids(self, ids: TokenIds, prefix: int = 0) -> Vector:
+        """The unit-length sentence embedding of a token id sequence (from ``token_ids``); the first
+        ``prefix`` tokens get their in-context rows, the rest static ones."""
+        head, rest = ids[:prefix], ids[prefix:]
+        total = self._context.rows(head) if len(head) else np.zeros(self._mean.shape, dtype=np.float32)
+        if len(rest):
+            # sum of static rows = n * mean + (sum of scaled coefficients) @ basis: a gather, a mat-vec
+            summed = self._scales[rest] @ self._coefficients[rest].astype(np.float32)
+            total = total + summed @ self._basis + len(rest) * self._mean
+        x = total / np.float32(np.sqrt(len(ids)))
+        d0, d1, p1, d2, p3, d3 = self._mlp
+        y0 = np.maximum(x @ d0, 0)
+        y1 = np.maximum(x @ p1 + y0 @ d1, 0)
+        y2 = np.maximum(y1 @ d2, 0)
+        z: Vector = np.tanh(y1 @ p3 + y2 @ d3).astype(np.float32)
+        norm = float(np.sqrt(z @ z))
+        return z / norm if norm > 0 else z
 
     def embed(self, text: str) -> Vector:
-        """The unit-length embedding of ``text`` (all zeros for text with no known tokens)."""
-        ids = self.tokenize(text)
-        if not ids:
-            return np.zeros(self.dimensions, dtype=np.float32)
-        mean: Vector = self._vectors[ids].mean(axis=0)
-        norm = float(np.linalg.norm(mean))
-        return mean / norm if norm > 0 else mean
+        """The unit-length embedding of ``text``."""
+        return self.embed_ids(self.token_ids(text))
 
     def embed_many(self, texts: list[str]) -> npt.NDArray[np.float32]:
         """One unit-length row per text."""

@@ -1,4 +1,4 @@
-"""Routing accuracy on labelled prompts: per task, per source, and the confusion matrix.
+"""Routing accuracy on labelled prompts: per task, language and source, calibration, confusion matrix.
 
 Used by ``bench/routing_eval.py`` (prints the tables) and the accuracy regression test. Labels are task
 names plus ``general``, meaning "the fleet's default task": a prediction of the default task counts as
@@ -46,20 +46,39 @@ def _table(title: str, groups: dict[str, list[bool]]) -> list[str]:
     return lines
 
 
+def calibration_error(results: list[Result]) -> float:
+    """Expected calibration error of the scores (10 equal-width bins)."""
+    from flotilla.router.classifying import training
+
+    return training.expected_calibration_error(
+        [result.score for _, _, result in results], [row["task"] == p for row, p, _ in results]
+    )
+
+
+def groups(results: list[Result], key: str) -> dict[str, list[bool]]:
+    """Correctness per value of a row field (``task``, ``lang``, ``source``)."""
+    found: dict[str, list[bool]] = collections.defaultdict(list)
+    for row, predicted, _ in results:
+        found[str(row.get(key, "?"))].append(row["task"] == predicted)
+    return dict(found)
+
+
 def report(results: list[Result]) -> str:
-    """Markdown tables: overall, per task, per source, confusion matrix (rows: label, columns: predicted)."""
-    by_task: dict[str, list[bool]] = collections.defaultdict(list)
-    by_source: dict[str, list[bool]] = collections.defaultdict(list)
+    """Markdown tables: overall, per task, language and source, confusion matrix (rows: label, columns:
+    predicted)."""
     confusion: collections.Counter[tuple[str, str]] = collections.Counter()
     for row, predicted, _ in results:
-        ok = row["task"] == predicted
-        by_task[row["task"]].append(ok)
-        by_source[row.get("source", "?")].append(ok)
         confusion[row["task"], predicted] += 1
     labels = sorted({row["task"] for row, _, _ in results} | {p for _, p, _ in results})
     correct = sum(row["task"] == p for row, p, _ in results)
-    lines = [f"overall: {correct}/{len(results)} = {accuracy(results):.3f}", ""]
-    lines += [*_table("task", by_task), "", *_table("source", by_source), ""]
+    lines = [
+        f"overall: {correct}/{len(results)} = {accuracy(results):.3f}; "
+        f"expected calibration error {calibration_error(results):.3f}",
+        "",
+    ]
+    for key in ("task", "lang", "source"):
+        if any(key in row for row, _, _ in results):
+            lines += [*_table(key, groups(results, key)), ""]
     lines.append("| label \\ predicted | " + " | ".join(labels) + " |")
     lines.append("|---|" + "---:|" * len(labels))
     for label in labels:

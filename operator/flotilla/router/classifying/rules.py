@@ -149,6 +149,11 @@ class TaskRules:
         return Evidence(score, top)
 
 
+def reason_of(rule: presets.Rule) -> str:
+    """The ``reason`` a classification names when ``rule`` is the heaviest that matched."""
+    return f"keyword:{rule.name.lower().strip()}" if rule.keyword else f"pattern:{rule.name}"
+
+
 def user_rules(keywords: Iterable[str], patterns: Iterable[str]) -> list[presets.Rule]:
     """A task's own ``match`` keywords and patterns as weighted rules."""
     rules = [

@@ -53,15 +53,40 @@ def test_all_presets_are_usable_by_name() -> None:
 
 def test_builtin_presets_with_reasons(builtin: classifying.Classifier) -> None:
     code = builtin.classify(user("```python\nprint(x\n```\nwhy does this fail?"))
-    assert code.task == "code"
-    assert code.reason.startswith(("pattern:", "keyword:"))
+    assert (code.task, code.reason) == ("code", "classifier")
     assert 0.5 <= code.score <= 1.0
+    probabilities = dict(code.probabilities)
+    assert set(probabilities) == {"code", "math", "writing", "chat"}
+    assert abs(sum(probabilities.values()) - 1.0) < 1e-3
+    assert probabilities["code"] == max(probabilities.values())
     math = builtin.classify(user("A train leaves at 3 pm going 80 km/h. How far has it gone by 5:30 pm?"))
     assert math.task == "math"
     writing = builtin.classify(user("Compose a limerick about a cat who loves lasagna."))
     assert writing.task == "writing"
     general = builtin.classify(user("What are good places to visit in Portugal in spring?"))
-    assert general == classifying.Classification("chat", general.score, "default")
+    assert (general.task, general.reason) == ("chat", "default")
+    assert general.score == pytest.approx(dict(general.probabilities)["chat"], abs=1e-4)
+
+
+def test_multilingual_requests_route_alike(builtin: classifying.Classifier) -> None:
+    poems = [
+        "Write a poem about the sea",
+        "Écris un poème sur la mer",
+        "写一首关于大海的诗",
+        "海についての詩を書いてください",
+        "Напиши стихотворение о море",  # noqa: RUF001
+        "바다에 관한 시를 써 줘",
+    ]
+    assert {builtin.classify(user(p)).task for p in poems} == {"writing"}
+    assert builtin.classify(user("Combien font 17 % de 340 ?")).task == "math"
+
+
+def test_fleet_keywords_override_the_head_for_a_known_task() -> None:
+    tasks = [{"name": "writing", "match": {"keywords": ["zebra"]}}, {"name": "code"}, {"name": "chat"}]
+    classifier = classifying.build_classifier(config(tasks))
+    result = classifier.classify(user("zebra"))
+    assert (result.task, result.reason) == ("writing", "keyword:zebra")
+    assert classifier.classify(user("Write a SQL query that counts orders per day")).task == "code"
 
 
 def test_only_configured_tasks_are_candidates() -> None:
@@ -153,19 +178,20 @@ def test_models_are_cached_across_builds() -> None:
     assert abs(float(vector @ vector) - 1.0) < 1e-5
 
 
-def test_packaged_asset_is_intact() -> None:
-    """The checked-in vectors are the ones the build recorded (catches a truncated file or an LFS pointer)."""
+def test_packaged_assets_are_intact() -> None:
+    """The checked-in files are the ones the build recorded (catches a truncated file or an LFS pointer),
+    and the packaged head was trained on the packaged embedding."""
     import hashlib
     import json
 
-    import numpy as np
-
-    from flotilla.router.classifying import embedding
+    from flotilla.router.classifying import embedding, heads
 
     meta = json.loads((embedding.PACKAGED_ASSET / "meta.json").read_text())
-    vectors = np.load(embedding.PACKAGED_ASSET / "vectors.npy")
-    assert vectors.shape == (meta["vocabulary"], meta["dimensions"])
-    assert hashlib.sha256(vectors.tobytes()).hexdigest() == meta["vectors_sha256"]
+    for name, digest in meta["files_sha256"].items():
+        assert hashlib.sha256((embedding.PACKAGED_ASSET / name).read_bytes()).hexdigest() == digest, name
+    head = heads.load(heads.PACKAGED_HEAD)
+    head.check_compatible(embedding.load())
+    assert head.classes == ("code", "general", "math", "writing")
 
 
 def test_junk_messages_do_not_raise(builtin: classifying.Classifier) -> None:

@@ -36,8 +36,10 @@ def test_order_and_fields_with_presets() -> None:
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert [line["task"] for line in lines] == ["code", "math", "writing", "chat"]
     for line in lines:
-        assert set(line) == {"task", "score", "reason", "micros"}
+        assert set(line) == {"task", "score", "reason", "probabilities", "micros"}
         assert 0.0 <= line["score"] <= 1.0
+        assert set(line["probabilities"]) == {"code", "math", "writing", "chat"}
+        assert line["probabilities"][line["task"]] == line["score"]
         assert isinstance(line["micros"], int) and line["micros"] >= 0
     assert lines[3]["reason"] == "default"
 
