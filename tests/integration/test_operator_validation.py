@@ -51,6 +51,14 @@ def _unknown_runtime(spec: dict[str, Any]) -> None:
     spec["models"][2]["runtime"] = "ray-serve"
 
 
+def _classifier_digest_not_hex(spec: dict[str, Any]) -> None:
+    spec["routing"]["classifier"] = {"model": {"url": "https://a.example/c.npz", "sha256": "sha256:abc"}}
+
+
+def _classifier_url_not_http(spec: dict[str, Any]) -> None:
+    spec["routing"]["classifier"] = {"model": {"url": "file:///c.npz", "sha256": "ab" * 32}}
+
+
 CASES: list[tuple[str, Edit, list[str]]] = [
     ("duplicate-model-names", _duplicate_model, [messages.DUPLICATE_MODEL]),
     ("min-greater-than-max", _min_over_max, [messages.REPLICAS_ORDER]),
@@ -60,6 +68,8 @@ CASES: list[tuple[str, Edit, list[str]]] = [
     ("inline-api-key", _inline_api_key, [messages.INLINE_API_KEY]),
     ("unknown-provider", _unknown_provider, ['Unsupported value: "mystery-cloud"', '"openai", "anthropic"']),
     ("unknown-runtime", _unknown_runtime, ['Unsupported value: "ray-serve"', '"vllm", "llamacpp"']),
+    ("classifier-digest-not-hex", _classifier_digest_not_hex, [messages.CLASSIFIER_SHA256]),
+    ("classifier-url-not-http", _classifier_url_not_http, [messages.CLASSIFIER_URL]),
 ]
 
 

@@ -38,6 +38,8 @@ API_KEY_REQUIRED = "providers openai and anthropic need apiKey.secretKeyRef"
 BASE_URL_REQUIRED = "provider openai-compatible needs baseURL"
 BASE_URL_SCHEME = "baseURL must start with http:// or https://"
 ENV_SOURCE = "valueFrom needs exactly one of secretKeyRef or configMapKeyRef"
+CLASSIFIER_URL = "classifier url must be an http:// or https:// URL with a host and no user:password@"
+CLASSIFIER_SHA256 = "classifier sha256 must be the file's sha256: 64 lowercase hex digits (sha256sum FILE)"
 
 
 def runtime_needs_gpu(runtime: str) -> str:

@@ -114,11 +114,32 @@ class CircuitBreakerSettings(WireModel):
     cooldown_seconds: float = Field(10.0, gt=0, description="Open time before a half-open probe.")
 
 
+CLASSIFIER_URL_PATTERN = r"^https?://[^/?#@ ]+([/?#].*)?$"
+"""An http(s) URL with a host and no ``user:password@`` (credentials do not belong in a fleet spec)."""
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+"""A sha256 digest as ``sha256sum`` prints it."""
+
+
+class ClassifierModel(WireModel):
+    """A trained classifier head (one ``.npz`` from ``flotilla classifier train``): fetched from ``url``,
+    used only if its sha256 is ``sha256``."""
+
+    url: str = Field(max_length=2048, pattern=CLASSIFIER_URL_PATTERN, description="Where to fetch it.")
+    sha256: str = Field(pattern=SHA256_PATTERN, description="sha256 of the file, 64 lowercase hex digits.")
+
+
 class ClassifierSettings(WireModel):
     threshold: float = Field(
         0.5, ge=0, le=1, description="Below this confidence the request goes to the default task."
     )
     history_turns: int = Field(2, ge=0, description="Earlier user turns also considered.")
+    model: ClassifierModel | None = Field(
+        None, description="The fleet's own trained classifier; None: the one packaged with the router."
+    )
+    log_sample: float = Field(
+        0.0, ge=0, le=1, description="Share of classified requests logged (prompt hash, task, probabilities)."
+    )
+    log_prompts: bool = Field(False, description="Also log the prompt text of sampled requests.")
 
 
 class RouterConfig(WireModel):

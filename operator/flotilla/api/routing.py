@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -21,7 +22,14 @@ from flotilla.api.common import (
     cel_rules,
     object_default,
 )
-from flotilla.api.routerconfig import ALL_FALLBACK_REASONS, FallbackReason, Price, ProviderKind
+from flotilla.api.routerconfig import (
+    ALL_FALLBACK_REASONS,
+    CLASSIFIER_URL_PATTERN,
+    SHA256_PATTERN,
+    FallbackReason,
+    Price,
+    ProviderKind,
+)
 
 DEFAULT_BASE_URLS: dict[str, str] = {
     "openai": "https://api.openai.com/v1",
@@ -122,6 +130,44 @@ class TaskSpec(SpecModel):
     """Fallbacks to try after the models, in order. Unset: every fallback of the fleet; [] for none."""
 
 
+class ClassifierModelSpec(SpecModel):
+    """A trained classifier file (`flotilla classifier train` writes it), fetched by URL and pinned by its
+    sha256: the operator and every router replica fetch the same bytes and use them only if they match."""
+
+    model_config = cel_rules(
+        (f"self.url.matches('{CLASSIFIER_URL_PATTERN}')", messages.CLASSIFIER_URL),
+        (f"self.sha256.matches('{SHA256_PATTERN}')", messages.CLASSIFIER_SHA256),
+    )
+
+    url: Annotated[str, Field(min_length=1, max_length=2048)]
+    """http(s) URL of the classifier .npz file: any object store, artifact server or in-cluster Service
+    (a presigned URL works; credentials in the URL do not)."""
+    sha256: Annotated[str, Field(min_length=1, max_length=64)]
+    """sha256 of the file (64 lowercase hex digits, as `sha256sum` prints it)."""
+
+    @model_validator(mode="after")
+    def _valid(self) -> ClassifierModelSpec:
+        if not re.match(CLASSIFIER_URL_PATTERN, self.url):
+            raise ValueError(f"{messages.CLASSIFIER_URL} (got {self.url!r})")
+        if not re.match(SHA256_PATTERN, self.sha256):
+            raise ValueError(messages.CLASSIFIER_SHA256)
+        return self
+
+
+class ClassifierSpec(SpecModel):
+    """The router's task classifier."""
+
+    model: ClassifierModelSpec | None = None
+    """The fleet's own trained classifier, replacing the packaged one (code, math, writing, general). The
+    operator checks it first (ClassifierReady condition); a bad file is rejected with a Warning Event and
+    the routers keep the last accepted classifier."""
+    log_sample: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Share of classified requests the router logs (prompt sha256, task, probabilities, reason), to see
+    misroutes and build your own labelled set; 0 logs none."""
+    log_prompts: bool = False
+    """Also log the prompt text of the sampled requests (off by default: prompts may hold personal data)."""
+
+
 class RoutingSpec(SpecModel):
     """Task routing. Without `tasks`, one route per task named in the models' `tasks`."""
 
@@ -141,6 +187,8 @@ class RoutingSpec(SpecModel):
     """How long a request may wait for a model scaled to zero before it falls back."""
     classifier_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
     """Below this classifier confidence the request goes to the default task."""
+    classifier: ClassifierSpec = Field(default_factory=ClassifierSpec, json_schema_extra=object_default())
+    """Which classifier picks the task (default: the one packaged with the router)."""
 
 
 class RouterSpec(SpecModel):

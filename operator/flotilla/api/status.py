@@ -10,8 +10,14 @@ from pydantic.alias_generators import to_camel
 
 from flotilla.api.common import MAX_SHORT, MAX_TEXT
 
-ConditionType = Literal["Ready", "ModelsReady", "RouterReady", "Degraded"]
-CONDITION_TYPES: tuple[ConditionType, ...] = ("Ready", "ModelsReady", "RouterReady", "Degraded")
+ConditionType = Literal["Ready", "ModelsReady", "RouterReady", "Degraded", "ClassifierReady"]
+CONDITION_TYPES: tuple[ConditionType, ...] = (
+    "Ready",
+    "ModelsReady",
+    "RouterReady",
+    "Degraded",
+    "ClassifierReady",
+)
 ModelPhase = Literal["Pending", "Progressing", "Ready", "Degraded", "ScaledToZero"]
 
 
@@ -31,7 +37,7 @@ class Condition(StatusModel):
     """A condition in the Kubernetes style."""
 
     type: Annotated[str, Field(max_length=64)]
-    """Ready, ModelsReady, RouterReady or Degraded."""
+    """Ready, ModelsReady, RouterReady, Degraded or ClassifierReady (only with routing.classifier.model)."""
     status: Literal["True", "False", "Unknown"]
     """True, False or Unknown."""
     reason: Annotated[str, Field(max_length=128)] = ""
@@ -85,19 +91,38 @@ class ModelAutoscaling(StatusModel):
     """When the autoscaler last changed the replicas (RFC 3339)."""
 
 
+class ClassifierStatus(StatusModel):
+    """The custom classifier the fleet's router config names: the last one the operator accepted."""
+
+    url: Annotated[str, Field(max_length=2048)]
+    """Where it is fetched from."""
+    sha256: Annotated[str, Field(max_length=64)]
+    """sha256 of the file."""
+    version: Annotated[str, Field(max_length=64)] = ""
+    """The classifier's version (a hash of its training data)."""
+    tasks: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=256)] = Field(
+        default_factory=list
+    )
+    """Task classes it was trained on (general stands for the fleet's default task)."""
+
+
 class FleetStatus(StatusModel):
     """What the operator last observed of the fleet."""
 
     observed_generation: int | None = None
     """metadata.generation the operator last reconciled."""
     conditions: list[Condition] = Field(default_factory=list)
-    """Ready, ModelsReady, RouterReady and Degraded."""
+    """Ready, ModelsReady, RouterReady and Degraded; ClassifierReady with a custom classifier."""
     models: list[ModelStatus] = Field(default_factory=list)
     """Per-model replicas and phase."""
     models_ready: Annotated[str, Field(max_length=32)] | None = None
     """Ready models out of all models, e.g. 2/3 (the MODELS column of kubectl get mf)."""
     endpoint: Annotated[str, Field(max_length=MAX_SHORT)] | None = None
     """The router's in-cluster OpenAI base URL, e.g. http://assistants-router.ai.svc:8080/v1."""
+
+    classifier: ClassifierStatus | None = None
+    """The custom classifier the routers use (routing.classifier.model as last accepted); absent with the
+    packaged one. When a new one is rejected this stays on the previous one (see ClassifierReady)."""
 
     autoscaling: list[ModelAutoscaling] | None = None
     """Built-in autoscaler decisions, one per autoscaled model of mode builtin."""

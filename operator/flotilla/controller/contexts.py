@@ -16,7 +16,7 @@ from typing import Any
 
 from flotilla.autoscaler.settings import AutoscalerSettings
 from flotilla.controller import configuring
-from flotilla.reconcile import desiring, kube, planning, statuses
+from flotilla.reconcile import desiring, kube, planning, statuses, vetting
 
 FleetKey = tuple[str, str]
 """(namespace, name)."""
@@ -33,16 +33,20 @@ class Rendering:
 
     uid: str
     generation: int
+    classifier: str | None
+    """sha256 of the custom classifier the router config names (None: the packaged one)."""
     children: dict[planning.ChildKey, bytes]
     endpoint: str | None
 
     @classmethod
-    def of(cls, uid: str, generation: int, desired: list[dict[str, Any]]) -> Rendering:
+    def of(
+        cls, uid: str, generation: int, classifier: str | None, desired: list[dict[str, Any]]
+    ) -> Rendering:
         children = {
             planning.child_key(m): zlib.compress(json.dumps(m, separators=(",", ":")).encode())
             for m in desired
         }
-        return cls(uid, generation, children, statuses.endpoint(desired))
+        return cls(uid, generation, classifier, children, statuses.endpoint(desired))
 
     def child(self, key: planning.ChildKey) -> dict[str, Any] | None:
         """The desired child with this key, or None when the fleet does not want it."""
@@ -72,6 +76,10 @@ class FleetState:
     """Models of the applied generation that cannot run as specified (an add-on missing), with why."""
     rendered: Rendering | None = None
     """The last rendering, so child events and status writes do not re-render."""
+    classifier: vetting.Accepted | None = None
+    """The custom classifier the router config names, the last accepted (seeded from status.classifier)."""
+    classifier_verdict: vetting.Verdict | None = None
+    """This process's last vetting of the spec's classifier; None before the first (status keeps its own)."""
 
 
 @dataclasses.dataclass
@@ -83,6 +91,8 @@ class Context:
     autoscaler: AutoscalerSettings | None = None
     """The built-in autoscaler's settings; None when it is off (``--no-autoscaler``)."""
     fleets: dict[FleetKey, FleetState] = dataclasses.field(default_factory=dict)
+    vetter: vetting.Vetter = dataclasses.field(default_factory=vetting.Vetter)
+    """Checks fleets' own classifiers before they are rendered."""
 
     def state(self, fleet: Mapping[str, Any]) -> FleetState:
         """The fleet's state, seeded from its stored status the first time this process sees it."""
@@ -92,6 +102,7 @@ class Context:
         if state is None:
             stored = fleet.get("status") or {}
             state = FleetState(published=dict(stored) if stored.get("conditions") else None)
+            state.classifier = vetting.Accepted.from_status(stored.get("classifier"))
             if "observedGeneration" in stored:
                 state.applied_generation = int(stored["observedGeneration"])
             self.fleets[key] = state
@@ -102,14 +113,22 @@ class Context:
         self.fleets.pop((namespace, name), None)
 
     def desired(self, fleet: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The fleet's desired children, rendered once per (uid, generation). Raises InvalidSpecError."""
+        """The fleet's desired children, rendered once per (uid, generation, accepted classifier), with the
+        accepted classifier in place of the spec's (``desiring.with_classifier``). Raises InvalidSpecError."""
         cached = self._cached(fleet)
         if cached is not None:
             return cached.all()
-        desired = desiring.desired_children(fleet)
+        state = self.state(fleet)
+        accepted = state.classifier
+        desired = desiring.desired_children(
+            desiring.with_classifier(fleet, accepted.model() if accepted else None)
+        )
         meta = fleet["metadata"]
-        self.state(fleet).rendered = Rendering.of(
-            str(meta.get("uid")), int(meta.get("generation") or 0), desired
+        state.rendered = Rendering.of(
+            str(meta.get("uid")),
+            int(meta.get("generation") or 0),
+            accepted.sha256 if accepted else None,
+            desired,
         )
         return desired
 
@@ -131,10 +150,12 @@ class Context:
 
     def _cached(self, fleet: Mapping[str, Any]) -> Rendering | None:
         meta = fleet["metadata"]
-        rendered = self.state(fleet).rendered
-        if rendered is None or (rendered.uid, rendered.generation) != (
+        state = self.state(fleet)
+        rendered = state.rendered
+        if rendered is None or (rendered.uid, rendered.generation, rendered.classifier) != (
             str(meta.get("uid")),
             int(meta.get("generation") or 0),
+            state.classifier.sha256 if state.classifier else None,
         ):
             return None
         return rendered

@@ -28,6 +28,8 @@ FORBIDDEN_DELAY = 60.0
 """Seconds before retrying after 403: someone has to fix RBAC first."""
 STATUS_COALESCE = 0.25
 """Seconds a status refresh waits so a burst of Deployment events for one fleet becomes one write."""
+CLASSIFIER_RETRY_DELAY = 30.0
+"""Seconds before checking again a classifier that could not be fetched (server down, file not there yet)."""
 
 
 def fleet_entry(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,6 +90,8 @@ async def handle_reconcile_fleet(
     state = context.state(fleet)
     generation = int(fleet["metadata"].get("generation") or 0)
     try:
+        verdict = await context.vetter.vet(fleet, state.classifier)
+        state.classifier_verdict, state.classifier = verdict, verdict.accepted
         desired = context.desired(fleet)
     except errors.InvalidSpecError as exc:
         invalid = f"invalid spec: {exc}"
@@ -112,6 +116,8 @@ async def handle_reconcile_fleet(
         await refresh_fleet_status(fleet, context, views, logger)
     except kubeapi.ApiError as exc:  # the children are applied; kopf retries and the status follows
         raise _temporary(exc) from None
+    if verdict.retryable:  # applied with the last accepted classifier; the new one may be there later
+        raise kopf.TemporaryError(f"classifier: {verdict.error}", delay=CLASSIFIER_RETRY_DELAY)
 
 
 async def _reject(
@@ -179,6 +185,7 @@ async def _write_status(
         endpoint=endpoint,
         spec_error=state.spec_error,
         model_errors=state.model_errors,
+        classifier=state.classifier_verdict,
     )
     status = statuses.compute(observed, state.published, _now())
     if state.published is not None and _settled(state.published) == _settled(status):

@@ -7,17 +7,19 @@ spec cannot be rendered becomes :class:`flotilla.errors.InvalidSpecError` with a
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import pydantic
 
 from flotilla import errors
 from flotilla.api import fleet as fleet_api
+from flotilla.api import routerconfig
 from flotilla.render import fleet as fleet_render
 from flotilla.render import settings as render_settings
 
 Manifest = dict[str, Any]
+T = TypeVar("T")
 
 
 @functools.cache
@@ -28,9 +30,36 @@ def settings() -> render_settings.RenderSettings:
 
 def desired_children(body: Mapping[str, Any]) -> list[Manifest]:
     """Every child manifest of the fleet (without owner references; the applier adds them)."""
+    return _rendered(body, lambda fleet: list(fleet_render.render_fleet(fleet, settings())))
+
+
+def router_config(body: Mapping[str, Any]) -> routerconfig.RouterConfig:
+    """The fleet's routing table as its spec says (tasks, default task, classifier)."""
+    return _rendered(body, fleet_render.render_router_config)
+
+
+def with_classifier(body: Mapping[str, Any], model: Mapping[str, str] | None) -> Mapping[str, Any]:
+    """The fleet with ``spec.routing.classifier.model`` replaced by ``model`` ({url, sha256}: the last one
+    the operator accepted; None: no custom classifier) when its spec names one; as it is otherwise.
+
+    So a rejected classifier never reaches the router config: its routers keep the one they have.
+    """
+    spec = body.get("spec") or {}
+    routing = spec.get("routing") or {}
+    classifier = routing.get("classifier") or {}
+    if not classifier.get("model"):
+        return body
+    replaced = {k: v for k, v in classifier.items() if k != "model"}
+    if model is not None:
+        replaced["model"] = dict(model)
+    return {**body, "spec": {**spec, "routing": {**routing, "classifier": replaced}}}
+
+
+def _rendered(body: Mapping[str, Any], render: Callable[[fleet_api.ModelFleet], T]) -> T:
+    """``render`` applied to the parsed fleet; any reason it cannot be becomes ``InvalidSpecError``."""
     try:
         fleet = fleet_api.ModelFleet.from_body(dict(body))
-        return list(fleet_render.render_fleet(fleet, settings()))
+        return render(fleet)
     except pydantic.ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from flotilla.api import status as status_api
-from flotilla.reconcile import planning
+from flotilla.api.common import MAX_TEXT
+from flotilla.reconcile import planning, vetting
 
 Phase = status_api.ModelPhase
 SERVING: frozenset[str] = frozenset({"Ready", "ScaledToZero"})
@@ -81,6 +82,9 @@ class Observed:
     spec_error: str | None = None
     model_errors: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Models that cannot run as specified though the spec is valid (e.g. KEDA missing), with why."""
+    classifier: vetting.Verdict | None = None
+    """The vetting of the spec's classifier; None: not vetted by this process yet (the stored
+    ClassifierReady condition and status.classifier stand)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +174,15 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
     else:
         ready = (True, "FleetReady", f"{len(models)} models and the router are ready")
     conditions.insert(0, _condition("Ready", *ready, prev_conds, now, gen))
+    classifier = previous.get("classifier")
+    if observed.classifier is None:
+        if "ClassifierReady" in prev_conds:
+            conditions.append(dict(prev_conds["ClassifierReady"]))
+    elif observed.classifier.wanted:
+        conditions.append(_classifier_condition(observed.classifier, prev_conds, now, gen))
+        classifier = observed.classifier.accepted.to_status() if observed.classifier.accepted else None
+    else:
+        classifier = None
 
     status: dict[str, Any] = {
         "observedGeneration": gen,
@@ -179,7 +192,27 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
     }
     if observed.endpoint:
         status["endpoint"] = observed.endpoint
+    if classifier:
+        status["classifier"] = classifier
     return status_api.FleetStatus.model_validate(status).to_wire()  # the CRD's schema, checked here
+
+
+def _classifier_condition(
+    verdict: vetting.Verdict, previous: Mapping[str, Mapping[str, Any]], now: str, gen: int
+) -> dict[str, Any]:
+    """ClassifierReady: the spec's classifier is the one the routers get, or why it is not."""
+    accepted = verdict.accepted
+    if verdict.error is None and accepted is not None:
+        message = (
+            f"classifier {accepted.version} (sha256 {accepted.sha256[:12]}) from {accepted.url}: "
+            f"tasks {', '.join(accepted.tasks)}"
+        )
+        return _condition(
+            "ClassifierReady", True, "ClassifierAccepted", message[:MAX_TEXT], previous, now, gen
+        )
+    kept = f"classifier {accepted.version} from {accepted.url}" if accepted else "the packaged classifier"
+    message = f"{verdict.error}; the routers keep {kept}"
+    return _condition("ClassifierReady", False, "ClassifierRejected", message[:MAX_TEXT], previous, now, gen)
 
 
 def condition_status(status: Mapping[str, Any] | None, kind: str) -> str | None:
@@ -202,6 +235,7 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
     elif was_ready and condition_status(current, "Ready") == "False":
         message = next(c["message"] for c in current["conditions"] if c["type"] == "Ready")
         notices.append(Notice("Warning", "FleetNotReady", message))
+    notices += _classifier_transitions(previous, current)
     before = {m.get("name"): m.get("phase") for m in _models(previous)}
     for model in _models(current):
         then, now = before.get(model.get("name")), model.get("phase")
@@ -212,6 +246,24 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
         elif then == "Degraded" and now in SERVING:
             notices.append(Notice("Normal", "ModelRecovered", f"model {model['name']} is {now}"))
     return notices
+
+
+def _classifier_transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[Notice]:
+    """ClassifierRejected (Warning) for each new reason to reject; ClassifierAccepted when one is taken."""
+    before, after = _condition_of(previous, "ClassifierReady"), _condition_of(current, "ClassifierReady")
+    seen = (before or {}).get("status"), (before or {}).get("message")
+    if after is None or seen == (after["status"], after["message"]):
+        return []
+    if after["status"] == "False":
+        return [Notice("Warning", "ClassifierRejected", after["message"])]
+    return [Notice("Normal", "ClassifierAccepted", after["message"])]
+
+
+def _condition_of(status: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any] | None:
+    for cond in (status or {}).get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == kind:
+            return cond
+    return None
 
 
 def _models(status: Mapping[str, Any] | None) -> Iterable[Mapping[str, Any]]:

@@ -84,5 +84,17 @@ def render_router_config(fleet: ModelFleet) -> rc.RouterConfig:
         fallbacks=fallbacks,
         fallback_on=list(routing.fallback_on),
         cold_start_budget_seconds=parse_duration(routing.cold_start_budget),
-        classifier=rc.ClassifierSettings(threshold=routing.classifier_threshold),
+        classifier=rc.ClassifierSettings(
+            threshold=routing.classifier_threshold,
+            model=_classifier(fleet),
+            log_sample=routing.classifier.log_sample,
+            log_prompts=routing.classifier.log_prompts,
+        ),
     )
+
+
+def _classifier(fleet: ModelFleet) -> rc.ClassifierModel | None:
+    """The spec's custom classifier as written (the reconciler substitutes the last accepted one for a
+    rejected one before rendering: ``reconcile.desiring.with_classifier``)."""
+    model = fleet.spec.routing.classifier.model
+    return None if model is None else rc.ClassifierModel(url=model.url, sha256=model.sha256)

@@ -5,4 +5,5 @@ Modules, request path order: ``app`` (ASGI wiring) → ``requesting`` (validate 
 (pods, least-outstanding pick, ``breaking`` circuit breakers; ``discovering`` EndpointSlices) →
 ``forwarding`` (HTTP to the model server or provider; ``anthropic`` translation, ``streams`` SSE usage) →
 ``pricing`` and ``metrics``. ``runtimes`` builds one immutable snapshot per config; ``reloading`` swaps it.
+``classifierfetching`` fetches and checks a fleet's own classifier head (the operator vets it with it too).
 """

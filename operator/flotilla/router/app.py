@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -21,13 +24,41 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flotilla.api.routerconfig import RouterConfig
-from flotilla.router import classifying, discovering, handling, httpclient, reloading, serving, snapshots
+from flotilla.errors import ConfigError
+from flotilla.router import (
+    classifierfetching,
+    classifying,
+    discovering,
+    handling,
+    httpclient,
+    reloading,
+    serving,
+    snapshots,
+)
+from flotilla.router.classifying import heads
 from flotilla.router.metrics import Metrics
 from flotilla.router.replies import RequestError, error_body
 from flotilla.router.upstreams import Upstreams
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
+
+
+@dataclasses.dataclass(frozen=True)
+class CustomHead:
+    """A fleet's own classifier head (``classifier.model`` of the config) and the sha256 it was pinned by."""
+
+    head: heads.Head
+    sha256: str
+
+
+@functools.cache
+def _packaged_sha256() -> str:
+    """sha256 of the head shipped in the package (for ``flotilla_router_classifier_info``)."""
+    try:
+        return hashlib.sha256(heads.PACKAGED_HEAD.read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 class RouterState:
@@ -40,11 +71,21 @@ class RouterState:
         self.metrics = Metrics()
         self.watchers: dict[tuple[str, str, int, str], discovering.SliceWatcher] = {}
         self.ctx: handling.Context | None = None
+        self.custom: CustomHead | None = None
+        """The fleet's own classifier head in the current snapshot; None: the packaged one."""
 
     async def apply(self, config: RouterConfig) -> None:
         """Build a snapshot for ``config`` and swap it in; in-flight requests keep the one they started."""
-        classifier = await asyncio.to_thread(classifying.build_classifier, config)
+        custom = await self._custom_head(config)
+        classifier = await asyncio.to_thread(
+            classifying.build_classifier, config, head=custom.head if custom else None
+        )
         snapshot = snapshots.build(config, self.upstreams, classifier)
+        self.custom = custom
+        if custom is not None:
+            self.metrics.classifier_in_use("custom", classifier.version, custom.sha256)
+        else:
+            self.metrics.classifier_in_use("packaged", classifier.version, _packaged_sha256())
         self._sync_watchers(config)
         if self.ctx is not None:
             self.ctx.snapshot = snapshot
@@ -57,6 +98,29 @@ class RouterState:
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
             self.ctx = handling.Context(snapshot, session, httpclient.Client(), self.metrics)
+
+    async def _custom_head(self, config: RouterConfig) -> CustomHead | None:
+        """The fleet's own head when the config names one and it loads. When it does not: the packaged head
+        at start, the head already in use on a reload (one bad file must not change how requests route)."""
+        model = config.classifier.model
+        if model is None:
+            return None
+        try:
+            head = await classifierfetching.load(model, config)
+        except ConfigError as exc:
+            self.metrics.classifier_load_failures.inc()
+            if self.ctx is None:
+                kept = "serving with the packaged classifier"
+            elif self.custom is None:
+                kept = "keeping the packaged classifier"
+            else:
+                kept = f"keeping classifier {self.custom.sha256}"
+            log.error("custom classifier not loaded, %s: %s", kept, exc)
+            return self.custom if self.ctx is not None else None
+        log.info(
+            "custom classifier %s loaded from %s: tasks %s", model.sha256, model.url, ", ".join(head.classes)
+        )
+        return CustomHead(head, model.sha256)
 
     def _sync_watchers(self, config: RouterConfig) -> None:
         wanted = {

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _FAST = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+_CONFIDENCE = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,20 @@ class Metrics:
             buckets=_FAST,
             registry=r,
         )
+        self.classified_requests = Counter(
+            "flotilla_router_classified_requests",
+            "Requests whose task the classifier chose, by task and by what decided (classifier, keyword, "
+            "pattern, embedding, default).",
+            ["task", "reason"],
+            registry=r,
+        )
+        self.confidence = Histogram(
+            "flotilla_router_classifier_confidence",
+            "Calibrated probability of the task the classifier chose: low values mark likely misroutes.",
+            ["task"],
+            buckets=_CONFIDENCE,
+            registry=r,
+        )
         self.tokens = Counter(
             "flotilla_router_tokens",
             "Tokens by serving model, task and kind (prompt, completion).",
@@ -131,10 +146,41 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.classifier_info = Gauge(
+            "flotilla_router_classifier_info",
+            "The classifier head in use (value 1): source packaged or custom, its version and sha256.",
+            ["source", "version", "sha256"],
+            registry=r,
+        )
+        self.classifier_load_failures = Counter(
+            "flotilla_router_classifier_load_failures",
+            "Custom classifiers that could not be fetched or loaded (the router kept the one it had, or the "
+            "packaged one at start).",
+            registry=r,
+        )
 
         self._served: dict[tuple[str, str], Served] = {}
+        self._classified: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._breakers: dict[tuple[str, str], Any] = {}
         self._cold: dict[str, Cold] = {}
+
+    def classifier_in_use(self, source: str, version: str, sha256: str) -> None:
+        """Point ``flotilla_router_classifier_info`` at the classifier now serving (one series at a time)."""
+        self.classifier_info.clear()
+        self.classifier_info.labels(source, version, sha256).set(1)
+
+    def classified(self, task: str, how: str, score: float, seconds: float) -> None:
+        """Record one classifier decision: its time, its task and reason, and its confidence."""
+        children = self._classified.get((task, how))
+        if children is None:
+            children = self._classified[task, how] = (
+                self.classification.labels(how),
+                self.classified_requests.labels(task, how),
+                self.confidence.labels(task),
+            )
+        children[0].observe(seconds)
+        children[1].inc()
+        children[2].observe(score)
 
     def cold(self, model: str) -> Cold:
         """The cached queued-gauge and cold-requests children of ``model``."""

@@ -92,6 +92,22 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "unknown field (typo)": ({f"{CODER}__replica": {"min": 1}}, "Extra inputs are not permitted"),
     "bad duration": ({"spec__routing__coldStartBudget": "2 seconds"}, "String should match pattern"),
     "model name not a DNS label": ({f"{POCKET}__name": "Pocket_1"}, "String should match pattern"),
+    "classifier sha256 in upper case": (
+        {"spec__routing__classifier": {"model": {"url": "https://a.example/c.npz", "sha256": "AB" * 32}}},
+        messages.CLASSIFIER_SHA256,
+    ),
+    "classifier sha256 too short": (
+        {"spec__routing__classifier": {"model": {"url": "https://a.example/c.npz", "sha256": "ab" * 31}}},
+        messages.CLASSIFIER_SHA256,
+    ),
+    "classifier url not http": (
+        {"spec__routing__classifier": {"model": {"url": "s3://bucket/c.npz", "sha256": "ab" * 32}}},
+        messages.CLASSIFIER_URL,
+    ),
+    "classifier url with credentials": (
+        {"spec__routing__classifier": {"model": {"url": "https://u:p@a.example/c.npz", "sha256": "ab" * 32}}},
+        messages.CLASSIFIER_URL,
+    ),
     "env valueFrom with two sources": (
         {
             f"{POCKET}__env": [

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from flotilla.reconcile import statuses
+from flotilla.reconcile import statuses, vetting
 from flotilla.reconcile.statuses import DeploymentView
 
 NOW, LATER = "2026-11-23T15:00:00Z", "2026-11-23T15:05:00Z"
@@ -168,3 +168,47 @@ def test_model_error_makes_the_model_degraded_with_its_message() -> None:
     assert models == {"a": ("Ready", "1/1 replicas ready"), "b": ("Degraded", "KEDA is not installed")}
     assert conditions(status)["Degraded"] == ("True", "ChildDegraded")
     assert conditions(status)["Ready"][0] == "False"
+
+
+GOOD = vetting.Accepted("https://a.example/c.npz", "ab" * 32, "v1", ("general", "legal"))
+
+
+def test_a_custom_classifier_is_reported_with_its_condition_and_status() -> None:
+    ready = (view("a"), view("b"), view(None))
+    accepted = statuses.compute(observed(*ready, classifier=vetting.Verdict(True, GOOD)), None, NOW)
+    assert conditions(accepted)["ClassifierReady"] == ("True", "ClassifierAccepted")
+    assert accepted["classifier"] == GOOD.to_status()
+    assert conditions(accepted)["Ready"] == ("True", "FleetReady")  # a classifier never blocks serving
+    rejected = statuses.compute(
+        observed(*ready, classifier=vetting.Verdict(True, GOOD, "x.npz is not a valid classifier")),
+        accepted,
+        LATER,
+    )
+    assert conditions(rejected)["ClassifierReady"] == ("False", "ClassifierRejected")
+    (message,) = [c["message"] for c in rejected["conditions"] if c["type"] == "ClassifierReady"]
+    assert (
+        message
+        == "x.npz is not a valid classifier; the routers keep classifier v1 from https://a.example/c.npz"
+    )
+    assert rejected["classifier"] == GOOD.to_status()  # still the one the routers use
+    assert statuses.transitions(accepted, rejected) == [
+        statuses.Notice("Warning", "ClassifierRejected", message)
+    ]
+    assert statuses.transitions(rejected, rejected) == []  # the same reason is posted once
+    first = statuses.compute(observed(*ready, classifier=vetting.Verdict(True, None, "HTTP 404")), None, NOW)
+    assert "the routers keep the packaged classifier" in str(first["conditions"])
+    assert "classifier" not in first
+
+
+def test_classifier_status_is_kept_until_vetted_and_dropped_with_the_spec() -> None:
+    ready = (view("a"), view("b"), view(None))
+    accepted = statuses.compute(observed(*ready, classifier=vetting.Verdict(True, GOOD)), None, NOW)
+    restarted = statuses.compute(observed(*ready, classifier=None), accepted, LATER)  # a new operator process
+    assert restarted["classifier"] == accepted["classifier"]
+    assert [c for c in restarted["conditions"] if c["type"] == "ClassifierReady"] == [
+        c for c in accepted["conditions"] if c["type"] == "ClassifierReady"
+    ]
+    assert statuses.transitions(accepted, restarted) == []
+    dropped = statuses.compute(observed(*ready, classifier=vetting.PACKAGED), accepted, LATER)
+    assert "classifier" not in dropped
+    assert "ClassifierReady" not in conditions(dropped)
