@@ -54,9 +54,9 @@ def _percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _time(call: Callable[[], object], iterations: int) -> tuple[float, float, float, float]:
-    """Wall-clock p50, p99 and max, and the p50 of the thread's CPU time (what the call itself costs when the
-    machine is busy with other work), in milliseconds."""
+def _time(call: Callable[[], object], iterations: int) -> tuple[float, float, float, float, float]:
+    """Wall-clock p50, p99 and max, and the p50 and p99 of the thread's CPU time (what the call itself costs
+    when the machine is busy with other work), in milliseconds."""
     for _ in range(min(200, iterations)):
         call()
     wall: list[float] = []
@@ -66,7 +66,13 @@ def _time(call: Callable[[], object], iterations: int) -> tuple[float, float, fl
         call()
         cpu.append((time.thread_time_ns() - start_cpu) / 1e6)
         wall.append((time.perf_counter_ns() - start) / 1e6)
-    return _percentile(wall, 0.5), _percentile(wall, 0.99), max(wall), _percentile(cpu, 0.5)
+    return (
+        _percentile(wall, 0.5),
+        _percentile(wall, 0.99),
+        max(wall),
+        _percentile(cpu, 0.5),
+        _percentile(cpu, 0.99),
+    )
 
 
 def _rss_mib(field: str = "VmRSS") -> float:
@@ -76,16 +82,6 @@ def _rss_mib(field: str = "VmRSS") -> float:
             if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return 0.0
-
-
-def _time_cpu(call: Callable[[], object], iterations: int) -> tuple[float, float]:
-    """p50 and p99 of the thread's CPU time per call, in milliseconds."""
-    cpu: list[float] = []
-    for _ in range(iterations):
-        start = time.thread_time_ns()
-        call()
-        cpu.append((time.thread_time_ns() - start) / 1e6)
-    return _percentile(cpu, 0.5), _percentile(cpu, 0.99)
 
 
 def main() -> int:
@@ -120,12 +116,12 @@ def main() -> int:
     ]
     cases = [
         (
-            "rules decide (code)",
+            "code prompt (first stage decides)",
             CODE_PROMPT,
             lambda: classifier.classify([{"role": "user", "content": CODE_PROMPT}]),
         ),
         (
-            "embedding stage (no rule fires)",
+            "general prompt (second stage runs)",
             PLAIN_PROMPT,
             lambda: classifier.classify([{"role": "user", "content": PLAIN_PROMPT}]),
         ),
@@ -158,8 +154,7 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, text, fn in cases:
         tokens = len(embedder.token_ids(text[:4000] if "2,000" not in name else text))
-        p50, p99, worst, _ = _time(fn, args.iterations)
-        cpu50, cpu99 = _time_cpu(fn, args.iterations)
+        p50, p99, worst, cpu50, cpu99 = _time(fn, args.iterations)
         print(f"| {name} | {tokens} | {p50:.3f} | {p99:.3f} | {worst:.3f} | {cpu50:.3f} | {cpu99:.3f} |")
     from flotilla.router.classifying import datasets
 

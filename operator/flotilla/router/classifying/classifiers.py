@@ -17,7 +17,6 @@ are all known to the head skips this stage.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,8 +29,6 @@ from flotilla import errors
 from flotilla.api import routerconfig
 from flotilla.router import presets
 from flotilla.router.classifying import embedding, heads, rules, texts
-
-log = logging.getLogger(__name__)
 
 DEFAULT_PRIOR = 1.5
 """Logit head start of the default task: evidence must add up to more than this to leave it."""
@@ -50,8 +47,6 @@ EMBEDDING_WEIGHT = 20.0
 DEFAULT_REASON = "default"
 EMBEDDING_REASON = "embedding"
 HEAD_REASON = "classifier"
-GENERAL = "general"
-"""The head class that stands for "no specialist task": the fleet's default task."""
 
 
 @dataclass(frozen=True, slots=True)

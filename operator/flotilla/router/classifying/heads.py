@@ -11,8 +11,8 @@ Two views of the same SentencePiece tokens feed one multinomial logistic regress
 ``probabilities`` is softmax(logits / temperature); the temperature is fitted on out-of-fold predictions
 at training time, so the score is a calibrated probability. A head may carry a second stage
 (``Refinement``): the same model over an embedding whose first tokens see their context, consulted only
-when the first stage's best probability is below ``below`` (cross-validated: about a fifth of prompts pay
-~2 ms for nearly all of the second stage's gain; ``predict``). The asset is one ``.npz`` file (no pickles):
+when the first stage's best probability is below ``below`` (cross-validated: about one prompt in ten pays
+~3 ms for nearly all of the second stage's gain; ``predict``). The asset is one ``.npz`` file (no pickles):
 small enough to serve from any URL, and tied to the embedding asset it was trained with by hash.
 """
 
