@@ -141,7 +141,8 @@ def main() -> int:
             PLAIN_PROMPT,
             lambda: with_summaries.classify([{"role": "user", "content": PLAIN_PROMPT}]),
         ),
-        ("embedding only", PLAIN_PROMPT, lambda: embedder.embed(PLAIN_PROMPT)),
+        ("head features only", PLAIN_PROMPT, lambda: embedder.features(embedder.token_ids(PLAIN_PROMPT))),
+        ("full embedding (example similarity)", PLAIN_PROMPT, lambda: embedder.embed(PLAIN_PROMPT)),
     ]
     print(f"classifier build (first, loads the asset): {build_ms:.0f} ms; pinned to CPU {args.cpu}, 1 thread")
     added = rss_after - rss_before

@@ -127,27 +127,22 @@ class Classifier:
         turns = texts.user_turns(messages, self._history_turns)
         if not turns:
             return Classification(self.default_task, 1.0, DEFAULT_REASON)
-        text = " \n".join(turns)
-        vector: embedding.Vector | None = None
-        ids: embedding.TokenIds | None = None
-        if self._embedder is not None:
-            ids = self._embedder.token_ids(text)
-            vector = self._embedder.embed_ids(ids)
+        ids = self._embedder.token_ids(" \n".join(turns)) if self._embedder is not None else None
         if self._unknown_tasks:
-            found = self._by_rules(turns, vector)
+            found = self._by_rules(turns, ids)
             if found is not None:
                 return found
-        if self._head is None or self._embedder is None or ids is None or vector is None:
+        if self._head is None or self._embedder is None or ids is None:
             return Classification(self.default_task, 1.0, DEFAULT_REASON)
         probs = np.zeros(len(self._tasks), dtype=np.float64)
-        np.add.at(probs, self._targets, self._head.predict(self._embedder, ids, vector))
+        np.add.at(probs, self._targets, self._head.predict(self._embedder, ids))
         best = int(probs.argmax())
         table = tuple((t.name, round(float(p), 4)) for t, p in zip(self._tasks, probs, strict=True))
         if best == self._default_index or probs[best] < self._threshold:
             return Classification(self.default_task, float(probs[self._default_index]), DEFAULT_REASON, table)
         return Classification(self._tasks[best].name, float(probs[best]), HEAD_REASON, table)
 
-    def _by_rules(self, turns: list[str], vector: embedding.Vector | None) -> Classification | None:
+    def _by_rules(self, turns: list[str], ids: embedding.TokenIds | None) -> Classification | None:
         """The rules-then-similarity contest; a result only when a task the head does not know wins it
         (or, without a head, always)."""
         logits = [0.0] * len(self._tasks)
@@ -163,8 +158,8 @@ class Classifier:
                     best, reasons[i] = weight * found.score, found.top
                 weight *= HISTORY_DECAY
         rule_peak = max((x for i, x in enumerate(logits) if i != self._default_index), default=0.0)
-        if vector is not None and rule_peak < RULE_EVIDENCE_FLOOR:
-            self._add_similarity(vector, logits, reasons)
+        if self._embedder is not None and ids is not None and rule_peak < RULE_EVIDENCE_FLOOR:
+            self._add_similarity(self._embedder.embed_ids(ids), logits, reasons)
         logits[self._default_index] += DEFAULT_PRIOR
         best_index = max(range(len(logits)), key=logits.__getitem__)
         runner_up = max((x for i, x in enumerate(logits) if i != best_index), default=0.0)

@@ -3,7 +3,8 @@
 The asset is Google's multilingual Universal Sentence Encoder (USE v3, 16 languages and many more seen in
 pre-training) with its context window made static (see ``build.py``): embedding a 2,000-token prompt is a
 tokenizer call, a gather of int8 rows and ~1 MFLOP of MLP, where the encoder itself takes ~100 ms on one
-core. Only numpy and sentencepiece are needed at run time.
+core. The task head reads only the MLP's last hidden layer (``features``: ~0.3 MFLOP). Only numpy and
+sentencepiece are needed at run time.
 
 For prompts the head is unsure of, ``embed_ids(ids, prefix=K)`` runs the encoder's real CNN over the first
 K tokens (their rows then see their neighbours, as in USE itself) and keeps static rows for the rest: ~2 ms
@@ -35,6 +36,8 @@ MAX_TOKENS = 2048
 
 BOS, EOS = 1, 2
 ASSET_FORMAT = "flotilla-static-use/v1"
+FEATURES = "use-mlp-hidden-2"
+"""Which layer ``features`` returns; a head records it and is refused by a router that computes another."""
 
 Vector = npt.NDArray[np.float32]
 TokenIds = npt.NDArray[np.int64]
@@ -104,11 +107,15 @@ class StaticEmbedder:
         "_basis",
         "_coefficients",
         "_context",
+        "_first_layers",
+        "_first_offset",
+        "_first_unfolded",
         "_mean",
         "_mlp",
         "_scales",
         "_tokenizer",
         "dimensions",
+        "feature_dimensions",
         "meta",
         "vocabulary",
     )
@@ -123,40 +130,69 @@ class StaticEmbedder:
             self._tokenizer: Any = sentencepiece.SentencePieceProcessor(model_file=str(asset / "sp.model"))
             # Both token tables are memory-mapped (read-only, shared by every process on the node, paged in
             # as tokens are used), so a router's private memory holds only the small arrays.
+            # (viewed as a plain array: numpy.memmap's indexing hooks cost more than the gather itself)
             self._coefficients: npt.NDArray[np.int8] = np.load(
                 asset / "static-coefficients.npy", mmap_mode="r", allow_pickle=False
-            )
+            ).view(np.ndarray)
             with np.load(asset / "static.npz", allow_pickle=False) as arrays:
                 self._scales: Vector = arrays["scales"]
                 self._mean: Vector = arrays["mean"]
                 self._basis: npt.NDArray[np.float32] = arrays["basis"]
                 self._mlp = tuple(arrays[key] for key in ("d0", "d1", "p1", "d2", "p3", "d3"))
-            table = np.load(asset / "context-table.npy", mmap_mode="r", allow_pickle=False)
+            table = np.load(asset / "context-table.npy", mmap_mode="r", allow_pickle=False).view(np.ndarray)
             with np.load(asset / "context.npz", allow_pickle=False) as arrays:
                 self._context = _ContextCnn(arrays, table)
         except Exception as exc:  # any unreadable or foreign file: the caller reports it as config
             raise errors.ConfigError(f"embedding asset {asset} does not load: {exc}") from exc
         self.vocabulary = int(self._coefficients.shape[0])
         self.dimensions = int(self._mlp[-1].shape[1])
+        d0, _, p1 = self._mlp[:3]
+        # The MLP's first two matrices see the 512-d sum only through the PCA basis: folding it in makes
+        # the first step one 256 x 640 product (0.6 MB) instead of 256 x 512 plus two 512 x 320 (1.8 MB).
+        # The router is bound by memory traffic here, not by arithmetic (bench/classify_latency.py).
+        both = np.concatenate([d0, p1], axis=1)
+        self._first_unfolded: npt.NDArray[np.float32] = both  # for in-context rows, which are 512-d
+        self._first_layers: npt.NDArray[np.float32] = (self._basis @ both).astype(np.float32)
+        self._first_offset: Vector = (self._mean @ both).astype(np.float32)
+        self.feature_dimensions = int(d0.shape[1])
 
     def token_ids(self, text: str) -> TokenIds:
         """SentencePiece ids of ``text`` with the sentence markers, at most ``MAX_TOKENS``."""
-        ids: list[int] = self._tokenizer.encode(text)
-        return np.array([BOS, *ids[: MAX_TOKENS - 2], EOS], dtype=np.int64)
+        pieces = self._tokenizer.encode(text, return_type="numpy")[: MAX_TOKENS - 2]  # no Python list
+        ids = np.empty(len(pieces) + 2, dtype=np.int64)
+        ids[0], ids[1:-1], ids[-1] = BOS, pieces, EOS
+        return ids
+
+    def _hidden(self, ids: TokenIds, prefix: int) -> Vector:
+        """The MLP's second hidden layer (not normalised) for ``ids``; the first ``prefix`` tokens get
+        their in-context rows, the rest static ones."""
+        head, rest = ids[:prefix], ids[prefix:]
+        d0, d1 = self._mlp[:2]
+        width = d0.shape[1]
+        # sum of static rows = n * mean + (sum of scaled coefficients) @ basis: a gather and, with the
+        # basis folded into the first layers, one mat-vec
+        summed = self._scales[rest] @ self._coefficients[rest].astype(np.float32)
+        pre = summed @ self._first_layers + len(rest) * self._first_offset
+        if len(head):
+            pre = pre + self._context.rows(head) @ self._first_unfolded
+        pre = pre / np.float32(np.sqrt(len(ids)))
+        y0 = np.maximum(pre[:width], 0)
+        hidden: Vector = np.maximum(pre[width:] + y0 @ d1, 0)
+        return hidden
+
+    def features(self, ids: TokenIds, prefix: int = 0) -> Vector:
+        """What the task head reads: the encoder MLP's second hidden layer, unit length. Cross-validated
+        on the train split it classifies as well as the final embedding (docs/routing.md) at a third of
+        the weights read per prompt, which is what a prompt's cost is made of."""
+        hidden = self._hidden(ids, prefix)
+        norm = float(np.sqrt(hidden @ hidden))
+        return hidden / norm if norm > 0 else hidden
 
     def embed_ids(self, ids: TokenIds, prefix: int = 0) -> Vector:
         """The unit-length sentence embedding of a token id sequence (from ``token_ids``); the first
         ``prefix`` tokens get their in-context rows, the rest static ones."""
-        head, rest = ids[:prefix], ids[prefix:]
-        total = self._context.rows(head) if len(head) else np.zeros(self._mean.shape, dtype=np.float32)
-        if len(rest):
-            # sum of static rows = n * mean + (sum of scaled coefficients) @ basis: a gather, a mat-vec
-            summed = self._scales[rest] @ self._coefficients[rest].astype(np.float32)
-            total = total + summed @ self._basis + len(rest) * self._mean
-        x = total / np.float32(np.sqrt(len(ids)))
-        d0, d1, p1, d2, p3, d3 = self._mlp
-        y0 = np.maximum(x @ d0, 0)
-        y1 = np.maximum(x @ p1 + y0 @ d1, 0)
+        y1 = self._hidden(ids, prefix)
+        d2, p3, d3 = self._mlp[3:]
         y2 = np.maximum(y1 @ d2, 0)
         z: Vector = np.tanh(y1 @ p3 + y2 @ d3).astype(np.float32)
         norm = float(np.sqrt(z @ z))

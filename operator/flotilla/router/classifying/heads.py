@@ -2,15 +2,15 @@
 
 Two views of the same SentencePiece tokens feed one multinomial logistic regression:
 
-- the multilingual sentence embedding (``embedding.py``, scaled by ``EMBEDDING_SCALE``): what the prompt is
-  about, in any language, including ones with few training rows;
+- the multilingual sentence features (``embedding.features``: the encoder's last hidden layer, scaled by
+  ``EMBEDDING_SCALE``): what the prompt is about, in any language, including ones with few training rows;
 - a sublinear tf-idf bag of the token ids, L2-normalised: the exact words that mark a task in the
   languages the training data has ("写一首", "関数", "Combien", "```"). Cross-validated on the train
   split, the two together beat either alone (docs/routing.md).
 
 ``probabilities`` is softmax(logits / temperature); the temperature is fitted on out-of-fold predictions
 at training time, so the score is a calibrated probability. A head may carry a second stage
-(``Refinement``): the same model over an embedding whose first tokens see their context, consulted only
+(``Refinement``): the same model over features whose first tokens see their context, consulted only
 when the first stage's best probability is below ``below`` (cross-validated: about one prompt in ten pays
 ~3 ms for nearly all of the second stage's gain; ``predict``). The asset is one ``.npz`` file (no pickles):
 small enough to serve from any URL, and tied to the embedding asset it was trained with by hash.
@@ -59,7 +59,7 @@ def bag_of_tokens(ids: embedding.TokenIds, idf: Floats) -> tuple[npt.NDArray[np.
 
 @dataclass(frozen=True, slots=True)
 class Refinement:
-    """The second stage: ``head`` over ``embed_ids(ids, prefix=prefix_tokens)``, used below ``below``."""
+    """The second stage: ``head`` over ``features(ids, prefix=prefix_tokens)``, used below ``below``."""
 
     head: Head
     prefix_tokens: int
@@ -71,7 +71,7 @@ class Head:
     """A trained head. ``classes`` are task names; ``general`` stands for the fleet's default task."""
 
     classes: tuple[str, ...]
-    embedding_weights: Floats  # classes x dimensions
+    embedding_weights: Floats  # classes x feature dimensions
     bag_weights: Floats  # classes x vocabulary
     bias: Floats  # classes
     idf: Floats  # vocabulary
@@ -79,12 +79,12 @@ class Head:
     meta: dict[str, Any]
     refine: Refinement | None = None
 
-    def predict(self, embedder: embedding.StaticEmbedder, ids: embedding.TokenIds, vector: Floats) -> Floats:
+    def predict(self, embedder: embedding.StaticEmbedder, ids: embedding.TokenIds) -> Floats:
         """Class probabilities: the first stage's, or the second stage's when the first is unsure."""
-        probs = self.probabilities(ids, vector)
+        probs = self.probabilities(ids, embedder.features(ids))
         refine = self.refine
         if refine is not None and float(probs.max()) < refine.below:
-            probs = refine.head.probabilities(ids, embedder.embed_ids(ids, refine.prefix_tokens))
+            probs = refine.head.probabilities(ids, embedder.features(ids, refine.prefix_tokens))
         return probs
 
     def logits(self, ids: embedding.TokenIds, vector: Floats) -> Floats:
@@ -104,14 +104,15 @@ class Head:
 
     def check_compatible(self, embedder: embedding.StaticEmbedder) -> None:
         """Raise ``ConfigError`` unless the head was trained on ``embedder``'s features."""
-        wanted = self.meta.get("embedding")
-        if wanted != embedding_id(embedder):
+        wanted = self.meta.get("embedding"), self.meta.get("features")
+        have = embedding_id(embedder), embedding.FEATURES
+        if wanted != have:
             raise errors.ConfigError(
-                f"classifier was trained on embedding {wanted}, this router has {embedding_id(embedder)}: "
-                "retrain it with this version's `flotilla classifier train`"
+                f"classifier was trained on embedding {wanted[0]} ({wanted[1]}), this router has {have[0]} "
+                f"({have[1]}): retrain it with this version's `flotilla classifier train`"
             )
         if self.bag_weights.shape[1] != embedder.vocabulary or self.embedding_weights.shape[1] != (
-            embedder.dimensions
+            embedder.feature_dimensions
         ):
             raise errors.ConfigError("classifier weights do not match the embedding's shape")
 

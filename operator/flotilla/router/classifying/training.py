@@ -106,12 +106,12 @@ class Features:
     def __init__(self, embedder: embedding.StaticEmbedder, prompts: Sequence[str]) -> None:
         self.vocabulary = embedder.vocabulary
         self.ids = [embedder.token_ids(p) for p in prompts]
-        self.vectors = np.stack([embedder.embed_ids(i) for i in self.ids]) * heads.EMBEDDING_SCALE
+        self.vectors = np.stack([embedder.features(i) for i in self.ids]) * heads.EMBEDDING_SCALE
 
     def with_prefix(self, embedder: embedding.StaticEmbedder, prefix: int) -> Features:
         """The same rows with the second stage's embedding (in-context rows for the first tokens)."""
         other = copy.copy(self)
-        other.vectors = np.stack([embedder.embed_ids(i, prefix) for i in self.ids]) * heads.EMBEDDING_SCALE
+        other.vectors = np.stack([embedder.features(i, prefix) for i in self.ids]) * heads.EMBEDDING_SCALE
         return other
 
     def idf(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
@@ -309,6 +309,7 @@ def train(
         "data_sha256": data_sha256(rows),
         "data_source": source,
         "embedding": heads.embedding_id(embedder),
+        "features": embedding.FEATURES,
         "regularisation_c": c,
         "temperature": first.temperature,
         "cross_validation": {"folds": folds, "first_stage": _scores(first.out_of_fold, truth, classes)},
