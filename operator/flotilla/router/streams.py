@@ -93,7 +93,7 @@ class SseRelay:
             start, end = _event_bounds(complete, match.start())
             try:
                 payload = json.loads(event_data(complete[start:end]))
-            except ValueError:
+            except (ValueError, RecursionError):
                 payload = None
             if isinstance(payload, dict):
                 self.usage = pricing.usage_of(payload) or self.usage
