@@ -156,8 +156,10 @@ async def _serve(
             raise UpstreamError(
                 "error", f"{target.name} returned a body that is not a valid completion", 502
             ) from None
-        bill = slot.settle(usage)
-        slot.release("ok", health=True)
+        try:
+            bill = slot.settle(usage)
+        finally:  # whatever accounting does, the pod's slot is given back
+            slot.release("ok", health=True)
         if bill is not None:
             headers["x-flotilla-cost-usd"] = f"{bill.dollars:.10f}"
         return Plain(200, content, headers)

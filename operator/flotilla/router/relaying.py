@@ -130,8 +130,10 @@ class Stream:
         slot = self.slot
         if slot.finished and not slot.broken:
             self.upstream.release()
-            slot.settle(slot.usage)
-            slot.release("ok", health=True)
+            try:
+                slot.settle(slot.usage)
+            finally:  # whatever accounting does, the pod's slot is given back
+                slot.release("ok", health=True)
         else:
             self.upstream.close()  # drop the socket: the model server sees the disconnect
             if slot.broken:
