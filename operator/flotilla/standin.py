@@ -81,6 +81,16 @@ def _faults(stats: Stats, request: Request, prompt: str) -> dict[str, Any]:
     return faults
 
 
+async def _wait_unless_gone(request: Request, seconds: float) -> bool:
+    """Sleep ``seconds`` (a slow model); False as soon as the client has closed the connection."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, 0.05))
+        if await request.is_disconnected():
+            return False
+    return True
+
+
 def _reply_words(prompt: str, max_tokens: int, chunks: int | None) -> list[str]:
     words = [BANNER, "echo:", *prompt.split()[:12]]
     if chunks:
@@ -123,8 +133,9 @@ def build_app(api_key: str | None = None) -> Starlette:
         users = [m for m in messages if isinstance(m, Mapping) and m.get("role") == "user"]
         prompt = _text(users[-1].get("content")) if users else ""
         faults = _faults(stats, request, prompt)
-        if faults.get("delay"):
-            await asyncio.sleep(faults["delay"])
+        if faults.get("delay") and not await _wait_unless_gone(request, faults["delay"]):
+            stats.disconnects += 1  # the client (a router) gave up: as a model server, stop generating
+            return Response(status_code=499)
         if faults.get("status"):
             return _error(faults["status"], anthropic)
         if faults.get("garbage"):
