@@ -104,7 +104,8 @@ class Slot:
             breaker.failure()
         else:
             breaker.neutral()
-        m.breaker_state(name, self._endpoint.url).set(STATE_VALUES[breaker.state])
+        if not self._endpoint.removed:  # a pod that left meanwhile keeps no series
+            m.breaker_state(name, self._endpoint.url).set(STATE_VALUES[breaker.state])
         if outcome != "failed":
             self._served.requests(m, name, self._task, outcome).inc()
             self._served.latency.observe(time.perf_counter() - self._started)
