@@ -6,11 +6,12 @@ can compute expected usage and cost.
 
 Faults, per request (a directive anywhere in the last user message, or the same as ``x-standin-*`` headers)::
 
-    [standin status=503 delay=1.5 drop_after=2 garbage=1 chunk_delay=0.2 chunks=20]
+    [standin status=503 delay=1.5 drop_after=2 garbage=1 chunk_delay=0.2 chunks=20 prompt_tokens=-5]
 
 or for the next requests via the admin API: ``POST /admin/faults {"status": 503, "count": 3}`` (``count``
-omitted: until ``DELETE /admin/faults``). ``GET /admin/stats`` counts requests and streams the client closed
-early (``disconnects``) — how tests prove a router cancelled the upstream request.
+omitted: until ``DELETE /admin/faults``). ``prompt_tokens`` overrides the reported prompt token count (a
+negative one plays a broken upstream). ``GET /admin/stats`` counts requests and the streams or delayed
+answers the client closed early (``disconnects``) — how tests prove a router cancelled the upstream request.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ _FAULT_KEYS = {
     "garbage": int,
     "chunk_delay": float,
     "chunks": int,
+    "prompt_tokens": int,
 }
 
 
@@ -77,6 +79,16 @@ def _faults(stats: Stats, request: Request, prompt: str) -> dict[str, Any]:
             if key in _FAULT_KEYS:
                 faults[key] = _FAULT_KEYS[key](value)
     return faults
+
+
+async def _wait_unless_gone(request: Request, seconds: float) -> bool:
+    """Sleep ``seconds`` (a slow model); False as soon as the client has closed the connection."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, 0.05))
+        if await request.is_disconnected():
+            return False
+    return True
 
 
 def _reply_words(prompt: str, max_tokens: int, chunks: int | None) -> list[str]:
@@ -121,8 +133,9 @@ def build_app(api_key: str | None = None) -> Starlette:
         users = [m for m in messages if isinstance(m, Mapping) and m.get("role") == "user"]
         prompt = _text(users[-1].get("content")) if users else ""
         faults = _faults(stats, request, prompt)
-        if faults.get("delay"):
-            await asyncio.sleep(faults["delay"])
+        if faults.get("delay") and not await _wait_unless_gone(request, faults["delay"]):
+            stats.disconnects += 1  # the client (a router) gave up: as a model server, stop generating
+            return Response(status_code=499)
         if faults.get("status"):
             return _error(faults["status"], anthropic)
         if faults.get("garbage"):
@@ -130,7 +143,7 @@ def build_app(api_key: str | None = None) -> Starlette:
         everything = " ".join(_text(m.get("content")) for m in messages if isinstance(m, Mapping))
         if anthropic:
             everything += " " + _text(body.get("system"))
-        prompt_tokens = len(everything.split())
+        prompt_tokens = faults.get("prompt_tokens", len(everything.split()))
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 64)
         words = _reply_words(prompt, max_tokens, faults.get("chunks"))
         model = str(body.get("model", "standin"))

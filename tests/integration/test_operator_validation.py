@@ -9,6 +9,7 @@ from typing import Any
 
 import operatorkit as ok
 import pytest
+import yaml
 
 from flotilla.api import messages
 
@@ -91,3 +92,40 @@ def test_valid_example_is_accepted(flotilla_crds: None, namespace: str) -> None:
     doc = ok.fleet_doc(REALISTIC, namespace)
     done = ok.kubectl_try("apply", "--dry-run=server", "-f", "-", stdin=json.dumps(doc))
     assert done.returncode == 0, done.stderr
+
+
+def _ready(namespace: str, name: str) -> dict[str, Any] | None:
+    body = ok.get_json("modelfleet", name, "-n", namespace)
+    for cond in (body.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready" and cond.get("observedGeneration") == body["metadata"]["generation"]:
+            return dict(cond)
+    return None
+
+
+def test_pattern_the_router_cannot_compile_is_refused_by_the_operator(
+    operator: ok.OperatorProcess, namespace: str
+) -> None:
+    """CEL cannot compile a Python regex, so the apiserver takes `patterns: ["("]`; the operator must refuse
+    the fleet (Ready=False, InvalidSpec, a Warning Event) and leave the router's config as it was, instead of
+    rendering a config every new router pod fails to start with while the fleet stays Ready."""
+    doc = ok.fleet_doc(REALISTIC, namespace)
+    name = doc["metadata"]["name"]
+    ok.apply_doc(doc)
+    config_map = ("configmap", f"{name}-router", "-n", namespace)
+    ok.wait_until(lambda: ok.kubectl_try("get", *config_map).returncode == 0, 60, "the router ConfigMap")
+    before = ok.get_json(*config_map)["data"]["router.yaml"]
+    doc["spec"]["routing"]["tasks"][0]["match"] = {"patterns": ["("]}
+    ok.apply_doc(doc)  # accepted by the apiserver
+    ready = ok.wait_until(
+        lambda: (c := _ready(namespace, name)) and c["reason"] == "InvalidSpec" and c, 60, "InvalidSpec"
+    )
+    assert ready["status"] == "False" and messages.INVALID_PATTERN in ready["message"]
+    selector = f"reason=InvalidSpec,involvedObject.name={name}"
+    warnings = ok.wait_until(
+        lambda: ok.get_json("events", "-n", namespace, f"--field-selector={selector}")["items"],
+        30,
+        "the Event",
+    )
+    assert warnings[0]["type"] == "Warning" and messages.INVALID_PATTERN in warnings[0]["message"]
+    after = ok.get_json(*config_map)["data"]["router.yaml"]
+    assert after == before and "(" not in yaml.safe_load(after)["tasks"][0]["match"]["patterns"]

@@ -98,3 +98,22 @@ def test_invalid_config_at_startup_is_a_one_line_error(tmp_path):
         timeout=60,
     )
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(make_router, clean_flaky, cloud):
+    """~200 KB of nested arrays used to raise RecursionError in the JSON parser: a 500 and a traceback."""
+    router = make_router(fleet_config(clean_flaky.url, cloud.url))
+    depth = 100_000
+    nested = b"[" * depth + b"]" * depth
+    bodies = [
+        nested,
+        b'{"messages": [{"role": "user", "content": "hi"}], "tools": ' + nested + b"}",
+    ]
+    for body in bodies:
+        response = httpx.post(f"{router.url}/v1/chat/completions", content=body, timeout=30)
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert (error["code"], error["type"]) == ("invalid_json", "invalid_request_error")
+        assert "nested" in error["message"]
+    assert "Traceback" not in router.proc.log()
+    assert httpx.post(f"{router.url}/v1/chat/completions", json=chat("still fine"), timeout=30).is_success

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 
 import httpx
-from routerkit import chat, fleet_config
+from routerkit import chat, fleet_config, write_config
 
 STATE = "flotilla_router_circuit_state"
 
@@ -66,3 +67,42 @@ def test_only_one_probe_while_half_open(make_router, clean_flaky, cloud):
     thread.join()
     assert probe == [("pod", "default")]
     assert _ask(router) == ("pod", "default")
+
+
+def _circuit_series(router) -> dict[tuple[str, str], float]:
+    return {
+        (dict(labels)["model"], dict(labels)["upstream"]): value
+        for (name, labels), value in router.metrics().items()
+        if name == STATE
+    }
+
+
+def _reload(router, config, reloads: float) -> None:
+    write_config(router.config_path, config)
+    deadline = time.monotonic() + 10
+    while router.metric("flotilla_router_config_reloads_total", result="ok") < reloads + 1:
+        assert time.monotonic() < deadline, "config was not reloaded"
+        time.sleep(0.1)
+
+
+def test_circuit_state_of_gone_endpoints_is_removed(make_router, clean_flaky, cloud):
+    """A pod that left (discovery or reload) must not keep its circuit-state series in /metrics forever."""
+    config = fleet_config(clean_flaky.url, cloud.url)
+    router = make_router(config)
+    assert httpx.post(f"{router.url}/v1/chat/completions", json=chat("hi"), timeout=30).is_success
+    assert ("pod", clean_flaky.url) in _circuit_series(router)
+
+    moved = copy.deepcopy(config)
+    moved["models"][0]["endpoints"] = [cloud.url]  # the pod was replaced by another one
+    _reload(router, moved, 0)
+    assert httpx.post(f"{router.url}/v1/chat/completions", json=chat("hi"), timeout=30).is_success
+    series = _circuit_series(router)
+    assert ("pod", clean_flaky.url) not in series
+    assert ("pod", cloud.url) in series
+
+    dropped = copy.deepcopy(moved)
+    dropped["models"] = []  # the model left the fleet
+    for task in dropped["tasks"]:
+        task["models"] = []
+    _reload(router, dropped, 1)
+    assert not [key for key in _circuit_series(router) if key[0] == "pod"]

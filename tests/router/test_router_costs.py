@@ -74,3 +74,22 @@ def test_cloud_served_requests_cost_cloud_prices_and_save_nothing(make_router, c
     assert router.metric("flotilla_router_dollars_total", **labels) == pytest.approx(
         _dollars(CLAUDE_PRICE, 2, 4)
     )
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_negative_usage_is_ignored_and_the_slot_released(make_router, clean_flaky, cloud, stream: bool):
+    """A pod reporting negative tokens used to raise (a Counter cannot go down) before its slot was released,
+    leaving it "overloaded" for good; the answer is served, the bad usage dropped, the slot given back."""
+    router = make_router(fleet_config(clean_flaky.url, cloud.url, maxInFlight=1))
+    body = chat("count me [standin prompt_tokens=-7]", model="pod", stream=stream)
+    for _ in range(3):  # with the slot leaked, the second request would fall back (overload)
+        with httpx.stream("POST", f"{router.url}/v1/chat/completions", json=body, timeout=30) as response:
+            text = response.read().decode()
+            assert response.status_code == 200, text
+            assert response.headers["x-flotilla-model"] == "pod", text
+            assert response.headers["x-flotilla-route-reason"] == "model"
+    assert router.metric("flotilla_router_in_flight", model="pod") == 0
+    assert router.metric("flotilla_router_requests_total", model="pod", task="chat", outcome="ok") == 3
+    # unusable usage is no usage: not billed (and a stream's is not estimated, however its events arrive)
+    assert router.metric("flotilla_router_tokens_total", model="pod", task="chat", kind="prompt") == 0
+    assert "Traceback" not in router.proc.log()

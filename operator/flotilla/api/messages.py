@@ -38,6 +38,11 @@ API_KEY_REQUIRED = "providers openai and anthropic need apiKey.secretKeyRef"
 BASE_URL_REQUIRED = "provider openai-compatible needs baseURL"
 BASE_URL_SCHEME = "baseURL must start with http:// or https://"
 ENV_SOURCE = "valueFrom needs exactly one of secretKeyRef or configMapKeyRef"
+INVALID_PATTERN = "spec.routing.tasks[].match.patterns must be valid Python regular expressions"
+OPERATOR_ONLY = frozenset({INVALID_PATTERN})
+"""Messages no CEL rule can enforce (CEL cannot compile a Python regex): the apiserver accepts the fleet, the
+operator refuses it (Ready=False, reason InvalidSpec, a Warning Event) before rendering anything."""
+FALLBACK_TIMEOUT = "a fallback's timeout must be longer than 0s"
 CLASSIFIER_URL = "classifier url must be an http:// or https:// URL with a host and no user:password@"
 CLASSIFIER_SHA256 = "classifier sha256 must be the file's sha256: 64 lowercase hex digits (sha256sum FILE)"
 

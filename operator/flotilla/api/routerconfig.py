@@ -25,6 +25,9 @@ ProviderKind = Literal["openai", "anthropic", "openai-compatible"]
 
 ALL_FALLBACK_REASONS: tuple[FallbackReason, ...] = ("unavailable", "error", "timeout", "overload", "cold")
 
+PresetName = Literal["code", "math", "writing", "summarization", "extraction", "translation", "chat"]
+"""The router's built-in task presets (``router.presets.PRESETS``; a unit test keeps the two equal)."""
+
 
 class WireModel(BaseModel):
     """Base for wire models: camelCase aliases, snake_case attributes, unknown keys rejected."""

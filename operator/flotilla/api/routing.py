@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from flotilla.api import messages
 from flotilla.api.common import (
@@ -21,12 +21,14 @@ from flotilla.api.common import (
     Toleration,
     cel_rules,
     object_default,
+    parse_duration,
 )
 from flotilla.api.routerconfig import (
     ALL_FALLBACK_REASONS,
     CLASSIFIER_URL_PATTERN,
     SHA256_PATTERN,
     FallbackReason,
+    PresetName,
     Price,
     ProviderKind,
 )
@@ -64,6 +66,7 @@ class FallbackSpec(SpecModel):
         ("self.provider == 'openai-compatible' || has(self.apiKey)", messages.API_KEY_REQUIRED),
         ("self.provider != 'openai-compatible' || has(self.baseURL)", messages.BASE_URL_REQUIRED),
         ("!has(self.baseURL) || self.baseURL.matches('^https?://')", messages.BASE_URL_SCHEME),
+        ("!has(self.timeout) || self.timeout.matches('[1-9]')", messages.FALLBACK_TIMEOUT),
     )
 
     name: Name
@@ -96,6 +99,8 @@ class FallbackSpec(SpecModel):
             raise ValueError(messages.BASE_URL_REQUIRED)
         if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
             raise ValueError(messages.BASE_URL_SCHEME)
+        if parse_duration(self.timeout) <= 0:  # the router refuses a zero timeout
+            raise ValueError(f"{messages.FALLBACK_TIMEOUT} (got {self.timeout!r})")
         return self
 
 
@@ -109,9 +114,23 @@ class TaskMatchSpec(SpecModel):
     keywords: Annotated[list[Phrase], Field(max_length=256)] = Field(default_factory=list)
     """Case-insensitive words or phrases that indicate the task."""
     patterns: Annotated[list[Phrase], Field(max_length=64)] = Field(default_factory=list)
-    """Regular expressions (Python syntax) that indicate the task."""
+    """Regular expressions (Python syntax) that indicate the task. Each must compile: the apiserver cannot
+    check that, so the operator refuses a fleet with one that does not (Ready=False, reason InvalidSpec,
+    and a Warning Event) before any router sees it."""
     examples: Annotated[list[Phrase], Field(max_length=256)] = Field(default_factory=list)
     """Example prompts of the task, compared by embedding similarity."""
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        # The router compiles them at start; a CEL rule cannot compile a Python regex, so the apiserver
+        # accepts any string and the operator refuses the fleet (condition Ready=False, InvalidSpec).
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{messages.INVALID_PATTERN}: {pattern!r}: {exc}") from None
+        return patterns
 
 
 class TaskSpec(SpecModel):
@@ -119,7 +138,7 @@ class TaskSpec(SpecModel):
 
     name: Name
     """Task name, e.g. code, math, writing, chat (also accepted as the request's `model`)."""
-    preset: Annotated[str, Field(max_length=64)] | None = None
+    preset: PresetName | None = None
     """Built-in keyword/example preset added to `match` (code, math, writing, summarization, extraction,
     translation, chat); defaults to the task name when it is one."""
     match: TaskMatchSpec = Field(default_factory=TaskMatchSpec, json_schema_extra=object_default())

@@ -53,6 +53,8 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> kopf.O
     - Scanning is off: the operator needs no RBAC on CRDs or namespaces (the CRD must exist at start).
     - Child watch streams are filtered server-side by the managed-by label, so the operator never caches
       Deployments it does not manage.
+    - Every API call has a connect and a request timeout (``kube.CONNECT_TIMEOUT``, ``kube.READ_TIMEOUT``),
+      so a hung connection cannot pin a worker.
     """
     settings.peering.standalone = config.peering is None
     if config.peering is not None:
@@ -65,6 +67,10 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> kopf.O
     settings.scanning.disabled = True
     settings.watching.server_timeout = config.server_timeout
     settings.watching.client_timeout = config.server_timeout + 30
+    settings.watching.connect_timeout = kube.CONNECT_TIMEOUT
+    # kopf's own calls (patches, Events): bounded like Flotilla's (``kube.READ_TIMEOUT``), not kopf's 300 s
+    settings.networking.connect_timeout = kube.CONNECT_TIMEOUT
+    settings.networking.request_timeout = kube.READ_TIMEOUT
     settings.execution.max_workers = config.workers
     managed = f"{planning.MANAGED_BY}={planning.MANAGER}"
     for kind in kube.CHILD_KINDS:

@@ -119,14 +119,34 @@ def kind_of(manifest: Mapping[str, Any]) -> Kind:
     return KINDS[key]
 
 
-class Kube:
-    """Synchronous, thread-safe calls on one ``ApiClient``; callers run them in a thread from async code."""
+CONNECT_TIMEOUT = 5.0
+"""Seconds to open a connection to the apiserver."""
 
-    def __init__(self, api: k8s.ApiClient) -> None:
+READ_TIMEOUT = 30.0
+"""Seconds to wait for an answer (between bytes) on one API call. Without a bound, a connection the
+apiserver (or a load balancer in between) silently dropped would block its worker thread forever; with
+enough of them every worker, and the autoscaler's calls with them, would be stuck. A timed-out call is an
+``ApiError`` with status 0 (retryable)."""
+
+
+class Kube:
+    """Synchronous, thread-safe calls on one ``ApiClient``; callers run them in a thread from async code.
+
+    Every call is bounded by ``timeout`` (connect, read) seconds (see ``READ_TIMEOUT``)."""
+
+    def __init__(
+        self, api: k8s.ApiClient, timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT)
+    ) -> None:
         self.api = api
+        self.timeout = timeout
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None, pool_size: int = 16) -> Kube:
+    def connect(
+        cls,
+        kubeconfig: str | None = None,
+        pool_size: int = 16,
+        timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+    ) -> Kube:
         """In-cluster credentials when running in a pod, else the kubeconfig (``$KUBECONFIG`` or default)."""
         configuration = k8s.Configuration()
         try:
@@ -138,7 +158,9 @@ class Kube:
                 config_file=path, client_configuration=configuration
             )
         configuration.connection_pool_maxsize = pool_size
-        return cls(k8s.ApiClient(configuration))
+        # urllib3 would retry a timed-out read three times (4x READ_TIMEOUT); the reconciler retries itself.
+        configuration.retries = urllib3.Retry(total=2, read=False, redirect=0)
+        return cls(k8s.ApiClient(configuration), timeout)
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -159,7 +181,7 @@ class Kube:
             auth_settings=["BearerToken"],
         )  # fmt: skip
         try:
-            response = self.api.call_api(*request)
+            response = self.api.call_api(*request, _request_timeout=self.timeout)
             response.read()  # type: ignore[no-untyped-call]
         except k8s.ApiException as exc:
             raise _api_error(exc.status or 0, str(exc.reason), exc.body) from None

@@ -77,27 +77,33 @@ def _usage_dict(usage: pricing.Usage) -> dict[str, int]:
     }
 
 
-def from_response(body: Mapping[str, Any], chat: bool) -> tuple[dict[str, Any], pricing.Usage]:
+def from_response(body: Mapping[str, Any], chat: bool) -> tuple[dict[str, Any], pricing.Usage | None]:
     """An OpenAI ``chat.completion`` (or ``text_completion``) for an Anthropic message; raises on garbage."""
     if body.get("type") != "message" or not isinstance(body.get("content"), list):
         raise ValueError("not an Anthropic message object")
     text = _text(body["content"])
-    raw = body.get("usage") or {}
-    usage = pricing.Usage(int(raw.get("input_tokens", 0)), int(raw.get("output_tokens", 0)))
+    raw = body.get("usage")
+    usage = (
+        pricing.usage(raw.get("input_tokens", 0), raw.get("output_tokens", 0))
+        if isinstance(raw, Mapping)
+        else None
+    )
     finish = _FINISH.get(str(body.get("stop_reason")), "stop")
     choice: dict[str, Any] = (
         {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
         if chat
         else {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
     )
-    return {
+    translated: dict[str, Any] = {
         "id": str(body.get("id") or f"chatcmpl-{uuid.uuid4().hex}"),
         "object": "chat.completion" if chat else "text_completion",
         "created": int(time.time()),
         "model": str(body.get("model", "")),
         "choices": [choice],
-        "usage": _usage_dict(usage),
-    }, usage
+    }
+    if usage is not None:  # unusable counts are left out, as an OpenAI server without usage would
+        translated["usage"] = _usage_dict(usage)
+    return translated, usage
 
 
 class StreamTranslator:
@@ -158,14 +164,15 @@ class StreamTranslator:
             message = event.get("message") or {}
             self._id = str(message.get("id") or self._id)
             self._model = str(message.get("model") or "")
-            self._prompt = int((message.get("usage") or {}).get("input_tokens", 0))
+            self._prompt = pricing.count((message.get("usage") or {}).get("input_tokens", 0)) or 0
             return self._chunk("", None) if self._chat else b""
         if kind == "content_block_delta":
             delta = event.get("delta") or {}
             return self._chunk(str(delta.get("text", "")), None) if delta.get("type") == "text_delta" else b""
         if kind == "message_delta":
             self._finish = _FINISH.get(str((event.get("delta") or {}).get("stop_reason")), "stop")
-            self._completion = int((event.get("usage") or {}).get("output_tokens", self._completion))
+            reported = pricing.count((event.get("usage") or {}).get("output_tokens", self._completion))
+            self._completion = self._completion if reported is None else reported
             return b""
         if kind == "message_stop":
             self.done = True

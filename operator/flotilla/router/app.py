@@ -67,8 +67,8 @@ class RouterState:
     def __init__(self, config_path: Path, reload_interval: float) -> None:
         self.config_path = config_path
         self.reload_interval = reload_interval
-        self.upstreams = Upstreams()
         self.metrics = Metrics()
+        self.upstreams = Upstreams(on_removed=self.metrics.forget_breaker)
         self.watchers: dict[tuple[str, str, int, str], discovering.SliceWatcher] = {}
         self.ctx: handling.Context | None = None
         self.custom: CustomHead | None = None

@@ -120,6 +120,9 @@ async def open_response(
     except aiohttp.ClientError as exc:
         _close(response)
         raise UpstreamError("error", f"{target.name} could not be reached: {type(exc).__name__}") from None
+    except BaseException:  # cancelled (the client left): the upstream must see the request abandoned
+        _close(response)
+        raise
     status = response.status
     if status >= 500 or status in (401, 403) or status == 429:
         _close(response)

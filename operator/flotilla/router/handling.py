@@ -151,13 +151,15 @@ async def _serve(
     if not parsed.stream:
         try:
             content, usage = _plain_body(target, parsed, opened.first)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):  # RecursionError: JSON nested too deeply
             slot.release("failed", health=False)
             raise UpstreamError(
                 "error", f"{target.name} returned a body that is not a valid completion", 502
             ) from None
-        bill = slot.settle(usage)
-        slot.release("ok", health=True)
+        try:
+            bill = slot.settle(usage)
+        finally:  # whatever accounting does, the pod's slot is given back
+            slot.release("ok", health=True)
         if bill is not None:
             headers["x-flotilla-cost-usd"] = f"{bill.dollars:.10f}"
         return Plain(200, content, headers)
@@ -206,7 +208,7 @@ async def _relay_stream(
             if out:
                 yield out
             chunk = await content.readany()
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+    except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError) as exc:
         if slot.finished:
             return  # a tail after the end of the answer broke: nothing the client needs is missing
         slot.broken = True

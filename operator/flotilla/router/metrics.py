@@ -9,6 +9,7 @@ all, still wakes the model).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,6 +199,12 @@ class Metrics:
         if child is None:
             child = self._breakers[key] = self.breaker.labels(model, upstream)
         return child
+
+    def forget_breaker(self, model: str, upstream: str) -> None:
+        """Remove the circuit-state series of an upstream that left (a gone pod must not linger)."""
+        self._breakers.pop((model, upstream), None)
+        with contextlib.suppress(KeyError):
+            self.breaker.remove(model, upstream)
 
     def served(self, model: str, task: str) -> Served:
         """Cached children for ``model`` serving ``task`` (the set of pairs is small and fixed by config)."""

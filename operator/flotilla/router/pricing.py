@@ -24,15 +24,30 @@ class Bill:
     saved: float
 
 
+def count(value: object) -> int | None:
+    """A token count an upstream reported: a non-negative integer, else None (never an exception).
+
+    Upstreams are not trusted: a negative, fractional, boolean or text count means "unknown". (Counting one
+    would also fail later: a Prometheus counter cannot go down.)"""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def usage(prompt: object, completion: object) -> Usage | None:
+    """``Usage`` from two reported counts; None (no usage) when either is not a valid count."""
+    prompt_tokens, completion_tokens = count(prompt), count(completion)
+    if prompt_tokens is None or completion_tokens is None:
+        return None
+    return Usage(prompt_tokens, completion_tokens)
+
+
 def usage_of(body: Mapping[str, Any] | None) -> Usage | None:
     """The ``usage`` object of an OpenAI response or chunk, or None when absent or malformed."""
-    usage = body.get("usage") if body else None
-    if not isinstance(usage, Mapping):
+    found = body.get("usage") if body else None
+    if not isinstance(found, Mapping):
         return None
-    prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-    if not isinstance(prompt, int) or not isinstance(completion, int):
-        return None
-    return Usage(prompt, completion)
+    return usage(found.get("prompt_tokens", 0), found.get("completion_tokens", 0))
 
 
 def bill(usage: Usage, price: Price, counterfactual: Price | None) -> Bill:

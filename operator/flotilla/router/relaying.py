@@ -104,7 +104,8 @@ class Slot:
             breaker.failure()
         else:
             breaker.neutral()
-        m.breaker_state(name, self._endpoint.url).set(STATE_VALUES[breaker.state])
+        if not self._endpoint.removed:  # a pod that left meanwhile keeps no series
+            m.breaker_state(name, self._endpoint.url).set(STATE_VALUES[breaker.state])
         if outcome != "failed":
             self._served.requests(m, name, self._task, outcome).inc()
             self._served.latency.observe(time.perf_counter() - self._started)
@@ -130,8 +131,10 @@ class Stream:
         slot = self.slot
         if slot.finished and not slot.broken:
             self.upstream.release()
-            slot.settle(slot.usage)
-            slot.release("ok", health=True)
+            try:
+                slot.settle(slot.usage)
+            finally:  # whatever accounting does, the pod's slot is given back
+                slot.release("ok", health=True)
         else:
             self.upstream.close()  # drop the socket: the model server sees the disconnect
             if slot.broken:

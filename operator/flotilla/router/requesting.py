@@ -38,6 +38,8 @@ def parse(kind: Kind, body: bytes) -> ParsedRequest:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"request body is not valid JSON: {exc}", "invalid_json") from None
+    except RecursionError:  # the C decoder recurses per nesting level: ~100 KB of "[" exhaust the stack
+        raise RequestError(400, "request body is not valid JSON: nested too deeply", "invalid_json") from None
     if not isinstance(payload, dict):
         raise RequestError(400, "request body must be a JSON object", "invalid_type")
     model = payload.get("model")

@@ -3,8 +3,9 @@
 Why not a Starlette route: on a 5-token reply the middleware stack, ``Request``, ``Response`` and the anyio
 task group behind ``StreamingResponse`` cost about as much CPU as Flotilla's own work (see "Where Flotilla's
 time goes" in ``docs/benchmarks-router.md``). Here a request is read from ``receive`` and answered with one
-``http.response.start`` and direct ``http.response.body`` messages. A stream listens for ``http.disconnect``
-in a small watcher task and cancels the relay when it comes, so the upstream connection is closed.
+``http.response.start`` and direct ``http.response.body`` messages. While the answer is awaited (plain or the
+first event of a stream) and while a stream is relayed, a small watcher task listens for ``http.disconnect``
+and cancels the work when it comes, so the upstream connection is closed and the model stops generating.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from flotilla.router.replies import Plain, RequestError, error_body
 log = logging.getLogger(__name__)
 
 ROUTES: dict[str, requesting.Kind] = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+ROUTES_BY_KIND: dict[requesting.Kind, str] = {kind: path for path, kind in ROUTES.items()}
 _TASK = handling.TASK_HEADER.encode()
 _JSON = b"application/json"
 _SSE = b"text/event-stream; charset=utf-8"
@@ -57,7 +59,9 @@ async def serve(
         body = await read_body(receive, declared, ctx.snapshot.config.max_body_bytes)
         if body is None:
             return  # the client left before sending its body
-        reply = await handling.complete(ctx, kind, body, task)
+        reply = await _complete_unless_gone(ctx, kind, body, task, receive)
+        if reply is None:
+            return  # the client left before the answer; the upstream request was closed
     except RequestError as exc:
         if exc.status < 500:
             metrics.requests.labels("none", "none", "rejected").inc()
@@ -75,6 +79,43 @@ async def serve(
         await _send_plain(send, reply, content_type.encode("latin-1"))
     else:
         await _send_stream(reply, receive, send)
+
+
+async def _complete_unless_gone(
+    ctx: handling.Context, kind: requesting.Kind, body: bytes, task: str | None, receive: Receive
+) -> Plain | Stream | None:
+    """``handling.complete``, cancelled when the client disconnects first (None then).
+
+    A plain answer's headers come only when the model has generated all of it, so without this a client
+    that gave up would keep the model generating (and its slot taken) to the end. Cancelling closes the
+    upstream connection (``forwarding.open_response``), which is how a model server learns to stop.
+    """
+    current = asyncio.current_task()
+    assert current is not None
+    waiting = True
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    def gone(_: object) -> None:
+        if waiting:
+            current.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    watcher.add_done_callback(gone)
+    try:
+        return await handling.complete(ctx, kind, body, task)
+    except asyncio.CancelledError:
+        if not (watcher.done() and not watcher.cancelled()):
+            raise  # cancelled from elsewhere (shutdown), not by the client leaving
+        current.uncancel()
+        log.info("client went away before the answer on %s; upstream request closed", ROUTES_BY_KIND[kind])
+        return None
+    finally:
+        waiting = False
+        watcher.remove_done_callback(gone)
+        watcher.cancel()
 
 
 def _headers(scope: Scope) -> tuple[str | None, int | None]:

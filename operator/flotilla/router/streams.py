@@ -58,13 +58,18 @@ class SseRelay:
     prompt; a client that asked for usage gets it in a final chunk marked ``"estimated": true``.
     """
 
-    __slots__ = ("_buffer", "_chunks", "_drop_usage_only", "_prompt_estimate", "done", "usage")
+    __slots__ = (
+        "_buffer", "_chunks", "_drop_usage_only", "_prompt_estimate", "_reported", "done", "usage"
+    )  # fmt: skip
 
     def __init__(self, drop_usage_only: bool, prompt_estimate: int = 0) -> None:
         self._buffer = b""
         self._drop_usage_only = drop_usage_only
         self._prompt_estimate = prompt_estimate
         self._chunks = 0
+        self._reported = False
+        """The upstream sent a usage object (even an unusable one: then the stream has no usage, it is not
+        estimated, whichever read its usage and ``[DONE]`` arrive in)."""
         self.usage: pricing.Usage | None = None
         self.done = False
 
@@ -77,7 +82,7 @@ class SseRelay:
         self._chunks += len(_CONTENT.findall(complete))
         if b"[DONE]" in complete:
             self.done = True
-            if self.usage is None and not _USAGE.search(complete):
+            if self.usage is None and not self._reported and not _USAGE.search(complete):
                 self.usage = pricing.Usage(self._prompt_estimate, self._chunks)
                 if not self._drop_usage_only:
                     complete = complete.replace(
@@ -93,9 +98,10 @@ class SseRelay:
             start, end = _event_bounds(complete, match.start())
             try:
                 payload = json.loads(event_data(complete[start:end]))
-            except ValueError:
+            except (ValueError, RecursionError):
                 payload = None
             if isinstance(payload, dict):
+                self._reported = self._reported or isinstance(payload.get("usage"), dict)
                 self.usage = pricing.usage_of(payload) or self.usage
                 if self._drop_usage_only and not payload.get("choices"):
                     out.append(complete[kept_from:start])

@@ -1,13 +1,15 @@
 """Where requests can go: one ``Pool`` of endpoints per fleet model or cloud provider.
 
 Pools outlive config reloads (``Upstreams.reconcile`` updates them in place), so outstanding-request counts,
-circuit breakers and held cold-start requests survive a ConfigMap change.
+circuit breakers and held cold-start requests survive a ConfigMap change. An endpoint that leaves (its pod
+went away, a reload dropped it, or its whole pool) is marked ``removed`` and reported to ``on_removed``, so
+its per-endpoint metric series go too.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from flotilla.api.routerconfig import CircuitBreakerSettings
@@ -21,6 +23,12 @@ class Endpoint:
     url: str
     breaker: CircuitBreaker
     outstanding: int = 0
+    removed: bool = False
+    """No longer in its pool: requests still on it finish, but report nothing per endpoint."""
+
+
+Removed = Callable[[str, str], None]
+"""Called with (pool name, endpoint URL) when an endpoint leaves its pool."""
 
 
 @dataclass(eq=False)
@@ -31,6 +39,7 @@ class Pool:
     breaker_settings: CircuitBreakerSettings
     endpoints: list[Endpoint] = field(default_factory=list)
     held: int = 0
+    on_removed: Removed | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _next: int = 0
 
@@ -43,11 +52,23 @@ class Pool:
         current = {e.url: e for e in self.endpoints}
         wanted = list(dict.fromkeys(u.rstrip("/") for u in urls))
         self.endpoints = [current.get(u) or self._endpoint(u) for u in wanted]
+        for url in current.keys() - set(wanted):
+            self._remove(current[url])
         for endpoint in self.endpoints:
             endpoint.breaker.failures = self.breaker_settings.failures
             endpoint.breaker.cooldown = self.breaker_settings.cooldown_seconds
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def remove_all(self) -> None:
+        """The pool is forgotten (its model left the config): every endpoint leaves with it."""
+        for endpoint in self.endpoints:
+            self._remove(endpoint)
+
+    def _remove(self, endpoint: Endpoint) -> None:
+        endpoint.removed = True
+        if self.on_removed is not None:
+            self.on_removed(self.name, endpoint.url)
 
     def _endpoint(self, url: str) -> Endpoint:
         settings = self.breaker_settings
@@ -95,14 +116,15 @@ class Pool:
 class Upstreams:
     """All pools by name (fleet models and providers share one namespace, as the config requires)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_removed: Removed | None = None) -> None:
         self.pools: dict[str, Pool] = {}
+        self.on_removed = on_removed
 
     def pool(self, name: str, breaker: CircuitBreakerSettings) -> Pool:
         """The pool called ``name``, created on first use; breaker settings follow the latest config."""
         pool = self.pools.get(name)
         if pool is None:
-            pool = self.pools[name] = Pool(name, breaker)
+            pool = self.pools[name] = Pool(name, breaker, on_removed=self.on_removed)
         pool.breaker_settings = breaker
         return pool
 
@@ -110,4 +132,4 @@ class Upstreams:
         """Forget pools no longer in the config (requests still holding one finish normally)."""
         keep = set(names)
         for name in [n for n in self.pools if n not in keep]:
-            del self.pools[name]
+            self.pools.pop(name).remove_all()

@@ -15,9 +15,11 @@ import pytest
 from fleets import BASE, fleet
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from test_api_router_parity import REACHABLE, VALIDATORS
 from test_api_validation import CODER, INVALID, SCALE_TO_ZERO
 
 from flotilla.api import fleet as fleet_api
+from flotilla.api import messages
 from flotilla.api.commands import dump_crds
 
 pytestmark = pytest.mark.cluster
@@ -88,3 +90,22 @@ def test_apiserver_accepts_scale_to_zero_except_for_hpa(objects: client.CustomOb
     scaling = created["spec"]["models"][0]["autoscaling"]
     assert scaling["mode"] == (mode or "builtin")
     assert (scaling["window"], scaling["scaleUpDelay"], scaling["scaleDownDelay"]) == ("30s", "0s", "300s")
+
+
+ROUTER_CASES = {case: (changes, message) for case, (changes, message) in REACHABLE.items()}
+ROUTER_CASES.update({case: (changes, message) for case, (changes, message, _) in VALIDATORS.items()})
+
+
+@pytest.mark.parametrize("case", list(ROUTER_CASES), ids=list(ROUTER_CASES))
+def test_apiserver_rejects_what_the_router_would_unless_only_the_operator_can(
+    objects: client.CustomObjectsApi, case: str
+) -> None:
+    """test_api_router_parity's fleets: the apiserver refuses each, except those only Python can check
+    (messages.OPERATOR_ONLY: the operator refuses them, tests/integration/test_operator_validation.py)."""
+    changes, message = ROUTER_CASES[case]
+    if message in messages.OPERATOR_ONLY:
+        _dry_run_create(objects, fleet(**changes))  # accepted here: the operator is the one to refuse it
+        return
+    with pytest.raises(ApiException) as caught:
+        _dry_run_create(objects, fleet(**changes))
+    assert caught.value.status in (400, 422)

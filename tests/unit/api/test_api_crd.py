@@ -94,7 +94,7 @@ def test_every_message_has_a_cel_rule() -> None:
     cel_messages = {message for _, _, message in crd.validation_rules()}
     for name in dir(messages):
         value = getattr(messages, name)
-        if name.isupper() and isinstance(value, str):
+        if name.isupper() and isinstance(value, str) and value not in messages.OPERATOR_ONLY:
             assert value in cel_messages, f"messages.{name} is not enforced by the apiserver"
     for caps in capabilities.CAPABILITIES.values():
         assert caps.source_message() in cel_messages

@@ -11,6 +11,7 @@ import pytest
 
 from flotilla import errors
 from flotilla.controller import commands, configuring
+from flotilla.reconcile import kube
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -105,6 +106,8 @@ def test_configure_sets_kopf_for_flotilla() -> None:
     assert settings.posting.reporting_component == "flotilla"
     assert settings.execution.max_workers == 8
     assert (settings.watching.server_timeout, settings.watching.client_timeout) == (120, 150)
+    assert settings.watching.connect_timeout == settings.networking.connect_timeout == kube.CONNECT_TIMEOUT
+    assert settings.networking.request_timeout == kube.READ_TIMEOUT
     assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
     assert isinstance(settings.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
     selectors = {(s.group, s.version, s.any_name): v for s, v in settings.watching.label_selectors.items()}

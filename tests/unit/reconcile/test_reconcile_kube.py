@@ -49,3 +49,47 @@ def test_api_error_prefers_the_status_message() -> None:
         str(error) == '422 Unprocessable Entity: Deployment.apps "x" is invalid: spec.replicas: must be >= 0'
     )
     assert kube._api_error(502, "Bad Gateway", "<html>").args[0] == "502 Bad Gateway: <html>"
+
+
+def test_a_hung_apiserver_times_out_instead_of_pinning_the_worker(tmp_path) -> None:
+    """An apiserver that accepts the connection and never answers: the call fails (retryable) in bounded
+    time instead of blocking its worker thread forever."""
+    import socket
+    import threading
+    import time
+
+    import yaml
+
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(server.accept()[0]), daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "hung",
+        "clusters": [{"name": "hung", "cluster": {"server": f"http://127.0.0.1:{server.getsockname()[1]}"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "hung", "context": {"cluster": "hung", "user": "u"}}],
+    }))  # fmt: skip
+    client = kube.Kube.connect(str(kubeconfig), timeout=(1.0, 1.0))
+    outcome: list[BaseException | None] = []
+
+    def call() -> None:
+        try:
+            client.get(kube.DEPLOYMENT, "ai", "f-a")
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(10)
+    try:
+        assert not worker.is_alive(), "the API call is still blocked after 10 s"
+        assert isinstance(outcome[0], kube.ApiError) and outcome[0].retryable
+        assert time.monotonic() - started < 3  # one read timeout, not retried
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()
+        client.close()

@@ -23,3 +23,17 @@ def test_usage_of_tolerates_missing_and_malformed():
     assert pricing.usage_of({"usage": None}) is None
     assert pricing.usage_of({"usage": {"prompt_tokens": "2"}}) is None
     assert pricing.usage_of(None) is None
+
+
+@pytest.mark.parametrize("bad", [-1, True, 2.5, "7", None])
+def test_bad_token_counts_are_absent_usage(bad: object):
+    assert pricing.count(bad) is None
+    assert pricing.usage_of({"usage": {"prompt_tokens": bad, "completion_tokens": 3}}) is None
+    assert pricing.usage_of({"usage": {"prompt_tokens": 3, "completion_tokens": bad}}) is None
+
+
+def test_anthropic_negative_usage_is_absent():
+    from flotilla.router import anthropic
+
+    body = {"type": "message", "content": [{"type": "text", "text": "x"}], "usage": {"input_tokens": -4}}
+    assert anthropic.from_response(body, chat=True)[1] is None

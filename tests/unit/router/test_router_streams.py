@@ -45,3 +45,13 @@ def test_usage_counted_when_the_upstream_sends_none():
     assert events[-1] == b"data: [DONE]" and b'"estimated": true' in events[-2]
     assert b'"completion_tokens": 3' in events[-2] and asked.usage == pricing.Usage(11, 3)
     assert streams.estimate_prompt_tokens(["12345678", ""]) == 2 + 4 + 4
+
+
+def test_unusable_usage_is_no_usage_whichever_read_it_arrives_in():
+    content = b'data: {"choices": [{"delta": {"content": "hi"}}]}\n\n'
+    bad = b'data: {"choices": [], "usage": {"prompt_tokens": -7, "completion_tokens": 2}}\n\n'
+    for reads in ([content, bad, b"data: [DONE]\n\n"], [content, bad + b"data: [DONE]\n\n"]):
+        relay = streams.SseRelay(drop_usage_only=False, prompt_estimate=5)
+        for chunk in reads:
+            relay.feed(chunk)
+        assert relay.done and relay.usage is None

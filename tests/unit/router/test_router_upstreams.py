@@ -61,3 +61,15 @@ def test_wait_for_endpoints_wakes_on_change_or_times_out():
         return timed_out, woke
 
     assert asyncio.run(scenario()) == (False, True)
+
+
+def test_endpoints_that_leave_are_reported_and_marked():
+    gone: list[tuple[str, str]] = []
+    upstreams = Upstreams(on_removed=lambda pool, url: gone.append((pool, url)))
+    pool = upstreams.pool("m", SETTINGS)
+    pool.set_endpoints(["http://a", "http://b"])
+    a, b = pool.endpoints
+    pool.set_endpoints(["http://b", "http://c"])
+    assert gone == [("m", "http://a")] and a.removed and not b.removed
+    upstreams.retain([])
+    assert sorted(gone) == [("m", "http://a"), ("m", "http://b"), ("m", "http://c")]

@@ -1,0 +1,203 @@
+"""Everything the router would refuse in its config is refused when the fleet is applied.
+
+The router refuses a config in two places: ``RouterConfig`` (its field constraints and
+``_references_resolve``) and ``classifying.build_classifier`` (an unknown preset, a pattern that does not
+compile). This test walks RouterConfig's JSON schema for every constraint and lists the validators'
+rejections, and requires each to be either
+
+- reachable from a fleet: then an edit of a valid fleet that would produce it is refused by
+  ``ModelFleet.from_body`` (what the operator runs first; ``test_api_apiserver`` proves the apiserver
+  refuses the same edits, except the ``messages.OPERATOR_ONLY`` ones), or
+- unreachable: the operator fills the field itself (the reason is given).
+
+A new constraint in RouterConfig fails this test until it is placed in one of the two tables.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+from fleets import BASE, fleet
+
+from flotilla import errors
+from flotilla.api import messages, routerconfig
+from flotilla.api.fleet import ModelFleet
+from flotilla.api.routerconfig import RouterConfig
+from flotilla.render.routing import render_router_config
+from flotilla.router import classifying, presets
+
+CODER, POCKET, FRONTIER = "spec__models__0", "spec__models__1", "spec__fallbacks__0"
+CLASSIFIER = "spec__routing__classifier"
+HEX = "ab" * 32
+_CONSTRAINTS = (
+    "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern",
+    "enum", "minItems", "maxItems", "const",
+)  # fmt: skip
+
+REACHABLE: dict[str, tuple[dict[str, Any], str]] = {
+    "classifier.model.sha256:pattern": (
+        {CLASSIFIER: {"model": {"url": "https://a.example/c.npz", "sha256": HEX.upper()}}},
+        messages.CLASSIFIER_SHA256,
+    ),
+    "classifier.model.url:pattern": (
+        {CLASSIFIER: {"model": {"url": "https://user:pw@a.example/c.npz", "sha256": HEX}}},
+        messages.CLASSIFIER_URL,
+    ),
+    "classifier.model.url:maxLength": (
+        {CLASSIFIER: {"model": {"url": "https://a.example/" + "c" * 2048, "sha256": HEX}}},
+        "at most 2048 characters",
+    ),
+    "classifier.threshold:minimum": ({"spec__routing__classifierThreshold": -0.1}, "greater than or equal"),
+    "classifier.threshold:maximum": ({"spec__routing__classifierThreshold": 1.5}, "less than or equal"),
+    "classifier.logSample:minimum": ({CLASSIFIER: {"logSample": -0.1}}, "greater than or equal"),
+    "classifier.logSample:maximum": ({CLASSIFIER: {"logSample": 1.5}}, "less than or equal"),
+    "coldStartBudgetSeconds:minimum": ({"spec__routing__coldStartBudget": "-1s"}, "should match pattern"),
+    "fallbackOn[]:enum": ({"spec__routing__fallbackOn": ["sometimes"]}, "Input should be"),
+    "fallbacks[].baseURL:minLength": ({f"{FRONTIER}__baseURL": ""}, messages.BASE_URL_SCHEME),
+    "fallbacks[].model:minLength": ({f"{FRONTIER}__model": ""}, "at least 1 character"),
+    "fallbacks[].name:minLength": ({f"{FRONTIER}__name": ""}, "at least 1 character"),
+    "fallbacks[].price.inputPerMTok:minimum": (
+        {f"{FRONTIER}__price": {"inputPerMTok": -1}}, "greater than or equal"
+    ),
+    "fallbacks[].price.outputPerMTok:minimum": (
+        {f"{FRONTIER}__price": {"outputPerMTok": -1}}, "greater than or equal"
+    ),
+    "fallbacks[].provider:enum": ({f"{FRONTIER}__provider": "gemini"}, "Input should be"),
+    "fallbacks[].timeoutSeconds:exclusiveMinimum": (
+        {f"{FRONTIER}__timeout": "0s"}, messages.FALLBACK_TIMEOUT
+    ),
+    "models[].maxInFlight:minimum": ({f"{CODER}__maxInFlight": 0}, "greater than or equal to 1"),
+    "models[].name:minLength": ({f"{POCKET}__name": ""}, "at least 1 character"),
+    "models[].price.inputPerMTok:minimum": (
+        {f"{CODER}__price": {"inputPerMTok": -1}}, "greater than or equal"
+    ),
+    "models[].price.outputPerMTok:minimum": (
+        {f"{CODER}__price": {"outputPerMTok": -1}}, "greater than or equal"
+    ),
+    "models[].servedModelName:minLength": ({f"{CODER}__servedModelName": ""}, "at least 1 character"),
+    "tasks[].name:minLength": ({"spec__routing__tasks": [{"name": ""}]}, "at least 1 character"),
+}  # fmt: skip
+
+UNREACHABLE: dict[str, str] = {
+    "circuitBreaker.cooldownSeconds:exclusiveMinimum": "not in the fleet spec: the router's default",
+    "circuitBreaker.failures:minimum": "not in the fleet spec: the router's default",
+    "classifier.historyTurns:minimum": "not in the fleet spec: the router's default",
+    "maxBodyBytes:minimum": "not in the fleet spec: the router's default",
+    "models[].firstByteTimeoutSeconds:exclusiveMinimum": "not in the fleet spec: the router's default",
+    "models[].timeoutSeconds:exclusiveMinimum": "not in the fleet spec: the router's default",
+    "models[].service.port:minimum": "the runtime's fixed port (runtimes.RUNTIMES[...].port)",
+    "models[].service.port:maximum": "the runtime's fixed port (runtimes.RUNTIMES[...].port)",
+    "tasks:minItems": "rendering always adds the default task (render.routing.render_router_config)",
+}
+
+# The validators' rejections: (fleet edit, what the operator says, how the same thing breaks the router).
+Breakage = dict[str, Any]
+VALIDATORS: dict[str, tuple[dict[str, Any], str, Breakage]] = {
+    "duplicate model names": (
+        {f"{POCKET}__name": "coder"}, messages.DUPLICATE_MODEL, {"models": [0, 0]}
+    ),
+    "duplicate fallback names": (
+        {"spec__fallbacks": [BASE["spec"]["fallbacks"][0]] * 2}, messages.DUPLICATE_FALLBACK,
+        {"fallbacks": [0, 0]},
+    ),
+    "duplicate task names": (
+        {"spec__routing__tasks": [{"name": "a"}, {"name": "a"}]}, messages.DUPLICATE_TASK, {"tasks": [0, 0]}
+    ),
+    "unknown default task": (
+        {"spec__routing__defaultTask": "poetry"}, messages.UNKNOWN_DEFAULT_TASK, {"defaultTask": "poetry"}
+    ),
+    "task routes to an unknown model": (
+        {"spec__routing__tasks": [{"name": "code", "models": ["nope"]}]}, messages.UNKNOWN_ROUTE_MODEL,
+        {"task": {"models": ["nope"]}},
+    ),
+    "task routes to an unknown fallback": (
+        {"spec__routing__tasks": [{"name": "code", "fallbacks": ["nope"]}]}, messages.UNKNOWN_ROUTE_FALLBACK,
+        {"task": {"fallbacks": ["nope"]}},
+    ),
+    "unknown preset": (
+        {"spec__routing__tasks": [{"name": "code", "preset": "poetry"}]}, "Input should be 'code'",
+        {"task": {"preset": "poetry"}},
+    ),
+    "pattern that does not compile": (
+        {"spec__routing__tasks": [{"name": "code", "match": {"patterns": ["("]}}]}, messages.INVALID_PATTERN,
+        {"task": {"match": {"keywords": [], "patterns": ["("], "examples": []}}},
+    ),
+}  # fmt: skip
+VALIDATOR_RAISES = {
+    # how many rejections each router-side validator has, counted in its source below
+    RouterConfig._references_resolve: 4,  # duplicates (models, fallbacks, tasks), default, model, fallback
+    classifying.classifiers._task_preset: 1,
+    classifying.rules.TaskRules.__init__: 1,
+}
+
+
+def _constraints(node: dict[str, Any], defs: dict[str, Any], path: str, found: set[str]) -> None:
+    if "$ref" in node:
+        node = {**defs[node["$ref"].rsplit("/", 1)[-1]], **{k: v for k, v in node.items() if k != "$ref"}}
+    for variant in node.get("anyOf", []):
+        _constraints(variant, defs, path, found)
+    found.update(f"{path}:{key}" for key in _CONSTRAINTS if key in node)
+    for name, sub in node.get("properties", {}).items():
+        _constraints(sub, defs, f"{path}.{name}" if path else name, found)
+    if "items" in node:
+        _constraints(node["items"], defs, f"{path}[]", found)
+
+
+def test_every_router_constraint_is_placed() -> None:
+    schema = RouterConfig.model_json_schema(by_alias=True)
+    found: set[str] = set()
+    _constraints(schema, schema.get("$defs", {}), "", found)
+    assert not REACHABLE.keys() & UNREACHABLE.keys()
+    assert found == REACHABLE.keys() | UNREACHABLE.keys()
+
+
+def test_every_router_validator_rejection_is_placed() -> None:
+    for function, count in VALIDATOR_RAISES.items():
+        assert inspect.getsource(function).count("raise ") == count, function.__qualname__
+    assert sum(VALIDATOR_RAISES.values()) + 2 == len(VALIDATORS)  # the duplicate check raises for 3 kinds
+
+
+@pytest.mark.parametrize("case", list(REACHABLE), ids=list(REACHABLE))
+def test_operator_refuses_what_the_router_constraint_would(case: str) -> None:
+    changes, message = REACHABLE[case]
+    with pytest.raises(errors.InvalidSpecError) as caught:
+        ModelFleet.from_body(fleet(**changes))
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("case", list(VALIDATORS), ids=list(VALIDATORS))
+def test_operator_refuses_what_the_router_validators_would(case: str) -> None:
+    changes, message, breakage = VALIDATORS[case]
+    with pytest.raises(errors.InvalidSpecError) as caught:
+        ModelFleet.from_body(fleet(**changes))
+    assert message in str(caught.value)
+    # ... and the router really refuses it: break a rendered config the same way
+    wire = render_router_config(ModelFleet.from_body(BASE)).to_wire()
+    for key, value in breakage.items():
+        if key == "task":
+            wire["tasks"][0] = {**wire["tasks"][0], **value}
+        elif isinstance(value, list):
+            wire[key] = [wire[key][i] for i in value]
+        else:
+            wire[key] = value
+    with pytest.raises((ValueError, errors.ConfigError)):
+        classifying.build_classifier(RouterConfig.model_validate(wire), use_embeddings=False)
+
+
+def test_unreachable_fields_are_filled_by_the_operator() -> None:
+    config = render_router_config(ModelFleet.from_body(BASE))
+    defaults = RouterConfig(default_task="x", tasks=[routerconfig.TaskRoute(name="x")])
+    assert (config.circuit_breaker, config.max_body_bytes) == (
+        defaults.circuit_breaker,
+        defaults.max_body_bytes,
+    )
+    assert config.classifier.history_turns == defaults.classifier.history_turns
+    for model in config.models:
+        assert model.service is not None and 1 <= model.service.port <= 65535
+        assert (model.timeout_seconds, model.first_byte_timeout_seconds) == (120.0, 30.0)
+
+
+def test_preset_names_are_the_routers() -> None:
+    assert set(routerconfig.PresetName.__args__) == set(presets.PRESETS)
