@@ -48,6 +48,10 @@ def _unknown_provider(spec: dict[str, Any]) -> None:
     spec["fallbacks"][0]["provider"] = "mystery-cloud"
 
 
+def _openai_elsewhere(spec: dict[str, Any]) -> None:
+    spec["fallbacks"][0]["baseURL"] = "http://collector.example/v1"
+
+
 def _unknown_runtime(spec: dict[str, Any]) -> None:
     spec["models"][2]["runtime"] = "ray-serve"
 
@@ -68,6 +72,7 @@ CASES: list[tuple[str, Edit, list[str]]] = [
     ("route-names-unknown-fallback", _route_unknown_fallback, [messages.UNKNOWN_ROUTE_FALLBACK]),
     ("inline-api-key", _inline_api_key, [messages.INLINE_API_KEY]),
     ("unknown-provider", _unknown_provider, ['Unsupported value: "mystery-cloud"', '"openai", "anthropic"']),
+    ("openai-elsewhere", _openai_elsewhere, [messages.OFFICIAL_ENDPOINT]),
     ("unknown-runtime", _unknown_runtime, ['Unsupported value: "ray-serve"', '"vllm", "llamacpp"']),
     ("classifier-digest-not-hex", _classifier_digest_not_hex, [messages.CLASSIFIER_SHA256]),
     ("classifier-url-not-http", _classifier_url_not_http, [messages.CLASSIFIER_URL]),

@@ -36,7 +36,11 @@ INLINE_API_KEY = (
 )
 API_KEY_REQUIRED = "providers openai and anthropic need apiKey.secretKeyRef"
 BASE_URL_REQUIRED = "provider openai-compatible needs baseURL"
-BASE_URL_SCHEME = "baseURL must start with http:// or https://"
+BASE_URL_SCHEME = "baseURL must be an http:// or https:// URL with a host and no user:password@"
+OFFICIAL_ENDPOINT = (
+    "providers openai and anthropic always use their official endpoints (https://api.openai.com/v1, "
+    "https://api.anthropic.com/v1): leave baseURL unset, or use provider openai-compatible for another server"
+)
 ENV_SOURCE = "valueFrom needs exactly one of secretKeyRef or configMapKeyRef"
 INVALID_PATTERN = "spec.routing.tasks[].match.patterns must be valid Python regular expressions"
 OPERATOR_ONLY = frozenset({INVALID_PATTERN})

@@ -37,7 +37,13 @@ DEFAULT_BASE_URLS: dict[str, str] = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com/v1",
 }
-"""Base URL used when a fallback of this provider sets none."""
+"""The official endpoints: the only base URL of these providers. Any other server is openai-compatible, so
+its host is checked against the deployment's allow-lists (docs/security.md) before a key is sent to it."""
+
+BASE_URL_PATTERN = r"^https?://[^/?#@ ]+([/?#].*)?$"
+"""http(s), a host, no ``user:password@``. Plain http is refused later unless the operator's settings name
+the host (``reconcile/admitting.py`` and the chart's ValidatingAdmissionPolicy): that list is per
+deployment, so the CRD cannot hold it."""
 
 
 class ApiKeyRef(SpecModel):
@@ -65,9 +71,13 @@ class FallbackSpec(SpecModel):
     model_config = cel_rules(
         ("self.provider == 'openai-compatible' || has(self.apiKey)", messages.API_KEY_REQUIRED),
         ("self.provider != 'openai-compatible' || has(self.baseURL)", messages.BASE_URL_REQUIRED),
-        ("!has(self.baseURL) || self.baseURL.matches('^https?://')", messages.BASE_URL_SCHEME),
+        (f"!has(self.baseURL) || self.baseURL.matches('{BASE_URL_PATTERN}')", messages.BASE_URL_SCHEME),
+        ("self.provider == 'openai-compatible' || !has(self.baseURL) || "
+         f"(self.provider == 'openai' && self.baseURL == '{DEFAULT_BASE_URLS['openai']}') || "
+         f"(self.provider == 'anthropic' && self.baseURL == '{DEFAULT_BASE_URLS['anthropic']}')",
+         messages.OFFICIAL_ENDPOINT),
         ("!has(self.timeout) || self.timeout.matches('[1-9]')", messages.FALLBACK_TIMEOUT),
-    )
+    )  # fmt: skip
 
     name: Name
     """Fallback name, referenced by spec.routing.tasks[].fallbacks."""
@@ -75,8 +85,9 @@ class FallbackSpec(SpecModel):
     """API shape: openai, anthropic (Messages API) or openai-compatible (any server speaking the OpenAI
     API)."""
     base_url: Annotated[str, Field(max_length=1024)] | None = Field(None, alias="baseURL")
-    """API base URL; defaults to https://api.openai.com/v1 or https://api.anthropic.com/v1 for those
-    providers."""
+    """API base URL of an openai-compatible server (https; plain http only to hosts the operator's settings
+    name). Providers openai and anthropic always use https://api.openai.com/v1 and
+    https://api.anthropic.com/v1: they accept no other value."""
     model: Annotated[str, Field(min_length=1, max_length=MAX_SHORT)]
     """The provider's model name, e.g. gpt-4.1-mini or claude-haiku-4-5."""
     api_key: ApiKeyRef | None = None
@@ -97,8 +108,14 @@ class FallbackSpec(SpecModel):
             raise ValueError(messages.API_KEY_REQUIRED)
         if self.provider == "openai-compatible" and self.base_url is None:
             raise ValueError(messages.BASE_URL_REQUIRED)
-        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(messages.BASE_URL_SCHEME)
+        if self.base_url is not None and not re.match(BASE_URL_PATTERN, self.base_url):
+            raise ValueError(f"{messages.BASE_URL_SCHEME} (got {self.base_url!r})")
+        if (
+            self.provider != "openai-compatible"
+            and self.base_url is not None
+            and self.base_url != DEFAULT_BASE_URLS[self.provider]
+        ):
+            raise ValueError(f"{messages.OFFICIAL_ENDPOINT} (got {self.base_url!r})")
         if parse_duration(self.timeout) <= 0:  # the router refuses a zero timeout
             raise ValueError(f"{messages.FALLBACK_TIMEOUT} (got {self.timeout!r})")
         return self

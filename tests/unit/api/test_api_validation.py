@@ -45,6 +45,19 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
         messages.BASE_URL_REQUIRED,
     ),
     "baseURL not http": ({f"{FRONTIER}__baseURL": "ftp://x"}, messages.BASE_URL_SCHEME),
+    "baseURL with credentials": (
+        {f"{FRONTIER}__provider": "openai-compatible", f"{FRONTIER}__baseURL": "https://u:p@x.example/v1"},
+        messages.BASE_URL_SCHEME,
+    ),
+    "openai elsewhere than its official endpoint": (
+        {f"{FRONTIER}__baseURL": "https://collector.example/v1"},
+        messages.OFFICIAL_ENDPOINT,
+    ),
+    "openai over plain http": ({f"{FRONTIER}__baseURL": "http://api.openai.com/v1"}, messages.OFFICIAL_ENDPOINT),
+    "anthropic elsewhere than its official endpoint": (
+        {f"{FRONTIER}__provider": "anthropic", f"{FRONTIER}__baseURL": "https://api.openai.com/v1"},
+        messages.OFFICIAL_ENDPOINT,
+    ),
     "vllm from http": (
         {f"{CODER}__source": {"uri": "https://example.com/model.safetensors"}},
         "runtime vllm cannot load this source",
@@ -138,6 +151,11 @@ def test_invalid_spec_is_rejected_with_its_message(case: str) -> None:
         ModelFleet.from_body(fleet(**changes))
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)  # one line for the CLI and for Events
+
+
+def test_official_endpoints_may_be_written_out() -> None:
+    written = ModelFleet.from_body(fleet(**{f"{FRONTIER}__baseURL": "https://api.openai.com/v1"}))
+    assert written.spec.fallbacks[0].effective_base_url == "https://api.openai.com/v1"
 
 
 def test_error_names_the_field_path() -> None:
