@@ -21,6 +21,7 @@ CHART = ROOT / "charts" / "flotilla"
 EXAMPLE = ROOT / "examples" / "03-local"
 LOCAL_IMAGES = CHART / "values-local.yaml"
 REAL_NODE_VALUES = Path(__file__).resolve().parent / "values-real-node.yaml"
+DEMO_POLICY = Path(__file__).resolve().parent / "values-demo-policy.yaml"
 FLEET = "assistants"  # metadata.name in examples/03-local/fleet.yaml
 LOCAL_MODEL = "pocket"  # its model served for real on the real node
 API_KEY_SECRET = "frontier-api-key"  # the fallback's secretKeyRef in examples/03-local/fleet.yaml
@@ -74,13 +75,15 @@ def build_images(containerd_socket: Path) -> list[dict[str, Any]]:
 
 def install_operator(tools: Tools, target: Target, values: Mapping[str, Any] | None = None) -> None:
     """The CRDs (applied: `helm upgrade` never updates a chart's crds/), then `helm upgrade --install` with
-    the local images, the operator on the real node, and `values` (`--set-json`), waiting for Ready."""
+    the local images, the operator on the real node, the stand-in allowed over http, and `values`
+    (`--set-json`), waiting for Ready."""
     tools.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
     settings = dict(values or {})
     if target.watch_fleet_namespace_only:
         settings.setdefault("operator.watchNamespaces", [target.namespace])
     args = ["upgrade", "--install", target.release, str(CHART), "--namespace", target.operator_namespace]
     args += ["--create-namespace", "--values", str(LOCAL_IMAGES), "--values", str(REAL_NODE_VALUES)]
+    args += ["--values", str(DEMO_POLICY)]
     for key, value in settings.items():
         args += ["--set-json", f"{key}={json.dumps(value)}"]
     tools.helm(*args, "--wait", "--timeout", "5m")

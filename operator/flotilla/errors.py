@@ -3,6 +3,7 @@
 FlotillaError
 ├── UsageError            bad input from a person: a file, a flag (CLI exit code 2)
 ├── InvalidSpecError      a ModelFleet the apiserver accepted but Flotilla cannot render (permanent)
+│   └── PolicyError       ... or may not: an image or provider host outside the operator's allow-lists
 ├── ConfigError           a router config that does not load (the router keeps the previous one)
 └── UpstreamError         a model server or provider failed; carries the fallback reason
 """
@@ -20,6 +21,10 @@ class UsageError(FlotillaError):
 
 class InvalidSpecError(FlotillaError):
     """The fleet spec cannot be rendered; retrying will not help until the spec changes."""
+
+
+class PolicyError(InvalidSpecError):
+    """The fleet names an image or provider host the deployment does not allow (docs/security.md)."""
 
 
 class ConfigError(FlotillaError):

@@ -41,9 +41,8 @@ def operator(
 ) -> Iterator[ok.OperatorProcess]:
     """The operator with its own temporary directory, so its classifier cache starts empty."""
     (tmp_path / "tmp").mkdir()
-    process = ok.OperatorProcess(
-        operator_kubeconfig, tmp_path, args=("--namespace", namespace), env={"TMPDIR": str(tmp_path / "tmp")}
-    )
+    env = {"TMPDIR": str(tmp_path / "tmp"), "FLOTILLA_ALLOWED_HTTP_PROVIDER_HOSTS": "standin"}  # the fallback
+    process = ok.OperatorProcess(operator_kubeconfig, tmp_path, args=("--namespace", namespace), env=env)
     process.start()
     yield process
     process.stop()

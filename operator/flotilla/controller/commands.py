@@ -126,6 +126,7 @@ def run(name: str, args: argparse.Namespace) -> int:
     from flotilla.reconcile import desiring, kube
 
     desiring.settings()  # a bad FLOTILLA_* setting is a one-line error now, not a failure per fleet
+    desiring.policy()  # the allow-lists too
     scaling = autoscaler.load(namespaces=config.namespaces) if config.autoscaler else None
     configuring.configure_logging(config)
     if config.metrics is not None:

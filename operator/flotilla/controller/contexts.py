@@ -72,6 +72,8 @@ class FleetState:
     """The generation whose children were last applied (or found rejected)."""
     spec_error: str | None = None
     """Why the applied generation could not be rendered, if it could not."""
+    spec_error_reason: str | None = None
+    """The conditions' reason for ``spec_error``: InvalidSpec, NotAllowed (allow-lists) or ApplyRejected."""
     model_errors: dict[str, str] = dataclasses.field(default_factory=dict)
     """Models of the applied generation that cannot run as specified (an add-on missing), with why."""
     rendered: Rendering | None = None

@@ -90,9 +90,13 @@ async def handle_reconcile_fleet(
     state = context.state(fleet)
     generation = int(fleet["metadata"].get("generation") or 0)
     try:
+        desiring.admit(fleet)  # before vetting: a refused fleet's classifier URL is not fetched either
         verdict = await context.vetter.vet(fleet, state.classifier)
         state.classifier_verdict, state.classifier = verdict, verdict.accepted
         desired = context.desired(fleet)
+    except errors.PolicyError as exc:
+        refused = f"not allowed: {exc}"
+        await _reject(fleet, context, views, logger, "NotAllowed", str(exc), str(exc), refused)
     except errors.InvalidSpecError as exc:
         invalid = f"invalid spec: {exc}"
         await _reject(fleet, context, views, logger, "InvalidSpec", str(exc), str(exc), invalid)
@@ -107,7 +111,7 @@ async def handle_reconcile_fleet(
         # 422 and friends: the apiserver refused a rendered child, so the spec holds a value it rejects.
         rejected = f"the apiserver rejected a child: {exc}"
         await _reject(fleet, context, views, logger, "ApplyRejected", str(exc), rejected, str(exc))
-    state.applied_generation, state.spec_error = generation, None
+    state.applied_generation, state.spec_error, state.spec_error_reason = generation, None, None
     state.model_errors = dict(outcome.unserved)
     logger.info("generation %d applied: %s", generation, outcome.describe())
     for model, why in outcome.unserved.items():
@@ -133,7 +137,7 @@ async def _reject(
     """A spec that cannot be applied: the status's spec error, a Warning Event, and no more retries."""
     state = context.state(fleet)
     state.applied_generation = int(fleet["metadata"].get("generation") or 0)
-    state.spec_error = spec_error
+    state.spec_error, state.spec_error_reason = spec_error, reason
     await refresh_fleet_status(fleet, context, views, logger)
     await _post(context, fleet, [statuses.Notice("Warning", reason, event)], logger)
     raise kopf.PermanentError(message) from None
@@ -184,6 +188,7 @@ async def _write_status(
         applied_generation=state.applied_generation,
         endpoint=endpoint,
         spec_error=state.spec_error,
+        spec_error_reason=state.spec_error_reason or "InvalidSpec",
         model_errors=state.model_errors,
         classifier=state.classifier_verdict,
     )

@@ -15,6 +15,7 @@ import pydantic
 from flotilla import errors
 from flotilla.api import fleet as fleet_api
 from flotilla.api import routerconfig
+from flotilla.reconcile import admitting
 from flotilla.render import fleet as fleet_render
 from flotilla.render import settings as render_settings
 
@@ -28,9 +29,27 @@ def settings() -> render_settings.RenderSettings:
     return render_settings.load()
 
 
+@functools.cache
+def policy() -> admitting.Policy:
+    """The operator's FLOTILLA_ALLOWED_* allow-lists, read once from env."""
+    return admitting.load()
+
+
+def admit(body: Mapping[str, Any]) -> None:
+    """Raise ``PolicyError`` when the fleet names an image or provider host the deployment does not allow
+    (``InvalidSpecError`` when it cannot be parsed)."""
+    _rendered(body, lambda fleet: admitting.check(fleet, policy()))
+
+
 def desired_children(body: Mapping[str, Any]) -> list[Manifest]:
-    """Every child manifest of the fleet (without owner references; the applier adds them)."""
-    return _rendered(body, lambda fleet: list(fleet_render.render_fleet(fleet, settings())))
+    """Every child manifest of the fleet (without owner references; the applier adds them). A fleet outside
+    the allow-lists has none: ``PolicyError``, so not even a restored child carries a refused image."""
+
+    def render(fleet: fleet_api.ModelFleet) -> list[Manifest]:
+        admitting.check(fleet, policy())
+        return list(fleet_render.render_fleet(fleet, settings()))
+
+    return _rendered(body, render)
 
 
 def router_config(body: Mapping[str, Any]) -> routerconfig.RouterConfig:

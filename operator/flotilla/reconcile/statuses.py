@@ -80,6 +80,8 @@ class Observed:
     applied_generation: int | None
     endpoint: str | None
     spec_error: str | None = None
+    spec_error_reason: str = "InvalidSpec"
+    """The Degraded and Ready reason when ``spec_error`` is set (NotAllowed: outside the allow-lists)."""
     model_errors: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Models that cannot run as specified though the spec is valid (e.g. KEDA missing), with why."""
     classifier: vetting.Verdict | None = None
@@ -154,7 +156,7 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
                    router_message, prev_conds, now, gen),
     ]  # fmt: skip
     if observed.spec_error:
-        bad: tuple[bool, str, str] = (True, "InvalidSpec", observed.spec_error)
+        bad: tuple[bool, str, str] = (True, observed.spec_error_reason, observed.spec_error)
     elif degraded or router_phase == "Degraded":
         names = [m["name"] for m in degraded] + (["router"] if router_phase == "Degraded" else [])
         bad = (True, "ChildDegraded", "degraded: " + ", ".join(names))
@@ -162,7 +164,7 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
         bad = (False, "AsExpected", "no degraded models")
     conditions.append(_condition("Degraded", *bad, prev_conds, now, gen))
     if observed.spec_error:
-        ready = (False, "InvalidSpec", observed.spec_error)
+        ready = (False, observed.spec_error_reason, observed.spec_error)
     elif not current:
         ready = (False, "Reconciling", f"generation {observed.generation} not applied yet")
     elif bad[0]:
