@@ -87,3 +87,24 @@ def test_anthropic_translation_with_the_openai_client(make_router, cloud):
 
     legacy = client.completions.create(model="claude", prompt="Say hi", max_tokens=3)
     assert legacy.choices[0].text.startswith("[flotilla stand-in provider]")
+
+
+def test_openai_compatible_4xx_body_is_not_relayed(make_router, cloud):
+    """An openai-compatible host is the fleet author's choice (maybe an in-cluster service): its 4xx body
+    stays in the router; the client learns the provider and the status. The official providers' bodies
+    still pass (they explain the client's mistake)."""
+    config = fleet_config(None, cloud.url)
+    fallbacks = config["fallbacks"]
+    assert isinstance(fallbacks, list)
+    fallbacks.append({**fallbacks[0], "name": "compat", "provider": "openai-compatible"})
+    router = make_router(config)
+    prompt = chat("[standin status=400] hi")
+    compat = httpx.post(f"{router.url}/v1/chat/completions", json={**prompt, "model": "compat"}, timeout=30)
+    assert compat.status_code == 400
+    assert "injected error" not in compat.text and "stand-in" not in compat.text
+    error = compat.json()["error"]
+    assert error["message"] == "fallback compat (openai-compatible) answered HTTP 400"
+    assert (error["type"], error["code"]) == ("invalid_request_error", "upstream_client_error")
+    assert compat.headers["x-flotilla-model"] == "compat"
+    official = httpx.post(f"{router.url}/v1/chat/completions", json={**prompt, "model": "frontier"}, timeout=30)
+    assert official.status_code == 400 and "injected error 400" in official.text

@@ -38,6 +38,10 @@ class Target:
     scale_from_zero: bool
     is_cloud: bool
     api_key: str | None = None
+    relays_errors: bool = True
+    """Pass a 4xx body to the client as it came. False for openai-compatible providers: their host is the
+    fleet author's choice (maybe an in-cluster service), so its bodies could leak what the router can
+    reach; the client gets an OpenAI error naming the provider and the status instead."""
     base_path: str = "/v1"  # fleet pods are listed as base URLs; providers' baseURL already ends in /v1
 
 

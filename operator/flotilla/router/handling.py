@@ -23,6 +23,7 @@ from flotilla.router import (
     httpclient,
     pricing,
     relaying,
+    replies,
     requesting,
     routing,
     streams,
@@ -144,8 +145,12 @@ async def _serve(
         raise
     slot.first_byte()
     response = opened.response
-    if response.status != 200:  # a 4xx the client caused: relay as is
+    if response.status != 200:  # a 4xx the client caused: relay as is, unless the host is the author's choice
         slot.release("client_error", health=None)
+        if not target.relays_errors:
+            message = f"fallback {target.name} (openai-compatible) answered HTTP {response.status}"
+            body = replies.error_body(response.status, message, code="upstream_client_error")
+            return Plain(response.status, body, headers)
         content_type = response.headers.get("content-type", "application/json")
         return Plain(response.status, opened.first, headers, content_type)
     if not parsed.stream:

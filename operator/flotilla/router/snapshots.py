@@ -113,6 +113,7 @@ def _provider_target(provider: ProviderUpstream, upstreams: Upstreams, config: R
         scale_from_zero=False,
         is_cloud=True,
         api_key=key,
+        relays_errors=provider.provider != "openai-compatible",
         base_path="",
     )
 
