@@ -31,7 +31,8 @@ def _release_objects(release: Release) -> list[str]:
         "get", "deployments,replicasets,pods,serviceaccounts,services,configmaps,roles,rolebindings",
         "-n", release.namespace, "-l", selector, "-o", "name",
     )  # fmt: skip
-    cluster = operatorkit.kubectl("get", "clusterroles,clusterrolebindings", "-l", selector, "-o", "name")
+    kinds = "clusterroles,clusterrolebindings,validatingadmissionpolicies,validatingadmissionpolicybindings"
+    cluster = operatorkit.kubectl("get", kinds, "-l", selector, "-o", "name")
     return (namespaced + cluster).split()
 
 
@@ -55,6 +56,8 @@ def test_install_creates_the_operator_and_its_crd(release: Release) -> None:
         f"configmap/{release.fullname}-dashboard",
         f"clusterrole.rbac.authorization.k8s.io/{release.fullname}",
         f"clusterrolebinding.rbac.authorization.k8s.io/{release.fullname}",
+        f"validatingadmissionpolicy.admissionregistration.k8s.io/{release.fullname}-modelfleets",
+        f"validatingadmissionpolicybinding.admissionregistration.k8s.io/{release.fullname}-modelfleets",
     ):
         assert expected in objects, objects
     release.wait_available()  # kwok runs the pod (simulated)
@@ -105,7 +108,7 @@ def _run_operator_like_the_pod(
     container = _deployment(release)["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["flotilla", "operator"]
     for item in container["env"]:
-        monkeypatch.setenv(item["name"], item["value"])
+        monkeypatch.setenv(item["name"], item.get("value", ""))  # the apiserver drops empty values
     args = [a for a in container["args"] if not a.startswith("--liveness")]  # a local port instead
     kubeconfig = operatorkit.token_kubeconfig(tmp_path, release.namespace, release.fullname)
     process = operatorkit.OperatorProcess(kubeconfig, tmp_path, args)
@@ -146,7 +149,8 @@ def test_namespaced_release_serves_only_its_namespaces(
     release: Release, fleet_namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release.install("--set-json", f'operator.watchNamespaces=["{fleet_namespace}"]')
-    assert not [o for o in _release_objects(release) if o.startswith("cluster")]
+    assert not [o for o in _release_objects(release) if o.startswith("cluster")]  # the policy is bound to
+    # the listed namespaces (tests/chart/test_chart_policy.py)
     assert _can(release, "create", "deployments.apps", fleet_namespace)
     assert not _can(release, "create", "deployments.apps", "default")
     _run_operator_like_the_pod(release, fleet_namespace, tmp_path, monkeypatch)
