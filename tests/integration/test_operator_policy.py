@@ -29,12 +29,16 @@ def _ready(namespace: str, name: str) -> dict[str, Any] | None:
 
 def _warnings(namespace: str, name: str) -> list[str]:
     selector = f"involvedObject.name={name},reason=NotAllowed,type=Warning"
-    return [e["message"] for e in ok.get_json("events", "-n", namespace, f"--field-selector={selector}")["items"]]
+    return [
+        e["message"] for e in ok.get_json("events", "-n", namespace, f"--field-selector={selector}")["items"]
+    ]
 
 
 def _refused(namespace: str, name: str) -> tuple[dict[str, Any], list[str]]:
     ready = ok.wait_until(
-        lambda: (c := _ready(namespace, name)) and c["reason"] == "NotAllowed" and c, TIMEOUT, f"{name} refused"
+        lambda: (c := _ready(namespace, name)) and c["reason"] == "NotAllowed" and c,
+        TIMEOUT,
+        f"{name} refused",
     )
     return ready, ok.wait_until(lambda: _warnings(namespace, name), TIMEOUT, f"{name}'s Warning Event")
 

@@ -106,5 +106,7 @@ def test_openai_compatible_4xx_body_is_not_relayed(make_router, cloud):
     assert error["message"] == "fallback compat (openai-compatible) answered HTTP 400"
     assert (error["type"], error["code"]) == ("invalid_request_error", "upstream_client_error")
     assert compat.headers["x-flotilla-model"] == "compat"
-    official = httpx.post(f"{router.url}/v1/chat/completions", json={**prompt, "model": "frontier"}, timeout=30)
+    official = httpx.post(
+        f"{router.url}/v1/chat/completions", json={**prompt, "model": "frontier"}, timeout=30
+    )
     assert official.status_code == 400 and "injected error 400" in official.text

@@ -77,7 +77,9 @@ def load(environ: Mapping[str, str] | None = None) -> Policy:
     policy = dataclasses.replace(Policy(), **values)
     for host in policy.http_provider_hosts:
         if "*" in host:
-            raise errors.UsageError(f"FLOTILLA_ALLOWED_HTTP_PROVIDER_HOSTS takes exact host names, not {host!r}")
+            raise errors.UsageError(
+                f"FLOTILLA_ALLOWED_HTTP_PROVIDER_HOSTS takes exact host names, not {host!r}"
+            )
     return policy
 
 
@@ -97,7 +99,9 @@ def violations(fleet: fleet_api.ModelFleet, policy: Policy) -> list[str]:
         if fallback.provider == "openai-compatible" and fallback.base_url is not None:
             problem = provider_url_problem(fallback.base_url, policy)
             if problem:
-                problems.append(f"spec.fallbacks[{i}].baseURL {fallback.base_url!r} is not allowed: {problem}")
+                problems.append(
+                    f"spec.fallbacks[{i}].baseURL {fallback.base_url!r} is not allowed: {problem}"
+                )
     return problems
 
 
@@ -130,7 +134,8 @@ def provider_url_problem(url: str, policy: Policy) -> str | None:
 def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
     """``host`` matches an exact name, a ``*.suffix`` (subdomains only) or ``*``."""
     return any(
-        p == "*" or p.lower() == host or (p.startswith("*.") and host.endswith(p[1:].lower())) for p in patterns
+        p == "*" or p.lower() == host or (p.startswith("*.") and host.endswith(p[1:].lower()))
+        for p in patterns
     )
 
 
@@ -154,8 +159,9 @@ def settings_reference() -> str:
         "",
         "## Admission allow-lists",
         "",
-        "What a ModelFleet may name (comma-separated; see [docs/security.md](../security.md)). The chart sets "
-        "them from `policy.*` and enforces the same lists at admission with a ValidatingAdmissionPolicy.",
+        "What a ModelFleet may name (comma-separated; see [docs/security.md](../security.md)). The chart "
+        "sets them from `policy.*` and enforces the same lists at admission with a "
+        "ValidatingAdmissionPolicy.",
         "",
         "| Variable | Default | Meaning |",
         "|---|---|---|",
@@ -169,8 +175,8 @@ def settings_reference() -> str:
 
 _DOCS = {
     "image_prefixes": "Prefixes a fleet's `spec.models[].image` and `spec.router.image` must start with.",
-    "provider_hosts": "Hosts an `openai-compatible` fallback may use over https: exact names, `*.example.com` "
-    "(subdomains), or `*` (any host: lets a fleet author send a referenced key anywhere).",
+    "provider_hosts": "Hosts an `openai-compatible` fallback may use over https: exact names, "
+    "`*.example.com` (subdomains), or `*` (any host: lets a fleet author send a referenced key anywhere).",
     "http_provider_hosts": "Hosts an `openai-compatible` fallback may use over plain http: exact names of "
     "in-cluster Services. Link-local and metadata addresses are refused whatever the lists say.",
 }

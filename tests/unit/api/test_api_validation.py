@@ -53,7 +53,10 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
         {f"{FRONTIER}__baseURL": "https://collector.example/v1"},
         messages.OFFICIAL_ENDPOINT,
     ),
-    "openai over plain http": ({f"{FRONTIER}__baseURL": "http://api.openai.com/v1"}, messages.OFFICIAL_ENDPOINT),
+    "openai over plain http": (
+        {f"{FRONTIER}__baseURL": "http://api.openai.com/v1"},
+        messages.OFFICIAL_ENDPOINT,
+    ),
     "anthropic elsewhere than its official endpoint": (
         {f"{FRONTIER}__provider": "anthropic", f"{FRONTIER}__baseURL": "https://api.openai.com/v1"},
         messages.OFFICIAL_ENDPOINT,

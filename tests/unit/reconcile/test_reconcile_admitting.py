@@ -25,8 +25,9 @@ def _fleet(image: str | None = None, router_image: str | None = None, base_url: 
     if router_image:
         spec["router"] = {"image": router_image}
     if base_url:
-        spec["fallbacks"] = [{"name": "frontier", "provider": "openai-compatible", "baseURL": base_url,
-                              "model": "m", "apiKey": {"secretKeyRef": {"name": "k", "key": "k"}}}]  # fmt: skip
+        key = {"secretKeyRef": {"name": "k", "key": "k"}}
+        fallback = {"name": "frontier", "provider": "openai-compatible", "baseURL": base_url, "model": "m"}
+        spec["fallbacks"] = [{**fallback, "apiKey": key}]
     return fleet_api.ModelFleet.from_body({"metadata": {"name": "f"}, "spec": spec})
 
 
