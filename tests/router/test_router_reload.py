@@ -45,6 +45,12 @@ def test_reload_under_load_drops_nothing(make_router, clean_flaky, cloud):
         write_config(
             router.config_path, _two_model_config(clean_flaky.url, cloud.url, ("other", "pod")[i % 2])
         )
+        # each write must be taken up before the next: on a busy machine a reload (the classifier is
+        # rebuilt) can take longer than 0.5 s, and writes that come faster are seen as one change
+        deadline = time.monotonic() + 20
+        while router.metric("flotilla_router_config_reloads_total", result="ok") < i + 1:
+            assert time.monotonic() < deadline, f"reload {i + 1} not taken up in 20 s"
+            time.sleep(0.1)
     time.sleep(0.5)
     stop.set()
     for worker in workers:
