@@ -74,6 +74,8 @@ class FleetState:
     """Why the applied generation could not be rendered, if it could not."""
     spec_error_reason: str | None = None
     """The conditions' reason for ``spec_error``: InvalidSpec, NotAllowed (allow-lists) or ApplyRejected."""
+    name_conflict: str | None = None
+    """Why the generation was not applied: objects the fleet does not control have its children's names."""
     model_errors: dict[str, str] = dataclasses.field(default_factory=dict)
     """Models of the applied generation that cannot run as specified (an add-on missing), with why."""
     rendered: Rendering | None = None

@@ -28,6 +28,8 @@ FORBIDDEN_DELAY = 60.0
 """Seconds before retrying after 403: someone has to fix RBAC first."""
 STATUS_COALESCE = 0.25
 """Seconds a status refresh waits so a burst of Deployment events for one fleet becomes one write."""
+CONFLICT_RETRY_DELAY = 15.0
+"""Seconds before trying again a fleet whose children's names are taken: the other objects may go."""
 CLASSIFIER_RETRY_DELAY = 30.0
 """Seconds before checking again a classifier that could not be fetched (server down, file not there yet)."""
 
@@ -102,6 +104,8 @@ async def handle_reconcile_fleet(
         await _reject(fleet, context, views, logger, "InvalidSpec", str(exc), str(exc), invalid)
     try:
         outcome = await applying.reconcile_children(context.kube, fleet, desired)
+    except errors.NameConflictError as exc:
+        await _refuse(fleet, context, views, logger, exc)
     except kubeapi.ApiError as exc:
         if kubeapi.terminating(exc):  # the namespace is being deleted, and the fleet with it
             logger.info("not reconciling: %s", exc)
@@ -112,6 +116,7 @@ async def handle_reconcile_fleet(
         rejected = f"the apiserver rejected a child: {exc}"
         await _reject(fleet, context, views, logger, "ApplyRejected", str(exc), rejected, str(exc))
     state.applied_generation, state.spec_error, state.spec_error_reason = generation, None, None
+    state.name_conflict = None
     state.model_errors = dict(outcome.unserved)
     logger.info("generation %d applied: %s", generation, outcome.describe())
     for model, why in outcome.unserved.items():
@@ -137,10 +142,30 @@ async def _reject(
     """A spec that cannot be applied: the status's spec error, a Warning Event, and no more retries."""
     state = context.state(fleet)
     state.applied_generation = int(fleet["metadata"].get("generation") or 0)
-    state.spec_error, state.spec_error_reason = spec_error, reason
+    state.spec_error, state.spec_error_reason, state.name_conflict = spec_error, reason, None
     await refresh_fleet_status(fleet, context, views, logger)
     await _post(context, fleet, [statuses.Notice("Warning", reason, event)], logger)
     raise kopf.PermanentError(message) from None
+
+
+async def _refuse(
+    fleet: Mapping[str, Any],
+    context: contexts.Context,
+    views: Iterable[statuses.DeploymentView],
+    logger: Logger,
+    exc: errors.NameConflictError,
+) -> NoReturn:
+    """Children whose names objects the fleet does not control have: nothing was written. Ready=False and
+    Degraded=True with reason NameConflict (the Warning Event comes with that transition, once per
+    conflict), and a retry later: the other objects may be deleted meanwhile."""
+    state = context.state(fleet)
+    state.applied_generation = int(fleet["metadata"].get("generation") or 0)
+    state.spec_error, state.spec_error_reason, state.name_conflict = None, None, str(exc)
+    try:
+        await refresh_fleet_status(fleet, context, views, logger)
+    except kubeapi.ApiError as api_exc:
+        logger.warning("could not report the name conflict: %s", api_exc)
+    raise kopf.TemporaryError(f"name conflict: {exc}", delay=CONFLICT_RETRY_DELAY) from None
 
 
 async def refresh_fleet_status(
@@ -189,6 +214,7 @@ async def _write_status(
         endpoint=endpoint,
         spec_error=state.spec_error,
         spec_error_reason=state.spec_error_reason or "InvalidSpec",
+        name_conflict=state.name_conflict,
         model_errors=state.model_errors,
         classifier=state.classifier_verdict,
     )

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from flotilla import errors
 from flotilla.reconcile import kube as kubeapi
 from flotilla.reconcile import owners, planning, statuses
 from flotilla.render import naming
@@ -37,11 +38,6 @@ def initial_replicas(manifest: Manifest) -> int | None:
         return None
     value = ((manifest.get("metadata") or {}).get("annotations") or {}).get(naming.INITIAL_REPLICAS)
     return None if value is None else int(value)
-
-
-def needs_current(manifest: Manifest) -> bool:
-    """Whether ``apply_child`` must know if the object exists (Deployments whose count it sets)."""
-    return without_replicas(manifest)[1] is not None or initial_replicas(manifest) is not None
 
 
 async def apply_child(kube: kubeapi.Kube, manifest: Manifest, current: Mapping[str, Any] | None) -> Manifest:
@@ -156,22 +152,28 @@ def drop_unserved(
 async def reconcile_children(
     kube: kubeapi.Kube, fleet: Mapping[str, Any], desired: Sequence[Manifest]
 ) -> Outcome:
-    """Apply every desired child with the fleet as owner, then delete labelled children no longer desired."""
+    """Apply every desired child with the fleet as owner, then delete its children no longer desired.
+
+    Nothing is written when an object the fleet does not control has a child's name: that raises
+    ``errors.NameConflictError`` naming each such object and its controller (see ``owners.conflict``).
+    """
     namespace, name = fleet["metadata"]["namespace"], fleet["metadata"]["name"]
+    uid = str(fleet["metadata"]["uid"])
     optional = {kubeapi.kind_of(m) for m in desired} & set(kubeapi.OPTIONAL_KINDS)
     listing = planning.needs_listing(fleet)
     served = await served_optional_kinds(kube) if optional or listing else []
     kept, unserved = drop_unserved(desired, served)
     wanted = [owners.owned(m, fleet) for m in kept]
     observed = await observe(kube, namespace, name, served) if listing else []
-    step = planning.plan(wanted, observed)
+    current = await existing(kube, wanted, observed)
+    conflicts = [c for m in wanted if (c := owners.conflict(m, current[planning.child_key(m)], uid))]
+    if conflicts:
+        raise errors.NameConflictError(conflicts)
+    step = planning.plan(wanted, observed, uid)
     before = {planning.child_key(o): o["metadata"].get("resourceVersion") for o in observed}
-    current = {planning.child_key(o): o for o in observed}
     changed: list[planning.ChildKey] = []
     for wave in planning.waves(step.apply, kubeapi.APPLY_WAVES):
-        existing = await asyncio.gather(*(_current(kube, m, current, listing) for m in wave))
-        pairs = zip(wave, existing, strict=True)
-        applied = await asyncio.gather(*(apply_child(kube, m, e) for m, e in pairs))
+        applied = await asyncio.gather(*(apply_child(kube, m, current[planning.child_key(m)]) for m in wave))
         changed += [
             planning.child_key(m)
             for m, result in zip(wave, applied, strict=True)
@@ -188,15 +190,33 @@ async def reconcile_children(
     )
 
 
-async def _current(
-    kube: kubeapi.Kube, manifest: Manifest, observed: Mapping[planning.ChildKey, Manifest], listed: bool
-) -> Manifest | None:
-    """The existing object for a manifest: from the listing, or (first generation, not listed) a GET, but
-    only for Deployments whose replica count ``apply_child`` sets (the only ones it needs it for)."""
-    if listed or not needs_current(manifest):
-        return observed.get(planning.child_key(manifest))
+async def existing(
+    kube: kubeapi.Kube, wanted: Sequence[Manifest], observed: Sequence[Manifest]
+) -> dict[planning.ChildKey, Manifest | None]:
+    """The object that has each wanted child's name now (None: there is none), to check before any write
+    that it is the fleet's own and to tell ``apply_child`` whether it exists.
+
+    Children in ``observed`` (listed by the fleet's labels) need no request; any other is one GET: every
+    child of a new fleet (generation 1 lists nothing), on later generations only the added ones, so an
+    unchanged fleet's resume costs nothing more. All GETs run at once, before the first wave: about one
+    round trip per new fleet.
+    """
+    known: dict[planning.ChildKey, Manifest | None] = {planning.child_key(o): o for o in observed}
+    missing = [m for m in wanted if planning.child_key(m) not in known]
+    found = await asyncio.gather(*(asyncio.to_thread(_head, kube, m) for m in missing))
+    known.update((planning.child_key(m), f) for m, f in zip(missing, found, strict=True))
+    return known
+
+
+def _head(kube: kubeapi.Kube, manifest: Manifest) -> Manifest | None:
+    """GET the object with ``manifest``'s kind and name, keeping its identity and metadata (not the
+    managed fields, the spec or status: ownership and ``apply_child`` read only metadata)."""
     meta = manifest["metadata"]
-    return await asyncio.to_thread(kube.get, kubeapi.DEPLOYMENT, meta["namespace"], meta["name"])
+    found = kube.get(kubeapi.kind_of(manifest), meta["namespace"], meta["name"])
+    if found is None:
+        return None
+    head = {k: v for k, v in (found.get("metadata") or {}).items() if k != "managedFields"}
+    return {"apiVersion": manifest.get("apiVersion"), "kind": manifest.get("kind"), "metadata": head}
 
 
 async def restore_child(
@@ -208,16 +228,25 @@ async def restore_child(
 ) -> statuses.Notice | None:
     """Put one child back when it was deleted or its owned fields drifted; a Notice says what happened.
 
-    Children no longer desired (a removed model being pruned) and children of another fleet incarnation
-    (same name, different uid) are left alone.
+    Only the fleet's own children (its uid their controller) are restored: not children no longer
+    desired (a removed model being pruned), not children of another fleet incarnation (same name,
+    different uid), not objects someone else made with the fleet's labels. A deleted child is recreated
+    only if no object the fleet does not control has taken its name meanwhile.
     """
     key = planning.child_key(child)
     wanted = planning.find(desired, key)
-    if wanted is None or owners.controller_uid(child) not in (None, fleet["metadata"]["uid"]):
+    uid = str(fleet["metadata"]["uid"])
+    if wanted is None or owners.controller_uid(child) != uid:
         return None
     if not deleted and not planning.spec_drifted(without_replicas(wanted)[0], child):
         return None  # a changed replica count alone is not drift (kubectl scale, see apply_child)
-    await apply_child(kube, owners.owned(wanted, fleet), None if deleted else dict(child))
+    current: Mapping[str, Any] | None = dict(child)
+    if deleted:
+        current = await asyncio.to_thread(_head, kube, wanted)
+        conflict = owners.conflict(wanted, current, uid)
+        if conflict is not None:
+            return statuses.Notice("Warning", "NameConflict", f"not recreated: {conflict}")
+    await apply_child(kube, owners.owned(wanted, fleet), current)
     what = f"{key[1]} {key[2]}"
     if deleted:
         return statuses.Notice("Normal", "ChildRecreated", f"{what} was deleted; recreated it")

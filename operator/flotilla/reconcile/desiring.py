@@ -15,7 +15,7 @@ import pydantic
 from flotilla import errors
 from flotilla.api import fleet as fleet_api
 from flotilla.api import routerconfig
-from flotilla.reconcile import admitting
+from flotilla.reconcile import admitting, planning
 from flotilla.render import fleet as fleet_render
 from flotilla.render import settings as render_settings
 
@@ -44,12 +44,18 @@ def admit(body: Mapping[str, Any]) -> None:
 def desired_children(body: Mapping[str, Any]) -> list[Manifest]:
     """Every child manifest of the fleet (without owner references; the applier adds them). A fleet outside
     the allow-lists has none: ``PolicyError``, so not even a restored child carries a refused image."""
+    return _rendered(body, _children)
 
-    def render(fleet: fleet_api.ModelFleet) -> list[Manifest]:
-        admitting.check(fleet, policy())
-        return list(fleet_render.render_fleet(fleet, settings()))
 
-    return _rendered(body, render)
+def _children(fleet: fleet_api.ModelFleet) -> list[Manifest]:
+    """The fleet's children once it passes the allow-lists; two with one kind and name are a ValueError
+    (an InvalidSpecError above)."""
+    admitting.check(fleet, policy())
+    children = list(fleet_render.render_fleet(fleet, settings()))
+    clashes = planning.duplicates(children)
+    if clashes:
+        raise ValueError(f"two children of the fleet would have the same name: {', '.join(clashes)}")
+    return children
 
 
 def router_config(body: Mapping[str, Any]) -> routerconfig.RouterConfig:

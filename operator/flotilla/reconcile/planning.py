@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
+from flotilla.reconcile import owners
 from flotilla.render import naming
 
 Manifest = dict[str, Any]
@@ -47,23 +48,37 @@ class Plan:
         return not self.apply and not self.prune
 
 
-def plan(desired: Iterable[Manifest], observed: Iterable[Manifest]) -> Plan:
+def plan(desired: Iterable[Manifest], observed: Iterable[Manifest], owner_uid: str) -> Plan:
     """Apply all of ``desired``; prune observed children whose key is not desired.
 
-    Observed objects come from a list by the fleet's labels, so everything in it belongs to the fleet;
-    an object being deleted already (``deletionTimestamp``) is not pruned twice.
+    Observed objects come from a list by the fleet's labels, but a label is no proof of ownership (anyone
+    can set it, and a fleet deleted and recreated under the same name leaves children of the old uid
+    until they are garbage-collected): only objects whose controller is ``owner_uid`` are pruned. An
+    object being deleted already (``deletionTimestamp``) is not pruned twice.
     """
     wanted = list(desired)
-    keys = {child_key(m) for m in wanted}
-    if len(keys) != len(wanted):
-        dupes = sorted(
-            {"/".join(child_key(m)) for m in wanted if sum(child_key(m) == child_key(o) for o in wanted) > 1}
-        )
+    dupes = duplicates(wanted)
+    if dupes:
         raise ValueError(f"rendering produced duplicate children: {', '.join(dupes)}")
+    keys = {child_key(m) for m in wanted}
     prune = tuple(
-        o for o in observed if child_key(o) not in keys and not o.get("metadata", {}).get("deletionTimestamp")
+        o
+        for o in observed
+        if child_key(o) not in keys
+        and not o.get("metadata", {}).get("deletionTimestamp")
+        and owners.controller_uid(o) == owner_uid
     )
     return Plan(apply=tuple(wanted), prune=prune)
+
+
+def duplicates(manifests: Sequence[Manifest]) -> list[str]:
+    """Children rendered twice (same kind and name), as ``apiVersion/kind/name``; none for a valid fleet.
+
+    The API rules out every way one fleet could render a name twice (model names unique, ``router``
+    reserved, the fleet's name a prefix of all), so this only guards against a rendering bug.
+    """
+    keys = [child_key(m) for m in manifests]
+    return sorted({"/".join(k) for k in keys if keys.count(k) > 1})
 
 
 def needs_listing(fleet: Mapping[str, Any]) -> bool:

@@ -84,6 +84,8 @@ class Observed:
     """The Degraded and Ready reason when ``spec_error`` is set (NotAllowed: outside the allow-lists)."""
     model_errors: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Models that cannot run as specified though the spec is valid (e.g. KEDA missing), with why."""
+    name_conflict: str | None = None
+    """Why the generation was not applied: objects the fleet does not control have its children's names."""
     classifier: vetting.Verdict | None = None
     """The vetting of the spec's classifier; None: not vetted by this process yet (the stored
     ClassifierReady condition and status.classifier stand)."""
@@ -157,6 +159,8 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
     ]  # fmt: skip
     if observed.spec_error:
         bad: tuple[bool, str, str] = (True, observed.spec_error_reason, observed.spec_error)
+    elif observed.name_conflict:
+        bad = (True, "NameConflict", observed.name_conflict[:MAX_TEXT])
     elif degraded or router_phase == "Degraded":
         names = [m["name"] for m in degraded] + (["router"] if router_phase == "Degraded" else [])
         bad = (True, "ChildDegraded", "degraded: " + ", ".join(names))
@@ -165,6 +169,8 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
     conditions.append(_condition("Degraded", *bad, prev_conds, now, gen))
     if observed.spec_error:
         ready = (False, observed.spec_error_reason, observed.spec_error)
+    elif bad[1] == "NameConflict":
+        ready = (False, bad[1], bad[2])
     elif not current:
         ready = (False, "Reconciling", f"generation {observed.generation} not applied yet")
     elif bad[0]:
@@ -238,6 +244,7 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
         message = next(c["message"] for c in current["conditions"] if c["type"] == "Ready")
         notices.append(Notice("Warning", "FleetNotReady", message))
     notices += _classifier_transitions(previous, current)
+    notices += _conflict_transitions(previous, current)
     before = {m.get("name"): m.get("phase") for m in _models(previous)}
     for model in _models(current):
         then, now = before.get(model.get("name")), model.get("phase")
@@ -259,6 +266,19 @@ def _classifier_transitions(previous: Mapping[str, Any] | None, current: Mapping
     if after["status"] == "False":
         return [Notice("Warning", "ClassifierRejected", after["message"])]
     return [Notice("Normal", "ClassifierAccepted", after["message"])]
+
+
+def _conflict_transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[Notice]:
+    """NameConflict (Warning) when the fleet is first refused for a name conflict, or for another one."""
+    before, after = _condition_of(previous, "Degraded"), _condition_of(current, "Degraded")
+    if after is None or after.get("reason") != "NameConflict":
+        return []
+    if before is not None and (before.get("reason"), before.get("message")) == (
+        "NameConflict",
+        after["message"],
+    ):
+        return []
+    return [Notice("Warning", "NameConflict", f"nothing applied: {after['message']}")]
 
 
 def _condition_of(status: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any] | None:

@@ -53,12 +53,10 @@ def test_only_rendered_deployment_replicas_are_split_off() -> None:
 def test_autoscaled_deployments_carry_the_count_they_are_created_with() -> None:
     autoscaled = manifest("apps/v1", "Deployment", "f-b", "b", revisionHistoryLimit=3)
     assert applying.initial_replicas(autoscaled) is None  # nothing rendered: the Kubernetes default
-    assert not applying.needs_current(autoscaled)
     autoscaled["metadata"]["annotations"] = {"flotilla.dev/initial-replicas": "0"}
     assert applying.initial_replicas(autoscaled) == 0
-    assert applying.needs_current(autoscaled)
     fixed = manifest("apps/v1", "Deployment", "f-a", "a", replicas=2)
-    assert (applying.initial_replicas(fixed), applying.needs_current(fixed)) == (None, True)
+    assert applying.initial_replicas(fixed) is None
     other = manifest("v1", "Service", "f-a", "a")
     other["metadata"]["annotations"] = {"flotilla.dev/initial-replicas": "0"}
-    assert (applying.initial_replicas(other), applying.needs_current(other)) == (None, False)
+    assert applying.initial_replicas(other) is None

@@ -15,6 +15,13 @@ def obj(kind: str, name: str, api: str = "v1", **extra: Any) -> dict[str, Any]:
 
 
 DEP = "apps/v1"
+UID = "fleet-uid"
+
+
+def controlled(uid: str | None) -> dict[str, Any]:
+    """metadata.ownerReferences naming a ModelFleet of ``uid`` as controller (none for None)."""
+    refs = [] if uid is None else [{"kind": "ModelFleet", "name": "f", "uid": uid, "controller": True}]
+    return {"ownerReferences": refs}
 
 
 @pytest.mark.parametrize(
@@ -44,12 +51,27 @@ DEP = "apps/v1"
             [],
             id="already-deleting-not-pruned-again",
         ),
+        pytest.param(
+            [],
+            [obj("ConfigMap", "f-old", meta=controlled("another-fleet-uid"))],
+            [],
+            [],
+            id="labelled-but-another-controller-not-pruned",
+        ),
+        pytest.param(
+            [],
+            [obj("ConfigMap", "f-old", meta=controlled(None))],
+            [],
+            [],
+            id="labelled-without-controller-not-pruned",
+        ),
     ],
 )
 def test_plan(
     desired: list[dict[str, Any]], observed: list[dict[str, Any]], applied: list[str], pruned: list[str]
 ) -> None:
-    step = planning.plan(desired, observed)
+    observed = [{**o, "metadata": {**controlled(UID), **o["metadata"]}} for o in observed]  # the fleet's own
+    step = planning.plan(desired, observed, UID)
     assert [m["metadata"]["name"] for m in step.apply] == applied
     assert [m["metadata"]["name"] for m in step.prune] == pruned
     assert step.empty == (not applied and not pruned)
@@ -57,7 +79,8 @@ def test_plan(
 
 def test_plan_refuses_duplicate_children() -> None:
     with pytest.raises(ValueError, match="duplicate children: v1/Service/a"):
-        planning.plan([obj("Service", "a"), obj("Service", "a")], [])
+        planning.plan([obj("Service", "a"), obj("Service", "a")], [], UID)
+    assert planning.duplicates([obj("Service", "a"), obj("Deployment", "a", DEP), obj("Service", "b")]) == []
 
 
 @pytest.mark.parametrize(

@@ -212,3 +212,22 @@ def test_classifier_status_is_kept_until_vetted_and_dropped_with_the_spec() -> N
     dropped = statuses.compute(observed(*ready, classifier=vetting.PACKAGED), accepted, LATER)
     assert "classifier" not in dropped
     assert "ClassifierReady" not in conditions(dropped)
+
+
+def test_name_conflict_is_degraded_and_posts_one_warning_per_conflict() -> None:
+    taken = "Deployment a-b-router exists and is controlled by ModelFleet a-b (uid 42)"
+    ready = statuses.compute(observed(view("a"), view("b"), view(None)), None, NOW)
+    refused = statuses.compute(observed(view("a"), view("b"), view(None), name_conflict=taken), ready, LATER)
+    assert conditions(refused)["Degraded"] == ("True", "NameConflict")
+    assert conditions(refused)["Ready"] == ("False", "NameConflict")
+    assert next(c["message"] for c in refused["conditions"] if c["type"] == "Ready") == taken
+    notices = statuses.transitions(ready, refused)
+    assert ("Warning", "NameConflict", f"nothing applied: {taken}") in [
+        (n.type, n.reason, n.message) for n in notices
+    ]
+    again = statuses.compute(observed(name_conflict=taken), refused, LATER)
+    assert statuses.transitions(refused, again) == []  # a retry meeting the same conflict: no new Event
+    other = statuses.compute(observed(name_conflict="ConfigMap a-router exists ..."), again, LATER)
+    assert [n.reason for n in statuses.transitions(again, other)] == ["NameConflict"]
+    invalid = statuses.compute(observed(spec_error="bad", name_conflict=taken), None, NOW)
+    assert conditions(invalid)["Degraded"] == ("True", "InvalidSpec")  # the spec error comes first
