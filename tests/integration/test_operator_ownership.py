@@ -10,17 +10,39 @@ children whose controller is the fleet, whatever labels other objects carry.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import operatorkit as ok
 import pytest
 
 from flotilla.api import fleet as fleet_api
+from flotilla.reconcile import desiring
 
 pytestmark = pytest.mark.cluster
 
 TIMEOUT = 120.0
 CONFLICT = "NameConflict"
+
+
+@pytest.fixture
+def operator(
+    flotilla_crds: None,
+    operator_kubeconfig: Path,
+    namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[ok.OperatorProcess]:
+    """The operator, allowed plain http to the stand-in fallback's in-cluster host (so is the renderer this
+    process runs for the expected children)."""
+    monkeypatch.setenv("FLOTILLA_ALLOWED_HTTP_PROVIDER_HOSTS", "standin")
+    desiring.policy.cache_clear()
+    process = ok.OperatorProcess(operator_kubeconfig, tmp_path, args=("--namespace", namespace))
+    process.start()
+    yield process
+    process.stop()
+    desiring.policy.cache_clear()
 
 
 def fallback_fleet(namespace: str, name: str) -> dict[str, Any]:
