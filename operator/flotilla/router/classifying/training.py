@@ -133,7 +133,16 @@ class Features:
         bag = sparse.csr_matrix(
             (np.concatenate(data), np.concatenate(indices), pointers), shape=(len(rows), self.vocabulary)
         )
-        return sparse.hstack([sparse.csr_matrix(self.vectors[rows]), bag]).tocsr()
+        data, indices, pointers = [], [], [0]
+        for i in rows:
+            columns, value = heads.opening_words(self.ids[i])
+            indices.append(columns)
+            data.append(np.full(columns.size, value, dtype=np.float32))
+            pointers.append(pointers[-1] + len(columns))
+        opening = sparse.csr_matrix(
+            (np.concatenate(data), np.concatenate(indices), pointers), shape=(len(rows), self.vocabulary)
+        )
+        return sparse.hstack([sparse.csr_matrix(self.vectors[rows]), bag, opening]).tocsr()
 
 
 def _fit(features: Features, rows: npt.NDArray[np.int64], labels: npt.NDArray[np.str_], c: float) -> Any:
@@ -199,10 +208,12 @@ class _Stage:
         return _softmax(self.logits / self.temperature)
 
     def head(self, dims: int, meta: dict[str, Any], refine: heads.Refinement | None = None) -> heads.Head:
+        vocabulary = (self.weights.shape[1] - dims) // 2  # the bag of tokens, then the opening words
         return heads.Head(
             classes=self.classes,
             embedding_weights=np.ascontiguousarray(self.weights[:, :dims]),
-            bag_weights=np.ascontiguousarray(self.weights[:, dims:]),
+            bag_weights=np.ascontiguousarray(self.weights[:, dims : dims + vocabulary]),
+            opening_weights=np.ascontiguousarray(self.weights[:, dims + vocabulary :]),
             bias=self.bias,
             idf=self.idf,
             temperature=self.temperature,
@@ -310,6 +321,7 @@ def train(
         "data_source": source,
         "embedding": heads.embedding_id(embedder),
         "features": embedding.FEATURES,
+        "opening": heads.OPENING,
         "regularisation_c": c,
         "temperature": first.temperature,
         "cross_validation": {"folds": folds, "first_stage": _scores(first.out_of_fold, truth, classes)},
