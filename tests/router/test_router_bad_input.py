@@ -20,6 +20,8 @@ CASES = [
     (b'{"model": "auto"}', 400, "missing_required_parameter", "messages"),
     (b'{"messages": "hi"}', 400, "invalid_type", "messages"),
     (b'{"messages": [{"role": "wizard", "content": "x"}]}', 400, "invalid_type", "messages[0].role"),
+    (b'{"messages": [{"role": ["user"], "content": "x"}]}', 400, "invalid_type", "messages[0].role"),
+    (b'{"messages": [{"role": {"a": 1}, "content": "x"}]}', 400, "invalid_type", "messages[0].role"),
     (b'{"messages": [{"role": "user", "content": 5}]}', 400, "invalid_type", "messages[0].content"),
     (b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}', 400, "invalid_type", "stream"),
     (

@@ -72,7 +72,7 @@ def _messages(payload: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
         if not isinstance(message, dict):
             raise _type_error(f"messages[{i}]", "an object")
         role = message.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:  # a list or object role is not even hashable
             raise _type_error(f"messages[{i}].role", f"one of {', '.join(sorted(_ROLES))}")
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):
