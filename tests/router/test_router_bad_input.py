@@ -119,3 +119,19 @@ def test_deeply_nested_json_is_a_400_not_a_500(make_router, clean_flaky, cloud):
         assert "nested" in error["message"]
     assert "Traceback" not in router.proc.log()
     assert httpx.post(f"{router.url}/v1/chat/completions", json=chat("still fine"), timeout=30).is_success
+
+
+def test_lone_surrogates_are_classified_and_answered(router):
+    """A lone surrogate in a prompt (a JSON escape, or CESU-8 bytes) made the classifier's tokenizer raise:
+    a 500 for every ``model: auto`` request carrying one."""
+    bodies = [
+        b'{"messages": [{"role": "user", "content": "fix this \\ud800 code"}]}',
+        b'{"messages": [{"role": "user", "content": "fix this \xed\xa0\x80 code"}], "stream": true}',
+        b'{"prompt": "\\udfff", "max_tokens": 3}',
+    ]
+    for body in bodies:
+        path = "/v1/completions" if b"prompt" in body else "/v1/chat/completions"
+        response = httpx.post(f"{router.url}{path}", content=body, timeout=30)
+        assert response.status_code == 200, response.text
+        assert "[flotilla stand-in provider]" in response.text
+    assert "Traceback" not in router.proc.log()
