@@ -31,6 +31,12 @@ CASES = [
         "max_tokens",
     ),
     (b'{"messages": [{"role": "user", "content": "x"}], "model": 7}', 400, "invalid_type", "model"),
+    (
+        b'{"messages": [{"role": "user", "content": "x"}], "model": "claude", "stop": 5}',
+        400,
+        "invalid_type",
+        "stop",
+    ),
     (b'{"messages": [{"role": "user", "content": "x"}], "model": "gpt-9"}', 404, "model_not_found", "model"),
 ]
 
