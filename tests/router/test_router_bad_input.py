@@ -141,3 +141,12 @@ def test_lone_surrogates_are_classified_and_answered(router):
         assert response.status_code == 200, response.text
         assert "[flotilla stand-in provider]" in response.text
     assert "Traceback" not in router.proc.log()
+
+
+def test_text_parts_that_are_not_strings_reach_anthropic_without_them(router):
+    """A text part whose text is a number made the Anthropic translation raise TypeError: a 500."""
+    content = [{"type": "text", "text": 5}, {"type": "text", "text": "hello there"}]
+    body = {"model": "claude", "messages": [{"role": "user", "content": content}], "max_tokens": 8}
+    response = httpx.post(f"{router.url}/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    assert "hello there" in response.json()["choices"][0]["message"]["content"]
