@@ -1,8 +1,8 @@
 """Validate an incoming completion request without a schema library: the hot path parses JSON once.
 
 Only the fields the router acts on are checked (``model``, ``messages``/``prompt``, ``stream``,
-``stream_options``, ``max_tokens``, ``stop``); everything else is passed to the model server untouched, so new OpenAI
-parameters work without a router release. Hand-written rather than pydantic because a full model of the
+``stream_options``, ``max_tokens``, ``stop``); everything else is passed to the model server untouched, so new
+OpenAI parameters work without a router release. Hand-written rather than pydantic because a full model of the
 OpenAI request would reject or rewrite fields the upstream understands and costs ~10x more per request.
 """
 

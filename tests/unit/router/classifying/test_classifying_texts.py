@@ -51,4 +51,6 @@ def test_lone_surrogates_become_replacement_characters() -> None:
     turns = texts.user_turns([{"role": "user", "content": "a\ud800b \udfff"}], 0)
     assert turns == ["a\ufffd\ufffd\ufffdb \ufffd\ufffd\ufffd"]
     assert turns[0].encode("utf-8")
-    assert texts.user_turns([{"role": "user", "content": "caf\u00e9 \U0001f600"}], 0) == ["caf\u00e9 \U0001f600"]
+    assert texts.user_turns([{"role": "user", "content": "caf\u00e9 \U0001f600"}], 0) == [
+        "caf\u00e9 \U0001f600"
+    ]
