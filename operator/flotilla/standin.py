@@ -29,7 +29,8 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse as _StarletteJSON
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 BANNER = "[flotilla stand-in provider]"
@@ -43,6 +44,14 @@ _FAULT_KEYS = {
     "chunks": int,
     "prompt_tokens": int,
 }
+
+
+class JSONResponse(_StarletteJSON):
+    """Starlette's JSON response with ASCII escapes: an echoed lone surrogate (valid in JSON, not encodable
+    as UTF-8) must not turn the stand-in's answer into a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode()
 
 
 @dataclass

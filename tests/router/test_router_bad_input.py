@@ -20,6 +20,8 @@ CASES = [
     (b'{"model": "auto"}', 400, "missing_required_parameter", "messages"),
     (b'{"messages": "hi"}', 400, "invalid_type", "messages"),
     (b'{"messages": [{"role": "wizard", "content": "x"}]}', 400, "invalid_type", "messages[0].role"),
+    (b'{"messages": [{"role": ["user"], "content": "x"}]}', 400, "invalid_type", "messages[0].role"),
+    (b'{"messages": [{"role": {"a": 1}, "content": "x"}]}', 400, "invalid_type", "messages[0].role"),
     (b'{"messages": [{"role": "user", "content": 5}]}', 400, "invalid_type", "messages[0].content"),
     (b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}', 400, "invalid_type", "stream"),
     (
@@ -29,6 +31,12 @@ CASES = [
         "max_tokens",
     ),
     (b'{"messages": [{"role": "user", "content": "x"}], "model": 7}', 400, "invalid_type", "model"),
+    (
+        b'{"messages": [{"role": "user", "content": "x"}], "model": "claude", "stop": 5}',
+        400,
+        "invalid_type",
+        "stop",
+    ),
     (b'{"messages": [{"role": "user", "content": "x"}], "model": "gpt-9"}', 404, "model_not_found", "model"),
 ]
 
@@ -117,3 +125,28 @@ def test_deeply_nested_json_is_a_400_not_a_500(make_router, clean_flaky, cloud):
         assert "nested" in error["message"]
     assert "Traceback" not in router.proc.log()
     assert httpx.post(f"{router.url}/v1/chat/completions", json=chat("still fine"), timeout=30).is_success
+
+
+def test_lone_surrogates_are_classified_and_answered(router):
+    """A lone surrogate in a prompt (a JSON escape, or CESU-8 bytes) made the classifier's tokenizer raise:
+    a 500 for every ``model: auto`` request carrying one."""
+    bodies = [
+        b'{"messages": [{"role": "user", "content": "fix this \\ud800 code"}]}',
+        b'{"messages": [{"role": "user", "content": "fix this \xed\xa0\x80 code"}], "stream": true}',
+        b'{"prompt": "\\udfff", "max_tokens": 3}',
+    ]
+    for body in bodies:
+        path = "/v1/completions" if b"prompt" in body else "/v1/chat/completions"
+        response = httpx.post(f"{router.url}{path}", content=body, timeout=30)
+        assert response.status_code == 200, response.text
+        assert "[flotilla stand-in provider]" in response.text
+    assert "Traceback" not in router.proc.log()
+
+
+def test_text_parts_that_are_not_strings_reach_anthropic_without_them(router):
+    """A text part whose text is a number made the Anthropic translation raise TypeError: a 500."""
+    content = [{"type": "text", "text": 5}, {"type": "text", "text": "hello there"}]
+    body = {"model": "claude", "messages": [{"role": "user", "content": content}], "max_tokens": 8}
+    response = httpx.post(f"{router.url}/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    assert "hello there" in response.json()["choices"][0]["message"]["content"]

@@ -1,8 +1,8 @@
 """Validate an incoming completion request without a schema library: the hot path parses JSON once.
 
 Only the fields the router acts on are checked (``model``, ``messages``/``prompt``, ``stream``,
-``stream_options``, ``max_tokens``); everything else is passed to the model server untouched, so new OpenAI
-parameters work without a router release. Hand-written rather than pydantic because a full model of the
+``stream_options``, ``max_tokens``, ``stop``); everything else is passed to the model server untouched, so new
+OpenAI parameters work without a router release. Hand-written rather than pydantic because a full model of the
 OpenAI request would reject or rewrite fields the upstream understands and costs ~10x more per request.
 """
 
@@ -57,6 +57,11 @@ def parse(kind: Kind, body: bytes) -> ParsedRequest:
         value = payload.get(field)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise _type_error(field, "a positive integer")
+    stop = payload.get("stop")
+    if stop is not None and not (
+        isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
+    ):  # translated for Anthropic providers (stop_sequences), so its type matters here
+        raise _type_error("stop", "a string or an array of strings")
     messages = _messages(payload) if kind == "chat" else _prompt(payload)
     wants_usage = bool(options and options.get("include_usage"))
     return ParsedRequest(kind, payload, model, stream, wants_usage, messages, body)
@@ -72,7 +77,7 @@ def _messages(payload: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
         if not isinstance(message, dict):
             raise _type_error(f"messages[{i}]", "an object")
         role = message.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:  # a list or object role is not even hashable
             raise _type_error(f"messages[{i}].role", f"one of {', '.join(sorted(_ROLES))}")
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):

@@ -82,3 +82,10 @@ def test_stream_translation():
     assert translator.done and translator.usage == pricing.Usage(9, 2)
     with pytest.raises(ValueError):
         anthropic.StreamTranslator(True, False).feed(_event("error", {"error": {"message": "overloaded"}}))
+
+
+def test_text_parts_that_are_not_strings_carry_no_text():
+    """A text part with a number or object as its text used to raise TypeError (a 500) in translation."""
+    content = [{"type": "text", "text": 5}, {"type": "text", "text": "kept"}, {"type": "text", "text": {}}]
+    body = anthropic.to_request({}, [{"role": "user", "content": content}], "m")
+    assert body["messages"] == [{"role": "user", "content": "kept"}]

@@ -31,6 +31,9 @@ def test_completions_prompt_becomes_one_user_message():
         (b'{"messages": [{"role": "user", "content": "x"}], "n": true}', "n"),
         (b'{"messages": [{"role": "user", "content": "x"}], "stream_options": 1}', "stream_options"),
         (b'{"messages": [{"role": "user", "content": "x"}], "model": ""}', "model"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "stop": 5}', "stop"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "stop": true}', "stop"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "stop": ["a", 1]}', "stop"),
     ],
 )
 def test_bad_fields_are_named(body: bytes, param: str):

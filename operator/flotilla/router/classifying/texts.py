@@ -32,10 +32,14 @@ def content_text(content: object) -> str:
 
 
 def _clip(text: str) -> str:
-    if len(text) <= MAX_TURN_CHARS:
-        return text
-    half = MAX_TURN_CHARS // 2
-    return text[:half] + "\n" + text[-half:]
+    if len(text) > MAX_TURN_CHARS:
+        half = MAX_TURN_CHARS // 2
+        text = text[:half] + "\n" + text[-half:]
+    if not text.isascii():
+        # JSON may carry lone surrogates ("\ud800"; Python's parser accepts them, and CESU-8 bytes too).
+        # They cannot be encoded as UTF-8, and the tokenizer raises on them: replace them with U+FFFD.
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
 
 
 def user_turns(messages: Sequence[Mapping[str, Any]], history_turns: int) -> list[str]:

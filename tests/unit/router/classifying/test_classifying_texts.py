@@ -44,3 +44,13 @@ def test_long_turns_keep_start_and_end() -> None:
     (clipped,) = texts.user_turns([{"role": "user", "content": text}], 0)
     assert len(clipped) <= texts.MAX_TURN_CHARS + 1
     assert clipped.startswith("START") and clipped.endswith("END")
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    """A lone surrogate (valid JSON escape, not encodable as UTF-8) used to make the tokenizer raise."""
+    turns = texts.user_turns([{"role": "user", "content": "a\ud800b \udfff"}], 0)
+    assert turns == ["a\ufffd\ufffd\ufffdb \ufffd\ufffd\ufffd"]
+    assert turns[0].encode("utf-8")
+    assert texts.user_turns([{"role": "user", "content": "caf\u00e9 \U0001f600"}], 0) == [
+        "caf\u00e9 \U0001f600"
+    ]
