@@ -18,7 +18,7 @@ import kopf
 from flotilla import errors
 from flotilla.api import fleet as fleet_api
 from flotilla.controller import contexts
-from flotilla.reconcile import applying, desiring, planning, statuses
+from flotilla.reconcile import applying, desiring, keying, planning, statuses
 from flotilla.reconcile import kube as kubeapi
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -92,10 +92,13 @@ async def handle_reconcile_fleet(
     try:
         verdict = await context.vetter.vet(fleet, state.classifier)
         state.classifier_verdict, state.classifier = verdict, verdict.accepted
+        state.keys = await keying.resolve(context.kube, fleet)
         desired = context.desired(fleet)
     except errors.InvalidSpecError as exc:
         invalid = f"invalid spec: {exc}"
         await _reject(fleet, context, views, logger, "InvalidSpec", str(exc), str(exc), invalid)
+    except kubeapi.ApiError as exc:  # a Secret could not be read for a reason that may pass
+        raise _temporary(exc) from None
     try:
         outcome = await applying.reconcile_children(context.kube, fleet, desired)
     except kubeapi.ApiError as exc:
@@ -186,6 +189,7 @@ async def _write_status(
         spec_error=state.spec_error,
         model_errors=state.model_errors,
         classifier=state.classifier_verdict,
+        access_problems=list(state.keys.problems) if state.keys.wanted else None,
     )
     status = statuses.compute(observed, state.published, _now())
     if state.published is not None and _settled(state.published) == _settled(status):
@@ -208,6 +212,25 @@ def _settled(status: Mapping[str, Any]) -> dict[str, Any]:
         {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status["conditions"]
     ]
     return copy
+
+
+async def handle_recheck_access(
+    body: Mapping[str, Any],
+    context: contexts.Context,
+    views: Iterable[statuses.DeploymentView],
+    logger: Logger,
+) -> None:
+    """Re-read the fleet's key Secrets; reconcile when a key changed (rotated, added, removed)."""
+    fleet = fleet_entry(body)
+    state = context.state(fleet)
+    try:
+        keys = await keying.resolve(context.kube, fleet)
+    except kubeapi.ApiError as exc:
+        logger.warning("could not re-read the API key Secrets: %s", exc)
+        return
+    if keys != state.keys:
+        logger.info("API keys changed: re-rendering the router config")
+        await handle_reconcile_fleet(body, context, views, logger)
 
 
 async def handle_event_child(

@@ -28,9 +28,10 @@ def settings() -> render_settings.RenderSettings:
     return render_settings.load()
 
 
-def desired_children(body: Mapping[str, Any]) -> list[Manifest]:
-    """Every child manifest of the fleet (without owner references; the applier adds them)."""
-    return _rendered(body, lambda fleet: list(fleet_render.render_fleet(fleet, settings())))
+def desired_children(body: Mapping[str, Any], key_hashes: Mapping[str, str] | None = None) -> list[Manifest]:
+    """Every child manifest of the fleet (without owner references; the applier adds them); ``key_hashes``
+    are the access keys' sha256 by name (``reconcile.keying``)."""
+    return _rendered(body, lambda fleet: list(fleet_render.render_fleet(fleet, settings(), key_hashes)))
 
 
 def router_config(body: Mapping[str, Any]) -> routerconfig.RouterConfig:
