@@ -203,11 +203,18 @@ def test_keys_are_rendered_hashed_and_replicas_share_one_budget(
         listed = ok.kubectl("get", "mf", FLEET, "-n", namespace)
         assert "SPEND" in listed and "team=$" in listed
 
-        # An operator restart resumes from status: the same counters are not counted again.
+        # An operator restart resumes from status: the same counters are not counted again; and the router
+        # config is not rewritten (a child event before the resume must not render it without the hashes).
+        version = ok.get_json("configmap", f"{FLEET}-router", "-n", namespace)["metadata"]["resourceVersion"]
         operator.stop()
         operator.start()
         time.sleep(3)  # several collector ticks
         assert status_spend() == pytest.approx(both)
+        after = ok.get_json("configmap", f"{FLEET}-router", "-n", namespace)
+        assert after["metadata"]["resourceVersion"] == version
+        assert {k["name"] for k in yaml.safe_load(after["data"]["router.yaml"])["access"]["keys"]} == set(
+            KEYS
+        )
     finally:
         for router in routers:
             router.proc.stop()

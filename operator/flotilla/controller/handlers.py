@@ -142,8 +142,7 @@ def _has_access(spec: Mapping[str, Any], **_: Any) -> bool:
     return bool(spec.get("access"))
 
 
-@kopf.timer(*FLEETS, interval=ACCESS_RECHECK_SECONDS, idle=ACCESS_RECHECK_SECONDS, when=_has_access,
-            registry=registry)  # fmt: skip
+@kopf.timer(*FLEETS, interval=ACCESS_RECHECK_SECONDS, when=_has_access, registry=registry)
 async def recheck_access(
     *, body: kopf.Body, namespace: str | None, name: str, memo: Any, logger: Logger, **kwargs: Any
 ) -> None:

@@ -253,6 +253,15 @@ async def handle_event_child(
             or live["metadata"].get("deletionTimestamp")
         ):
             return
+    state = context.state(fleet)
+    if (fleet.get("spec") or {}).get("access") and not state.keys.wanted:
+        # Not read by this process yet (a child event before the fleet's resume): rendering without the
+        # hashes would "restore" a router config that refuses every key.
+        try:
+            state.keys = await keying.resolve(context.kube, fleet)
+        except kubeapi.ApiError as exc:
+            logger.warning("could not read the API key Secrets: %s", exc)
+            return
     try:
         wanted = context.desired_child(fleet, planning.child_key(body))
     except errors.InvalidSpecError:

@@ -84,9 +84,8 @@ class Keyring:
         self._by_name = by_name
         self._by_hash = {s.policy.sha256: s for s in by_name.values()}
 
-    def admit(self, authorization: bytes | None, now: float) -> Grant:
-        """The grant for a request's ``Authorization`` header value: 401 when missing or unknown; 429 over the
-        key's requests-per-minute or concurrency limit."""
+    def identify(self, authorization: bytes | None) -> KeyState:
+        """The key of an ``Authorization`` header value; 401 when missing, not Bearer or unknown."""
         if not authorization:
             raise _unauthorized("missing API key: send Authorization: Bearer <key>")
         if authorization[:7].lower() != _BEARER:
@@ -94,6 +93,12 @@ class Keyring:
         state = self._by_hash.get(digest(authorization[7:].strip()))
         if state is None:
             raise _unauthorized("invalid API key")
+        return state
+
+    def admit(self, authorization: bytes | None, now: float) -> Grant:
+        """The grant for a request's ``Authorization`` header value: 401 when missing or unknown; 429 over the
+        key's requests-per-minute or concurrency limit."""
+        state = self.identify(authorization)
         limits = state.policy.limits
         if limits.concurrent_requests is not None and state.in_flight >= limits.concurrent_requests:
             raise _too_many(

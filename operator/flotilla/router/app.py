@@ -75,6 +75,8 @@ class RouterState:
         self.ledger = spending.Ledger(spending.replica_id(), self.metrics.key_cloud_spend)
         self.keyring = access.Keyring(self.ledger)
         self.spend_watch: asyncio.Task[None] | None = None
+        self.spend_file: str | None = None
+        """The spend file ``spend_watch`` polls (``access.spendFile`` of the current config)."""
         self.upstreams = Upstreams(on_removed=self.metrics.forget_breaker)
         self.watchers: dict[tuple[str, str, int, str], discovering.SliceWatcher] = {}
         self.ctx: handling.Context | None = None
@@ -134,17 +136,17 @@ class RouterState:
     def _sync_spend_watch(self, config: RouterConfig) -> None:
         """Poll the operator's spend file when the config names one (restarted when the path changes)."""
         path = config.access.spend_file if config.access else None
-        current = getattr(self.spend_watch, "path", None)
-        if path == current:
+        if path == self.spend_file:
             return
         if self.spend_watch is not None:
             self.spend_watch.cancel()
             self.spend_watch = None
             self.ledger.shared = None
+        self.spend_file = path
         if path:
-            task = asyncio.create_task(spending.watch(Path(path), self.ledger, self.reload_interval))
-            task.path = path  # type: ignore[attr-defined]
-            self.spend_watch = task
+            self.spend_watch = asyncio.create_task(
+                spending.watch(Path(path), self.ledger, self.reload_interval)
+            )
 
     def _sync_watchers(self, config: RouterConfig) -> None:
         wanted = {
@@ -177,7 +179,13 @@ def build_app(config_path: Path, reload_interval: float = 1.0, admin: bool = Fal
         return _error(RequestError(503, "the router is starting", "starting"))
 
     async def models(request: Request) -> Response:
+        """The model list; with access control only for a valid key (as OpenAI's)."""
         assert state.ctx is not None
+        if state.keyring.enabled:
+            try:
+                state.keyring.identify(request.headers.get("authorization", "").encode("latin-1"))
+            except RequestError as exc:
+                return Response(exc.body(), exc.status, exc.headers, media_type=JSON)
         return Response(state.ctx.snapshot.models_body, media_type=JSON)
 
     async def healthz(request: Request) -> Response:

@@ -54,6 +54,9 @@ def test_requests_without_a_valid_key_get_401(make_router, clean_flaky, cloud):
         assert response.headers["www-authenticate"] == "Bearer"
     assert _post(router, "alice", chat("hi")).status_code == 200
     assert clean_flaky.stats()["requests"] >= 1
+    assert httpx.get(f"{router.url}/v1/models", timeout=5).status_code == 401
+    listed = httpx.get(f"{router.url}/v1/models", headers={"authorization": "Bearer secret-alice"}, timeout=5)
+    assert listed.status_code == 200 and listed.json()["object"] == "list"
 
 
 def test_a_key_is_held_to_its_tasks_models_and_cloud_permission(make_router, clean_flaky, cloud):
