@@ -2,12 +2,15 @@
 
 - ``direct``: no proxy, wrk talks to the backend (the baseline every "added latency" is measured against);
 - ``flotilla``: ``flotilla router --config router.yaml`` from the project venv;
+- ``flotilla-keyed`` (optional): the same with access control on (one API key, no limits), for the cost of
+  authentication per request (every contender is sent the same ``Authorization`` header);
 - ``litellm``: LiteLLM proxy, one worker, no database, logging off (separate venv);
 - ``vllm-router``: the Rust router from PyPI ``vllm-router``, round-robin policy (separate venv).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import loadgen
 import procs
 
 VENVS = Path.home() / ".cache" / "flotilla" / "bench-venvs"
@@ -64,9 +68,10 @@ def _start_direct(setup: Setup) -> Running:
     return Running("direct", setup.backend_url, None, "no proxy: wrk -> fake backend")
 
 
-def _flotilla_config(backend_url: str) -> str:
-    """The router config as JSON (YAML's subset): fleet model ``fake``, tasks ``chat`` and ``code`` to it."""
-    config = {
+def _flotilla_config(backend_url: str, keyed: bool = False) -> str:
+    """The router config as JSON (YAML's subset): fleet model ``fake``, tasks ``chat`` and ``code`` to it;
+    ``keyed``: access control with the bench's one key."""
+    config: dict[str, object] = {
         "fleet": "bench",
         "defaultTask": "chat",
         "tasks": [{"name": "chat", "models": ["fake"]}, {"name": "code", "models": ["fake"]}],
@@ -74,14 +79,19 @@ def _flotilla_config(backend_url: str) -> str:
             {"name": "fake", "servedModelName": "fake", "endpoints": [backend_url], "maxInFlight": 4096}
         ],
     }
+    if keyed:
+        digest = hashlib.sha256(loadgen.API_KEY.encode()).hexdigest()
+        config["access"] = {"keys": [{"name": "bench", "sha256": digest}]}
     return json.dumps(config, indent=2)
 
 
-def _start_flotilla(setup: Setup, name: str = "flotilla", source: Path | None = None) -> Running:
+def _start_flotilla(
+    setup: Setup, name: str = "flotilla", source: Path | None = None, keyed: bool = False
+) -> Running:
     """The project's router, or with ``source`` the router of another checkout (its ``operator/`` first on
     the path, run by the project venv's Python): a before/after comparison in one run."""
     config = setup.work / f"{name}-router.yaml"
-    config.write_text(_flotilla_config(setup.backend_url))
+    config.write_text(_flotilla_config(setup.backend_url, keyed))
     port = free_port()
     python = REPO / ".venv" / "bin" / "python"
     cmd = [str(python), "-m", "flotilla.cli", "router", "--config", str(config)]
@@ -104,6 +114,10 @@ def _start_flotilla_baseline(setup: Setup) -> Running:
     if not source:
         raise procs.StartError("flotilla-baseline needs FLOTILLA_BASELINE=<checkout of the earlier code>")
     return _start_flotilla(setup, "flotilla-baseline", Path(source))
+
+
+def _start_flotilla_keyed(setup: Setup) -> Running:
+    return _start_flotilla(setup, "flotilla-keyed", keyed=True)
 
 
 LITELLM_CONFIG = """\
@@ -182,6 +196,7 @@ STARTERS: dict[str, Starter] = {
     "direct": _start_direct,
     "flotilla": _start_flotilla,
     "flotilla-baseline": _start_flotilla_baseline,
+    "flotilla-keyed": _start_flotilla_keyed,
     "litellm": _start_litellm,
     "vllm-router": _start_vllm_router,
 }

@@ -41,6 +41,11 @@ def require_wrk() -> str:
     return path
 
 
+API_KEY = "flotilla-bench-key"
+"""Sent as ``Authorization: Bearer`` by every request (wrk and the checks); ``flotilla-keyed`` requires it."""
+AUTHORIZATION = {"authorization": f"Bearer {API_KEY}"}
+
+
 def run_wrk(url: str, body_file: Path, connections: int, seconds: int, cpus: str | None) -> WrkResult:
     """One closed-loop run of ``seconds`` with ``connections`` connections on one wrk thread.
 
@@ -62,7 +67,7 @@ def run_wrk(url: str, body_file: Path, connections: int, seconds: int, cpus: str
         pinned(cmd, cpus),
         capture_output=True,
         text=True,
-        env={"BENCH_BODY_FILE": str(body_file), "PATH": "/usr/bin:/bin"},
+        env={"BENCH_BODY_FILE": str(body_file), "BENCH_API_KEY": API_KEY, "PATH": "/usr/bin:/bin"},
         timeout=seconds + 30,
         check=False,
     )

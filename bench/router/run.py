@@ -33,7 +33,10 @@ import validating
 
 LOGS = Path.home() / ".cache" / "flotilla" / "bench-router"
 ALL = ["direct", "flotilla", "litellm", "vllm-router"]
-OPTIONAL = ["flotilla-baseline"]  # FLOTILLA_BASELINE=<checkout>: the router of an earlier commit, same venv
+OPTIONAL = [
+    "flotilla-baseline",
+    "flotilla-keyed",
+]  # FLOTILLA_BASELINE=<checkout>: the router of an earlier commit, same venv
 
 LONG_PROMPT = (
     "I maintain a Python service that reads events from a Kafka topic, enriches each event with data from"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import loadgen
 from backend import CONTENT_PIECES
 
 EXPECTED = "".join(CONTENT_PIECES)
@@ -19,7 +20,7 @@ def check(base_url: str) -> str | None:
     url = f"{base_url}/v1/chat/completions"
     body = {"model": "fake", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
     try:
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=30, headers=loadgen.AUTHORIZATION) as client:
             response = client.post(url, json=body)
             if response.status_code != 200:
                 return f"non-streaming: HTTP {response.status_code}: {response.text[:200]}"
@@ -52,7 +53,7 @@ def route_headers(base_url: str, body: bytes) -> dict[str, str]:
         response = httpx.post(
             f"{base_url}/v1/chat/completions",
             content=body,
-            headers={"content-type": "application/json"},
+            headers={"content-type": "application/json", **loadgen.AUTHORIZATION},
             timeout=30,
         )
     except httpx.HTTPError as exc:

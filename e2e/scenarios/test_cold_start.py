@@ -49,8 +49,13 @@ def cold_routers(installed: Target, tools: Tools) -> Iterator[dict[str, str]]:
         with (
             port_forward(tools, installed.namespace, "svc/hold-router", 8080) as hold,
             port_forward(tools, installed.namespace, "svc/spill-router", 8080) as spill,
-        ):
-            yield {"hold": f"http://127.0.0.1:{hold}", "spill": f"http://127.0.0.1:{spill}"}
+            port_forward(tools, installed.namespace, "svc/hold-router-admin", 9090) as hold_admin,
+        ):  # the admin Service serves /metrics (the API port does not)
+            yield {
+                "hold": f"http://127.0.0.1:{hold}",
+                "spill": f"http://127.0.0.1:{spill}",
+                "hold-admin": f"http://127.0.0.1:{hold_admin}",
+            }
     finally:
         for name in budgets:
             tools.kubectl("delete", "modelfleet", name, "-n", installed.namespace, "--ignore-not-found")
@@ -83,7 +88,7 @@ def test_a_request_at_zero_is_held_and_answered_by_the_real_pod(
     assert answer.text.strip() and BANNER not in answer.text
     assert answer.seconds > 2  # it waited for a pod to start
     assert fleets.ready_replicas(tools, installed.namespace, "hold") == 1
-    assert _router_metric(url, "flotilla_router_queued", model="pocket") == 0  # no longer held
+    assert _router_metric(cold_routers["hold-admin"], "flotilla_router_queued", model="pocket") == 0
     selector = "involvedObject.kind=ModelFleet,involvedObject.name=hold"
     events = tools.get_json("events", "-n", installed.namespace, f"--field-selector={selector}")["items"]
     messages = [f"{e['reason']}: {e['message']}" for e in events]

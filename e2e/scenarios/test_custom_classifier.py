@@ -156,8 +156,12 @@ def classifier_in_use(router: str) -> tuple[str, str]:
     return labels["source"], labels["sha256"]
 
 
+ADMIN: dict[str, str] = {}
+"""Router API URL → the URL of its admin Service (port-forwarded), which serves /metrics."""
+
+
 def router_samples(router: str, name: str) -> list[tuple[dict[str, str], float]]:
-    with urllib.request.urlopen(f"{router}/metrics", timeout=30) as response:
+    with urllib.request.urlopen(f"{ADMIN.get(router, router)}/metrics", timeout=30) as response:
         text = response.read().decode()
     return [
         (s.labels, s.value) for f in text_string_to_metric_families(text) for s in f.samples if s.name == name
@@ -183,8 +187,12 @@ def counsel(installed: Target, tools: Tools) -> Iterator[str]:
                        "ClassifierReady=True")  # fmt: skip
         except Timeout:  # say why (a head trained on another embedding than the image's, say)
             raise AssertionError(f"not accepted: {classifier_condition(tools, namespace)}") from None
-        with port_forward(tools, namespace, f"svc/{FLEET}-router", 8080) as port:
+        with (
+            port_forward(tools, namespace, f"svc/{FLEET}-router", 8080) as port,
+            port_forward(tools, namespace, f"svc/{FLEET}-router-admin", 9090) as admin,
+        ):
             router = f"http://127.0.0.1:{port}"
+            ADMIN[router] = f"http://127.0.0.1:{admin}"
             # Loaded at the router's start or, after a retried fetch, at its reload once the kubelet has
             # synced the ConfigMap volume (which can take a minute or two).
             wait_until(lambda: classifier_in_use(router)[0] == "custom", 180, "the router on the custom head",

@@ -72,11 +72,11 @@ def test_the_service_account_has_exactly_the_operators_permissions(release: Rele
         ("create", "deployments.apps"), ("delete", "services"), ("patch", "configmaps"),
         ("create", "horizontalpodautoscalers.autoscaling"), ("create", "poddisruptionbudgets.policy"),
         ("create", "roles.rbac.authorization.k8s.io"), ("list", "endpointslices.discovery.k8s.io"),
-        ("create", "events"),
+        ("create", "events"), ("get", "secrets"),
     ]:  # fmt: skip
         assert _can(release, verb, resource, "default"), f"cannot {verb} {resource}"
     for verb, resource in [
-        ("get", "secrets"), ("list", "secrets"), ("list", "pods"), ("create", "namespaces"),
+        ("list", "secrets"), ("watch", "secrets"), ("list", "pods"), ("create", "namespaces"),
         ("list", "customresourcedefinitions.apiextensions.k8s.io"), ("delete", "modelfleets.flotilla.dev"),
         ("create", "endpointslices.discovery.k8s.io"), ("escalate", "roles.rbac.authorization.k8s.io"),
     ]:  # fmt: skip

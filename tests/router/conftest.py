@@ -40,10 +40,12 @@ class Standin:
 class Router:
     """A running ``flotilla router`` subprocess and its config file."""
 
-    def __init__(self, proc: Proc, port: int, config_path: Path) -> None:
+    def __init__(self, proc: Proc, port: int, config_path: Path, admin_port: int | None = None) -> None:
         self.proc = proc
         self.url = f"http://127.0.0.1:{port}"
         self.config_path = config_path
+        self.admin_url = f"http://127.0.0.1:{admin_port}" if admin_port else self.url
+        """Where /metrics and /upstreams are served (the API port unless started with ``admin``)."""
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=kwargs.pop("timeout", 60), **kwargs)
@@ -52,7 +54,7 @@ class Router:
         """Samples from /metrics keyed by (name, sorted labels)."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        text = httpx.get(f"{self.admin_url}/metrics", timeout=5).text
         return {
             (s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text)
@@ -152,10 +154,15 @@ def make_router(tmp_path: Path, logs_dir: Path) -> Iterator[RouterFactory]:
     """Start ``flotilla router --config`` on a fresh config; every router started is stopped afterwards."""
     started: list[Router] = []
 
-    def start(config: dict[str, Any], env: dict[str, str] | None = None, name: str = "router") -> Router:
+    def start(
+        config: dict[str, Any], env: dict[str, str] | None = None, name: str = "router", admin: bool = False
+    ) -> Router:
+        """``admin``: serve /metrics and /upstreams on a port of their own (``Router.admin_url``)."""
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))
         port = free_port()
+        admin_port = free_port() if admin else None
+        extra = ["--admin-port", str(admin_port)] if admin_port else []
         proc = Proc(
             f"{name}-{port}",
             [
@@ -169,11 +176,12 @@ def make_router(tmp_path: Path, logs_dir: Path) -> Iterator[RouterFactory]:
                 str(port),
                 "--reload-interval",
                 "0.2",
+                *extra,
             ],
             logs_dir,
             env,
         )
-        router = Router(proc, port, path)
+        router = Router(proc, port, path, admin_port)
         started.append(router)
         proc.wait_http(f"{router.url}/readyz", 60)
         return router

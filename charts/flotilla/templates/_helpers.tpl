@@ -88,4 +88,7 @@ operator under); tests/chart checks the two stay equal. Why each rule exists is 
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
 {{- end }}

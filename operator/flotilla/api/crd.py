@@ -134,6 +134,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Ready/total models.",
     },
     {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "description": "Router base URL."},
+    {
+        "name": "Spend",
+        "type": "string",
+        "jsonPath": ".status.access.summary",
+        "description": "Cloud spend per API key this month (UTC).",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

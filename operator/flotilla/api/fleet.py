@@ -15,6 +15,7 @@ from pydantic.alias_generators import to_camel
 
 from flotilla import errors
 from flotilla.api import messages
+from flotilla.api.access import AccessKey, AccessSpec, KeyLimits
 from flotilla.api.common import MAX_LIST, SpecModel, cel_rules, object_default
 from flotilla.api.modelspec import Accelerator, Autoscaling, ModelSource, ModelSpec, Replicas
 from flotilla.api.routing import ApiKeyRef, FallbackSpec, RouterSpec, RoutingSpec, TaskMatchSpec, TaskSpec
@@ -61,6 +62,9 @@ class ModelFleetSpec(SpecModel):
          "(has(self.models) && "
          "self.models.exists(m, has(m.tasks) && m.tasks.exists(x, x == self.routing.defaultTask)))",
          messages.UNKNOWN_DEFAULT_TASK),
+        ("!has(self.router) || !has(self.router.serviceType) || self.router.serviceType == 'ClusterIP' || "
+         "has(self.access)",
+         messages.OPEN_EXPOSED_ROUTER),
     )  # fmt: skip
 
     models: Annotated[list[ModelSpec], Field(max_length=MAX_LIST)] = Field(default_factory=list)
@@ -71,6 +75,9 @@ class ModelFleetSpec(SpecModel):
     """How requests are classified into tasks and routed."""
     router: RouterSpec = Field(default_factory=RouterSpec, json_schema_extra=object_default())
     """The router pods."""
+    access: AccessSpec | None = None
+    """Who may call the router (API keys and their limits and cloud budgets); the router is open without
+    it, which only a ClusterIP router Service may be."""
 
     def model(self, name: str) -> ModelSpec:
         """The model with that name (KeyError if none)."""
@@ -111,6 +118,8 @@ class ModelFleetSpec(SpecModel):
             and not any(default in m.tasks for m in self.models)
         ):
             raise ValueError(f"{messages.UNKNOWN_DEFAULT_TASK} (got {default!r})")
+        if self.router.service_type != "ClusterIP" and self.access is None:
+            raise ValueError(messages.OPEN_EXPOSED_ROUTER)
         return self
 
 
@@ -187,11 +196,14 @@ __all__ = [
     "SINGULAR",
     "VERSION",
     "Accelerator",
+    "AccessKey",
+    "AccessSpec",
     "ApiKeyRef",
     "Autoscaling",
     "Condition",
     "FallbackSpec",
     "FleetStatus",
+    "KeyLimits",
     "ModelFleet",
     "ModelFleetSpec",
     "ModelSource",

@@ -71,3 +71,10 @@ def runtime_quantization(runtime: str, hint: str) -> str:
 def unknown_runtime(runtime: str, known: list[str]) -> str:
     """pydantic's message for a runtime name not in the table (the apiserver's enum says the same)."""
     return f"unknown runtime {runtime!r}: supported runtimes are {', '.join(known)}"
+
+
+DUPLICATE_ACCESS_KEY = "access key names must be unique: two entries in spec.access.keys have the same name"
+OPEN_EXPOSED_ROUTER = (
+    "a router Service of type LoadBalancer or NodePort needs spec.access with at least one key "
+    "(an exposed router without access control lets anyone spend the fleet's cloud keys)"
+)

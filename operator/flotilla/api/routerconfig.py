@@ -145,6 +145,48 @@ class ClassifierSettings(WireModel):
     log_prompts: bool = Field(False, description="Also log the prompt text of sampled requests.")
 
 
+class KeyLimitsConfig(WireModel):
+    """Per-replica rate limits of one key (None: unlimited)."""
+
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    concurrent_requests: int | None = Field(None, ge=1)
+
+
+class KeyPolicy(WireModel):
+    """One API key as the router sees it: the sha256 of the key (never the key) and its policy."""
+
+    name: str = Field(min_length=1, description="Policy name, in metrics and logs.")
+    sha256: str = Field(pattern=SHA256_PATTERN, description="sha256 (hex) of the key's UTF-8 bytes.")
+    tasks: list[str] = Field(default_factory=list, description="Allowed tasks; empty: all.")
+    models: list[str] = Field(default_factory=list, description="Allowed models and fallbacks; empty: all.")
+    cloud_fallbacks: bool = False
+    limits: KeyLimitsConfig = Field(default_factory=KeyLimitsConfig)
+    monthly_budget_usd: float | None = Field(None, ge=0, alias="monthlyBudgetUSD")
+    on_budget_exhausted: Literal["downgrade", "reject"] = "downgrade"
+
+
+class AccessConfig(WireModel):
+    """Client authentication. Absent from a ``RouterConfig``: the router serves anyone."""
+
+    keys: list[KeyPolicy] = Field(
+        default_factory=list, description="Known keys; an empty list refuses every request (401)."
+    )
+    spend_file: str | None = Field(
+        None,
+        description="JSON file with the fleet-wide cloud spend per key that the operator aggregates from "
+        "every replica (``flotilla.api.spend``); None: this replica's own spend only.",
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> AccessConfig:
+        names = [k.name for k in self.keys]
+        hashes = [k.sha256 for k in self.keys]
+        if len(set(names)) != len(names) or len(set(hashes)) != len(hashes):
+            raise ValueError("access key names and hashes must be unique")
+        return self
+
+
 class RouterConfig(WireModel):
     """Everything one fleet's router needs. Rendered by the operator, read (and hot-reloaded) by the
     router."""
@@ -160,6 +202,7 @@ class RouterConfig(WireModel):
     circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
     classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies get HTTP 413.")
+    access: AccessConfig | None = Field(None, description="API keys and their policies; None: open.")
 
     @model_validator(mode="after")
     def _references_resolve(self) -> RouterConfig:

@@ -10,13 +10,14 @@ from pydantic.alias_generators import to_camel
 
 from flotilla.api.common import MAX_SHORT, MAX_TEXT
 
-ConditionType = Literal["Ready", "ModelsReady", "RouterReady", "Degraded", "ClassifierReady"]
+ConditionType = Literal["Ready", "ModelsReady", "RouterReady", "Degraded", "ClassifierReady", "AccessReady"]
 CONDITION_TYPES: tuple[ConditionType, ...] = (
     "Ready",
     "ModelsReady",
     "RouterReady",
     "Degraded",
     "ClassifierReady",
+    "AccessReady",
 )
 ModelPhase = Literal["Pending", "Progressing", "Ready", "Degraded", "ScaledToZero"]
 
@@ -37,7 +38,8 @@ class Condition(StatusModel):
     """A condition in the Kubernetes style."""
 
     type: Annotated[str, Field(max_length=64)]
-    """Ready, ModelsReady, RouterReady, Degraded or ClassifierReady (only with routing.classifier.model)."""
+    """Ready, ModelsReady, RouterReady, Degraded, ClassifierReady (only with routing.classifier.model) or
+    AccessReady (only with spec.access: every key's Secret was read)."""
     status: Literal["True", "False", "Unknown"]
     """True, False or Unknown."""
     reason: Annotated[str, Field(max_length=128)] = ""
@@ -106,6 +108,42 @@ class ClassifierStatus(StatusModel):
     """Task classes it was trained on (general stands for the fleet's default task)."""
 
 
+class KeySpend(StatusModel):
+    """One API key's cloud spend this month, summed over the router replicas."""
+
+    name: Annotated[str, Field(max_length=64)]
+    """Key policy name (spec.access.keys[].name)."""
+    spent_usd: Annotated[float, Field(ge=0)] = Field(0.0, alias="spentUSD")
+    """US dollars spent on cloud fallbacks this month."""
+    budget_usd: Annotated[float, Field(ge=0)] | None = Field(None, alias="budgetUSD")
+    """The key's monthly budget, if it has one."""
+
+
+class CountedSpend(StatusModel):
+    """How much of one router replica's counter for one key is already in the totals."""
+
+    replica: Annotated[str, Field(max_length=MAX_SHORT)]
+    """Router pod name and process id."""
+    key: Annotated[str, Field(max_length=64)]
+    """Key policy name."""
+    usd: Annotated[float, Field(ge=0)] = 0.0
+    """The counter's value when it was last added."""
+
+
+class AccessStatus(StatusModel):
+    """Cloud spend per API key for the current month (UTC), aggregated by the operator from every router
+    replica (written by field manager flotilla-spend)."""
+
+    month: Annotated[str, Field(max_length=7)]
+    """The month, YYYY-MM."""
+    keys: Annotated[list[KeySpend], Field(max_length=64)] = Field(default_factory=list)
+    """Spend per key."""
+    summary: Annotated[str, Field(max_length=MAX_TEXT)] = ""
+    """name=$USD per key (the SPEND column of kubectl get mf)."""
+    counted: Annotated[list[CountedSpend], Field(max_length=4096)] = Field(default_factory=list)
+    """Per replica and key, what is already counted (so a restart neither loses nor repeats spend)."""
+
+
 class FleetStatus(StatusModel):
     """What the operator last observed of the fleet."""
 
@@ -126,6 +164,9 @@ class FleetStatus(StatusModel):
 
     autoscaling: list[ModelAutoscaling] | None = None
     """Built-in autoscaler decisions, one per autoscaled model of mode builtin."""
+
+    access: AccessStatus | None = None
+    """Cloud spend per API key this month (with spec.access)."""
 
     def condition(self, type_: str) -> Condition | None:
         """The condition of that type, if present."""

@@ -1,7 +1,8 @@
-"""Finding the router pods to read: the ready endpoints of the fleet router Service's EndpointSlices.
+"""Finding the router pods to read: the ready endpoints of the fleet router admin Service's EndpointSlices.
 
-The router Service (``<fleet>-router``, port ``http``) is rendered by ``flotilla.render.router``; its
-EndpointSlices list exactly the router pods that pass readiness, which are the ones holding requests.
+The admin Service (``<fleet>-router-admin``, port ``admin``: /metrics and /upstreams) is rendered by
+``flotilla.render.router``; its EndpointSlices list exactly the router pods that pass readiness, which are
+the ones holding requests.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-PORT_NAME = "http"
+PORT_NAME = "admin"
 
 
 def endpoints_from_slices(slices: Iterable[Mapping[str, Any]], port_name: str = PORT_NAME) -> list[str]:

@@ -114,7 +114,7 @@ class Autoscaler:
 
     async def _discover_endpoint_slices(self, fleet: ModelFleet) -> list[str]:
         urls = await asyncio.to_thread(
-            self.cluster.router_endpoints, fleet.namespace, naming.router_name(fleet)
+            self.cluster.router_endpoints, fleet.namespace, naming.router_admin_name(fleet)
         )
         return (
             discovering.aliased(urls, dict(self.settings.host_aliases))

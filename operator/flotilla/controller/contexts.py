@@ -16,7 +16,7 @@ from typing import Any
 
 from flotilla.autoscaler.settings import AutoscalerSettings
 from flotilla.controller import configuring
-from flotilla.reconcile import desiring, kube, planning, statuses, vetting
+from flotilla.reconcile import desiring, keying, kube, planning, statuses, vetting
 
 FleetKey = tuple[str, str]
 """(namespace, name)."""
@@ -35,18 +35,20 @@ class Rendering:
     generation: int
     classifier: str | None
     """sha256 of the custom classifier the router config names (None: the packaged one)."""
+    keys: str
+    """``keying.Keys.fingerprint`` of the API key hashes rendered."""
     children: dict[planning.ChildKey, bytes]
     endpoint: str | None
 
     @classmethod
     def of(
-        cls, uid: str, generation: int, classifier: str | None, desired: list[dict[str, Any]]
+        cls, uid: str, generation: int, classifier: str | None, keys: str, desired: list[dict[str, Any]]
     ) -> Rendering:
         children = {
             planning.child_key(m): zlib.compress(json.dumps(m, separators=(",", ":")).encode())
             for m in desired
         }
-        return cls(uid, generation, classifier, children, statuses.endpoint(desired))
+        return cls(uid, generation, classifier, keys, children, statuses.endpoint(desired))
 
     def child(self, key: planning.ChildKey) -> dict[str, Any] | None:
         """The desired child with this key, or None when the fleet does not want it."""
@@ -84,6 +86,8 @@ class FleetState:
     """The custom classifier the router config names, the last accepted (seeded from status.classifier)."""
     classifier_verdict: vetting.Verdict | None = None
     """This process's last vetting of the spec's classifier; None before the first (status keeps its own)."""
+    keys: keying.Keys = dataclasses.field(default_factory=keying.Keys)
+    """The API key hashes last read from the Secrets spec.access names."""
 
 
 @dataclasses.dataclass
@@ -125,13 +129,14 @@ class Context:
         state = self.state(fleet)
         accepted = state.classifier
         desired = desiring.desired_children(
-            desiring.with_classifier(fleet, accepted.model() if accepted else None)
+            desiring.with_classifier(fleet, accepted.model() if accepted else None), state.keys.hashes
         )
         meta = fleet["metadata"]
         state.rendered = Rendering.of(
             str(meta.get("uid")),
             int(meta.get("generation") or 0),
             accepted.sha256 if accepted else None,
+            state.keys.fingerprint,
             desired,
         )
         return desired
@@ -156,10 +161,11 @@ class Context:
         meta = fleet["metadata"]
         state = self.state(fleet)
         rendered = state.rendered
-        if rendered is None or (rendered.uid, rendered.generation, rendered.classifier) != (
+        if rendered is None or (rendered.uid, rendered.generation, rendered.classifier, rendered.keys) != (
             str(meta.get("uid")),
             int(meta.get("generation") or 0),
             state.classifier.sha256 if state.classifier else None,
+            state.keys.fingerprint,
         ):
             return None
         return rendered

@@ -20,6 +20,7 @@ from typing import Any
 import kopf
 
 from flotilla import autoscaler
+from flotilla.accounting import collecting
 from flotilla.api import fleet as fleet_api
 from flotilla.controller import contexts, handling
 from flotilla.reconcile import planning, statuses
@@ -81,13 +82,27 @@ async def start_autoscaler(memo: Any, logger: Logger, **_: Any) -> None:
     logger.info("built-in autoscaler started (every %gs)", settings.interval)
 
 
+@kopf.on.startup(registry=registry)
+async def start_spend_collector(memo: Any, logger: Logger, **_: Any) -> None:
+    """Start the collector of cloud spend per API key (fleets with spec.access), one task per process."""
+    context = _context(memo)
+    aliases = context.autoscaler.host_aliases if context.autoscaler else ()
+    settings = collecting.load(namespaces=context.config.namespaces, host_aliases=aliases)
+    cluster = autoscaler.Cluster(context.kube, settings.field_manager)
+    memo.spend_stop = asyncio.Event()
+    memo.spend_task = asyncio.create_task(collecting.run(settings, cluster, stop=memo.spend_stop))
+    logger.info("spend collector started (every %gs)", settings.interval)
+
+
 @kopf.on.cleanup(registry=registry)
 async def cleanup(memo: Any, **_: Any) -> None:
-    """Stop the autoscaler (its current tick finishes), then close the API connection pool."""
-    task: asyncio.Task[None] | None = getattr(memo, "autoscaler_task", None)
-    if task is not None:
-        memo.autoscaler_stop.set()
-        await task
+    """Stop the autoscaler and the spend collector (their current ticks finish), then close the API
+    connection pool."""
+    for name in ("autoscaler", "spend"):
+        task: asyncio.Task[None] | None = getattr(memo, f"{name}_task", None)
+        if task is not None:
+            getattr(memo, f"{name}_stop").set()
+            await task
     _context(memo).kube.close()
 
 
@@ -117,6 +132,23 @@ async def reconcile_fleet(
     """A fleet appeared, changed, or the operator (re)started: converge its children."""
     views = list(_deployments(kwargs).get((namespace or "", name), []))
     await handling.handle_reconcile_fleet(body, _context(memo), views, logger)
+
+
+ACCESS_RECHECK_SECONDS = 30.0
+"""How often the Secrets of a fleet's API keys are re-read (the operator may not watch Secrets)."""
+
+
+def _has_access(spec: Mapping[str, Any], **_: Any) -> bool:
+    return bool(spec.get("access"))
+
+
+@kopf.timer(*FLEETS, interval=ACCESS_RECHECK_SECONDS, when=_has_access, registry=registry)
+async def recheck_access(
+    *, body: kopf.Body, namespace: str | None, name: str, memo: Any, logger: Logger, **kwargs: Any
+) -> None:
+    """A rotated or newly created key Secret reaches the router config within one interval."""
+    views = list(_deployments(kwargs).get((namespace or "", name), []))
+    await handling.handle_recheck_access(body, _context(memo), views, logger)
 
 
 @kopf.on.event(*FLEETS, registry=registry)

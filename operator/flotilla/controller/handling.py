@@ -18,7 +18,7 @@ import kopf
 from flotilla import errors
 from flotilla.api import fleet as fleet_api
 from flotilla.controller import contexts
-from flotilla.reconcile import applying, desiring, planning, statuses
+from flotilla.reconcile import applying, desiring, keying, planning, statuses
 from flotilla.reconcile import kube as kubeapi
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -95,6 +95,7 @@ async def handle_reconcile_fleet(
         desiring.admit(fleet)  # before vetting: a refused fleet's classifier URL is not fetched either
         verdict = await context.vetter.vet(fleet, state.classifier)
         state.classifier_verdict, state.classifier = verdict, verdict.accepted
+        state.keys = await keying.resolve(context.kube, fleet)
         desired = context.desired(fleet)
     except errors.PolicyError as exc:
         refused = f"not allowed: {exc}"
@@ -102,6 +103,8 @@ async def handle_reconcile_fleet(
     except errors.InvalidSpecError as exc:
         invalid = f"invalid spec: {exc}"
         await _reject(fleet, context, views, logger, "InvalidSpec", str(exc), str(exc), invalid)
+    except kubeapi.ApiError as exc:  # a Secret could not be read for a reason that may pass
+        raise _temporary(exc) from None
     try:
         outcome = await applying.reconcile_children(context.kube, fleet, desired)
     except errors.NameConflictError as exc:
@@ -217,6 +220,7 @@ async def _write_status(
         name_conflict=state.name_conflict,
         model_errors=state.model_errors,
         classifier=state.classifier_verdict,
+        access_problems=list(state.keys.problems) if state.keys.wanted else None,
     )
     status = statuses.compute(observed, state.published, _now())
     if state.published is not None and _settled(state.published) == _settled(status):
@@ -241,6 +245,25 @@ def _settled(status: Mapping[str, Any]) -> dict[str, Any]:
     return copy
 
 
+async def handle_recheck_access(
+    body: Mapping[str, Any],
+    context: contexts.Context,
+    views: Iterable[statuses.DeploymentView],
+    logger: Logger,
+) -> None:
+    """Re-read the fleet's key Secrets; reconcile when a key changed (rotated, added, removed)."""
+    fleet = fleet_entry(body)
+    state = context.state(fleet)
+    try:
+        keys = await keying.resolve(context.kube, fleet)
+    except kubeapi.ApiError as exc:
+        logger.warning("could not re-read the API key Secrets: %s", exc)
+        return
+    if keys != state.keys:
+        logger.info("API keys changed: re-rendering the router config")
+        await handle_reconcile_fleet(body, context, views, logger)
+
+
 async def handle_event_child(
     event_type: str | None,
     body: Mapping[str, Any],
@@ -260,6 +283,15 @@ async def handle_event_child(
             or live["metadata"].get("uid") != meta["uid"]
             or live["metadata"].get("deletionTimestamp")
         ):
+            return
+    state = context.state(fleet)
+    if (fleet.get("spec") or {}).get("access") and not state.keys.wanted:
+        # Not read by this process yet (a child event before the fleet's resume): rendering without the
+        # hashes would "restore" a router config that refuses every key.
+        try:
+            state.keys = await keying.resolve(context.kube, fleet)
+        except kubeapi.ApiError as exc:
+            logger.warning("could not read the API key Secrets: %s", exc)
             return
     try:
         wanted = context.desired_child(fleet, planning.child_key(body))

@@ -41,17 +41,18 @@ def admit(body: Mapping[str, Any]) -> None:
     _rendered(body, lambda fleet: admitting.check(fleet, policy()))
 
 
-def desired_children(body: Mapping[str, Any]) -> list[Manifest]:
-    """Every child manifest of the fleet (without owner references; the applier adds them). A fleet outside
-    the allow-lists has none: ``PolicyError``, so not even a restored child carries a refused image."""
-    return _rendered(body, _children)
+def desired_children(body: Mapping[str, Any], key_hashes: Mapping[str, str] | None = None) -> list[Manifest]:
+    """Every child manifest of the fleet (without owner references; the applier adds them); ``key_hashes``
+    are the access keys' sha256 by name (``reconcile.keying``). A fleet outside the allow-lists has none:
+    ``PolicyError``, so not even a restored child carries a refused image."""
+    return _rendered(body, lambda fleet: _children(fleet, key_hashes))
 
 
-def _children(fleet: fleet_api.ModelFleet) -> list[Manifest]:
+def _children(fleet: fleet_api.ModelFleet, key_hashes: Mapping[str, str] | None) -> list[Manifest]:
     """The fleet's children once it passes the allow-lists; two with one kind and name are a ValueError
     (an InvalidSpecError above)."""
     admitting.check(fleet, policy())
-    children = list(fleet_render.render_fleet(fleet, settings()))
+    children = list(fleet_render.render_fleet(fleet, settings(), key_hashes))
     clashes = planning.duplicates(children)
     if clashes:
         raise ValueError(f"two children of the fleet would have the same name: {', '.join(clashes)}")

@@ -67,6 +67,8 @@ SERVICE_ACCOUNT = Kind("v1", "ServiceAccount", "serviceaccounts")
 ROLE = Kind("rbac.authorization.k8s.io/v1", "Role", "roles")
 ROLE_BINDING = Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings")
 SCALED_OBJECT = Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects")
+SECRET = Kind("v1", "Secret", "secrets")
+"""Not a child: the API keys a fleet's spec.access names, read by name only (``reconcile.keying``)."""
 ENDPOINT_SLICE = Kind("discovery.k8s.io/v1", "EndpointSlice", "endpointslices")
 """Not a child: the autoscaler reads the router Service's slices to find its pods."""
 
@@ -192,12 +194,12 @@ class Kube:
             raise _api_error(response.status, str(response.reason), text)
         return cast(Manifest, json.loads(text)) if text else {}
 
-    def apply(self, manifest: Manifest) -> Manifest:
+    def apply(self, manifest: Manifest, field_manager: str = FIELD_MANAGER) -> Manifest:
         """Server-side apply one child manifest (must carry namespace and name)."""
         meta = manifest["metadata"]
         return self._call(
             "PATCH", kind_of(manifest).item(meta["namespace"], meta["name"]),
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            query=[("fieldManager", field_manager), ("force", "true")],
             body=manifest, content_type="application/apply-patch+yaml",
         )  # fmt: skip
 

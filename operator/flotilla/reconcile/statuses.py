@@ -89,6 +89,8 @@ class Observed:
     classifier: vetting.Verdict | None = None
     """The vetting of the spec's classifier; None: not vetted by this process yet (the stored
     ClassifierReady condition and status.classifier stand)."""
+    access_problems: Sequence[str] | None = None
+    """Keys of spec.access left out, with why; None: the fleet has no spec.access."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +194,13 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
     else:
         classifier = None
 
+    if observed.access_problems is not None:
+        problems = observed.access_problems
+        conditions.append(
+            _condition("AccessReady", not problems, "KeysMissing" if problems else "KeysLoaded",
+                       "; ".join(problems)[:MAX_TEXT] or "every API key was read", prev_conds, now, gen)
+        )  # fmt: skip
+
     status: dict[str, Any] = {
         "observedGeneration": gen,
         "conditions": conditions,
@@ -245,6 +254,16 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
         notices.append(Notice("Warning", "FleetNotReady", message))
     notices += _classifier_transitions(previous, current)
     notices += _conflict_transitions(previous, current)
+    before_access, after_access = (
+        _condition_of(previous, "AccessReady"),
+        _condition_of(current, "AccessReady"),
+    )
+    if (
+        after_access is not None
+        and after_access["status"] == "False"
+        and (before_access or {}).get("message") != after_access["message"]
+    ):
+        notices.append(Notice("Warning", "AccessKeysMissing", after_access["message"]))
     before = {m.get("name"): m.get("phase") for m in _models(previous)}
     for model in _models(current):
         then, now = before.get(model.get("name")), model.get("phase")

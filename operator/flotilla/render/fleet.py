@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flotilla import errors
@@ -25,18 +26,22 @@ from flotilla.render.routing import render_router_config
 from flotilla.render.settings import RenderSettings
 
 
-def render_fleet(fleet: ModelFleet, settings: RenderSettings | None = None) -> list[dict[str, Any]]:
+def render_fleet(
+    fleet: ModelFleet, settings: RenderSettings | None = None, key_hashes: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Every child object of `fleet`: per model (spec order) Deployment, Service, HPA?, PDB?; then the
     router's ServiceAccount, Role, RoleBinding, ConfigMap, Deployment, Service, PDB?.
 
-    Raises InvalidSpecError when the fleet cannot be rendered (e.g. an inconsistent routing table).
+    ``key_hashes``: sha256 per access key name (read from the Secrets by the reconciler; see
+    ``routing.render_router_config``). Raises InvalidSpecError when the fleet cannot be rendered (e.g. an
+    inconsistent routing table).
     """
     settings = settings or RenderSettings()
     objects: list[dict[str, Any]] = []
     try:
         for model in fleet.spec.models:
             objects += models.render_model(fleet, model, settings)
-        objects += router.render_router(fleet, settings)
+        objects += router.render_router(fleet, settings, key_hashes)
     except ValueError as exc:  # pydantic ValidationError of the RouterConfig is a ValueError
         raise errors.InvalidSpecError(f"cannot render fleet {fleet.namespace}/{fleet.name}: {exc}") from None
     return objects

@@ -22,8 +22,11 @@ INITIAL_REPLICAS = "flotilla.dev/initial-replicas"
 model's `replicas.min`), so a model at min 0 starts no pod before its first request."""
 
 ROUTER_PORT = 8080
+ROUTER_ADMIN_PORT = 9090
+"""The router's /metrics and /upstreams: a port of its own, only on the ClusterIP admin Service."""
 MODEL_SERVICE_PORT = 8080
 CONFIG_MOUNT_DIR = "/etc/flotilla"
+SPEND_MOUNT_DIR = "/etc/flotilla-spend"
 
 
 def _name(model: ModelSpec | str) -> str:
@@ -44,6 +47,17 @@ model_pdb_name = model_deployment_name
 def router_name(fleet: ModelFleet) -> str:
     """`<fleet>-router`: the router's Deployment, Service, ConfigMap, ServiceAccount, Role and RoleBinding."""
     return f"{fleet.name}-router"
+
+
+def router_admin_name(fleet: ModelFleet) -> str:
+    """`<fleet>-router-admin`: the ClusterIP Service of the routers' admin port (metrics, upstreams)."""
+    return f"{fleet.name}-router-admin"
+
+
+def router_spend_name(fleet: ModelFleet) -> str:
+    """`<fleet>-router-spend`: the ConfigMap of cloud spend per API key the operator writes (not rendered:
+    owned by the spend collector, so applying the fleet never resets it)."""
+    return f"{fleet.name}-router-spend"
 
 
 def router_endpoint(fleet: ModelFleet) -> str:

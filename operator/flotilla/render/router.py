@@ -3,6 +3,7 @@ it needs to discover model pods from EndpointSlices. API keys reach it only as e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -17,9 +18,9 @@ from flotilla.runtimes import base
 _DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
-def config_map(fleet: ModelFleet) -> dict[str, Any]:
-    """The routing table as YAML under `router.yaml`."""
-    table = routing.render_router_config(fleet).to_wire()
+def config_map(fleet: ModelFleet, key_hashes: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The routing table as YAML under `router.yaml` (API keys only as their sha256)."""
+    table = routing.render_router_config(fleet, key_hashes).to_wire()
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -44,19 +45,35 @@ def deployment(fleet: ModelFleet, settings: RenderSettings) -> dict[str, Any]:
     name = naming.router_name(fleet)
     labels = naming.fleet_labels(fleet, "router")
     config_path, port = f"{naming.CONFIG_MOUNT_DIR}/{rc.CONFIG_KEY}", str(naming.ROUTER_PORT)
+    command = ["flotilla", "router", "--config", config_path, "--host", "0.0.0.0", "--port", port]
+    command += ["--admin-port", str(naming.ROUTER_ADMIN_PORT)]
+    env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"}, *_api_key_env(fleet)]
+    mounts = [
+        {"name": "config", "mountPath": naming.CONFIG_MOUNT_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": name}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    if fleet.spec.access is not None:  # the replica id in the spend counter; the operator's spend totals
+        env.append({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+        mounts.append({"name": "spend", "mountPath": naming.SPEND_MOUNT_DIR, "readOnly": True})
+        spend_map = {"name": naming.router_spend_name(fleet), "optional": True}
+        volumes.append({"name": "spend", "configMap": spend_map})
     container = {
         "name": "router",
         "image": spec.image or settings.router_image,
         "imagePullPolicy": settings.runtimes.image_pull_policy,
-        "command": ["flotilla", "router", "--config", config_path, "--host", "0.0.0.0", "--port", port],
-        "env": [{"name": "HOME", "value": "/tmp"}, *_api_key_env(fleet)],
-        "ports": [{"name": "http", "containerPort": naming.ROUTER_PORT, "protocol": "TCP"}],
+        "command": command,
+        "env": env,
+        "ports": [
+            {"name": "http", "containerPort": naming.ROUTER_PORT, "protocol": "TCP"},
+            {"name": "admin", "containerPort": naming.ROUTER_ADMIN_PORT, "protocol": "TCP"},
+        ],
         "resources": spec.resources.to_k8s(),
         "securityContext": base.container_security_context(),
-        "volumeMounts": [
-            {"name": "config", "mountPath": naming.CONFIG_MOUNT_DIR, "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
+        "volumeMounts": mounts,
         "readinessProbe": base.http_probe("/readyz", period=5, failures=3),
         "livenessProbe": base.http_probe("/healthz", period=15, failures=4, delay=5),
     }
@@ -66,7 +83,7 @@ def deployment(fleet: ModelFleet, settings: RenderSettings) -> dict[str, Any]:
         "enableServiceLinks": False,
         "securityContext": base.pod_security_context(),
         "containers": [container],
-        "volumes": [{"name": "config", "configMap": {"name": name}}, {"name": "tmp", "emptyDir": {}}],
+        "volumes": volumes,
         **models.scheduling(spec.node_selector, [t.to_k8s() for t in spec.tolerations]),
     }
     return {
@@ -92,6 +109,25 @@ def service(fleet: ModelFleet) -> dict[str, Any]:
             "type": fleet.spec.router.service_type,
             "selector": naming.router_selector(fleet),
             "ports": [{"name": "http", "port": naming.ROUTER_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def admin_service(fleet: ModelFleet) -> dict[str, Any]:
+    """The routers' admin port (/metrics, /upstreams), always ClusterIP: what the autoscaler, the spend
+    collector and Prometheus read, never exposed with the API."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": models.metadata(
+            fleet, naming.router_admin_name(fleet), naming.fleet_labels(fleet, "router")
+        ),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": naming.router_selector(fleet),
+            "ports": [
+                {"name": "admin", "port": naming.ROUTER_ADMIN_PORT, "targetPort": "admin", "protocol": "TCP"}
+            ],
         },
     }
 
@@ -129,9 +165,17 @@ def rbac(fleet: ModelFleet) -> list[dict[str, Any]]:
     ]
 
 
-def render_router(fleet: ModelFleet, settings: RenderSettings) -> list[dict[str, Any]]:
+def render_router(
+    fleet: ModelFleet, settings: RenderSettings, key_hashes: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Every router child, in a stable order."""
-    objects = [*rbac(fleet), config_map(fleet), deployment(fleet, settings), service(fleet)]
+    objects = [
+        *rbac(fleet),
+        config_map(fleet, key_hashes),
+        deployment(fleet, settings),
+        service(fleet),
+        admin_service(fleet),
+    ]
     if fleet.spec.router.replicas > 1:
         name = naming.router_name(fleet)
         objects.append(

@@ -7,7 +7,10 @@ Defaults filled in here: without `routing.tasks`, one task per task type the mod
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from flotilla.api import routerconfig as rc
+from flotilla.api import spend
 from flotilla.api.common import parse_duration
 from flotilla.api.fleet import ModelFleet, ModelSpec, TaskSpec
 from flotilla.render import naming
@@ -55,8 +58,12 @@ def _upstream(fleet: ModelFleet, model: ModelSpec) -> rc.ModelUpstream:
     )
 
 
-def render_router_config(fleet: ModelFleet) -> rc.RouterConfig:
-    """The routing table for the fleet's router (ConfigMap key `router.yaml`, YAML of `to_wire()`)."""
+def render_router_config(fleet: ModelFleet, key_hashes: Mapping[str, str] | None = None) -> rc.RouterConfig:
+    """The routing table for the fleet's router (ConfigMap key `router.yaml`, YAML of `to_wire()`).
+
+    ``key_hashes``: access key name → sha256 of the key, read from the Secrets by the reconciler; a key
+    without one is left out (its clients get 401), so a fleet rendered without the cluster refuses all.
+    """
     routing = fleet.spec.routing
     tasks = [_route(fleet, t) for t in _task_specs(fleet)]
     names = [t.name for t in tasks]
@@ -90,7 +97,31 @@ def render_router_config(fleet: ModelFleet) -> rc.RouterConfig:
             log_sample=routing.classifier.log_sample,
             log_prompts=routing.classifier.log_prompts,
         ),
+        access=_access(fleet, key_hashes or {}),
     )
+
+
+def _access(fleet: ModelFleet, key_hashes: Mapping[str, str]) -> rc.AccessConfig | None:
+    access = fleet.spec.access
+    if access is None:
+        return None
+    keys = [
+        rc.KeyPolicy(
+            name=key.name,
+            sha256=key_hashes[key.name],
+            tasks=key.tasks,
+            models=key.models,
+            cloud_fallbacks=key.cloud_fallbacks,
+            limits=rc.KeyLimitsConfig(**key.limits.model_dump()) if key.limits else rc.KeyLimitsConfig(),
+            monthly_budget_usd=key.monthly_budget_usd,
+            on_budget_exhausted=key.on_budget_exhausted,
+        )
+        for key in access.keys
+        if key.name in key_hashes
+    ]
+    unique = {k.sha256: k for k in keys}  # two policies with one key: the first wins (a condition says so)
+    keys = [k for k in keys if unique[k.sha256] is k]
+    return rc.AccessConfig(keys=keys, spend_file=f"{naming.SPEND_MOUNT_DIR}/{spend.SPEND_KEY}")
 
 
 def _classifier(fleet: ModelFleet) -> rc.ClassifierModel | None:

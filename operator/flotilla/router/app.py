@@ -1,6 +1,8 @@
 """The ASGI app: routes, lifespan (HTTP client, first config, watchers) and error mapping.
 
-``build_app(path)`` is the one place the router's parts are wired together.
+``build_app(path)`` is the one place the router's parts are wired together. With ``admin=True`` the admin
+routes (``/metrics``, ``/upstreams``) are left out of the app and served by ``state.admin_app`` on a port
+of their own (``flotilla router --admin-port``): the API port may be exposed, the admin port never is.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from starlette.routing import Route
 from flotilla.api.routerconfig import RouterConfig
 from flotilla.errors import ConfigError
 from flotilla.router import (
+    access,
     classifierfetching,
     classifying,
     discovering,
@@ -34,6 +37,7 @@ from flotilla.router import (
     reloading,
     serving,
     snapshots,
+    spending,
 )
 from flotilla.router.classifying import heads
 from flotilla.router.metrics import Metrics
@@ -68,6 +72,11 @@ class RouterState:
         self.config_path = config_path
         self.reload_interval = reload_interval
         self.metrics = Metrics()
+        self.ledger = spending.Ledger(spending.replica_id(), self.metrics.key_cloud_spend)
+        self.keyring = access.Keyring(self.ledger)
+        self.spend_watch: asyncio.Task[None] | None = None
+        self.spend_file: str | None = None
+        """The spend file ``spend_watch`` polls (``access.spendFile`` of the current config)."""
         self.upstreams = Upstreams(on_removed=self.metrics.forget_breaker)
         self.watchers: dict[tuple[str, str, int, str], discovering.SliceWatcher] = {}
         self.ctx: handling.Context | None = None
@@ -87,6 +96,8 @@ class RouterState:
         else:
             self.metrics.classifier_in_use("packaged", classifier.version, _packaged_sha256())
         self._sync_watchers(config)
+        self.keyring.update(config.access)
+        self._sync_spend_watch(config)
         if self.ctx is not None:
             self.ctx.snapshot = snapshot
         else:
@@ -97,7 +108,7 @@ class RouterState:
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
-            self.ctx = handling.Context(snapshot, session, httpclient.Client(), self.metrics)
+            self.ctx = handling.Context(snapshot, session, httpclient.Client(), self.metrics, self.keyring)
 
     async def _custom_head(self, config: RouterConfig) -> CustomHead | None:
         """The fleet's own head when the config names one and it loads. When it does not: the packaged head
@@ -122,6 +133,21 @@ class RouterState:
         )
         return CustomHead(head, model.sha256)
 
+    def _sync_spend_watch(self, config: RouterConfig) -> None:
+        """Poll the operator's spend file when the config names one (restarted when the path changes)."""
+        path = config.access.spend_file if config.access else None
+        if path == self.spend_file:
+            return
+        if self.spend_watch is not None:
+            self.spend_watch.cancel()
+            self.spend_watch = None
+            self.ledger.shared = None
+        self.spend_file = path
+        if path:
+            self.spend_watch = asyncio.create_task(
+                spending.watch(Path(path), self.ledger, self.reload_interval)
+            )
+
     def _sync_watchers(self, config: RouterConfig) -> None:
         wanted = {
             (m.service.namespace, m.service.name, m.service.port, m.name): m.service
@@ -143,8 +169,9 @@ def _error(exc: RequestError) -> Response:
     return Response(exc.body(), exc.status, media_type=JSON)
 
 
-def build_app(config_path: Path, reload_interval: float = 1.0) -> serving.RouterApp:
-    """The router app for the config at ``config_path`` (loaded at startup; a bad file fails startup)."""
+def build_app(config_path: Path, reload_interval: float = 1.0, admin: bool = False) -> serving.RouterApp:
+    """The router app for the config at ``config_path`` (loaded at startup; a bad file fails startup);
+    with ``admin`` the admin routes go to ``app.state.admin_app`` instead (see the module docstring)."""
     state = RouterState(config_path, reload_interval)
 
     async def starting(request: Request) -> Response:
@@ -152,7 +179,13 @@ def build_app(config_path: Path, reload_interval: float = 1.0) -> serving.Router
         return _error(RequestError(503, "the router is starting", "starting"))
 
     async def models(request: Request) -> Response:
+        """The model list; with access control only for a valid key (as OpenAI's)."""
         assert state.ctx is not None
+        if state.keyring.enabled:
+            try:
+                state.keyring.identify(request.headers.get("authorization", "").encode("latin-1"))
+            except RequestError as exc:
+                return Response(exc.body(), exc.status, exc.headers, media_type=JSON)
         return Response(state.ctx.snapshot.models_body, media_type=JSON)
 
     async def healthz(request: Request) -> Response:
@@ -213,6 +246,8 @@ def build_app(config_path: Path, reload_interval: float = 1.0) -> serving.Router
             yield
         finally:
             watcher.cancel()
+            if state.spend_watch is not None:
+                state.spend_watch.cancel()
             for slice_watcher in state.watchers.values():
                 slice_watcher.stop()
             if state.ctx is not None:
@@ -225,11 +260,16 @@ def build_app(config_path: Path, reload_interval: float = 1.0) -> serving.Router
         Route("/v1/models", models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+    ]
+    admin_routes = [
         Route("/metrics", metrics, methods=["GET"]),
         Route("/upstreams", upstreams, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
     ]
+    handlers = {HTTPException: http_error, Exception: crash}
     app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error, Exception: crash}
+        routes=routes if admin else routes + admin_routes[:2], lifespan=lifespan, exception_handlers=handlers
     )
     app.state.router = state
-    return serving.RouterApp(app, lambda: state.ctx, state.metrics)
+    admin_app = Starlette(routes=admin_routes, exception_handlers=handlers) if admin else None
+    return serving.RouterApp(app, lambda: state.ctx, state.metrics, admin_app)

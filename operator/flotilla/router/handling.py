@@ -17,6 +17,7 @@ import aiohttp
 from flotilla.api.routerconfig import Price
 from flotilla.errors import UpstreamError
 from flotilla.router import (
+    access,
     anthropic,
     decisions,
     forwarding,
@@ -45,16 +46,26 @@ class Context:
     session: aiohttp.ClientSession  # TLS upstreams (cloud providers)
     client: httpclient.Client  # plain-HTTP upstreams (fleet pods): cheaper per request
     metrics: Metrics
+    keyring: access.Keyring
 
 
 async def complete(
-    ctx: Context, kind: requesting.Kind, body: bytes, task_header: str | None
+    ctx: Context,
+    kind: requesting.Kind,
+    body: bytes,
+    task_header: str | None,
+    grant: access.Grant | None = None,
 ) -> Plain | relaying.Stream:
-    """Handle ``/v1/chat/completions`` or ``/v1/completions`` (``body`` already read, size-checked)."""
+    """Handle ``/v1/chat/completions`` or ``/v1/completions`` (``body`` already read, size-checked);
+    ``grant`` is the caller's API key when the router has access control."""
     started = time.perf_counter()
     snapshot = ctx.snapshot
     parsed = requesting.parse(kind, body)
     route = routing.choose(snapshot, parsed.model, task_header, parsed.messages)
+    extra: dict[str, str] = {}
+    if grant is not None:
+        route, extra = grant.authorize(route, snapshot.chains, snapshot.cloud)
+        grant.charge(_estimated_tokens(parsed), time.monotonic())
     if route.classify_seconds:
         how = route.reason.split(":", 1)[0]
         ctx.metrics.classified(route.task, how, route.score, route.classify_seconds)
@@ -75,7 +86,9 @@ async def complete(
         try:
             endpoint = await _endpoint(ctx, target, budget)
             counterfactual = snapshot.counterfactual.get(route.task)
-            return await _serve(ctx, target, endpoint, parsed, route, failure, started, counterfactual)
+            return await _serve(
+                ctx, target, endpoint, parsed, route, failure, started, counterfactual, grant, extra
+            )
         except UpstreamError as exc:
             failure, last = exc, name
         if target.scale_from_zero:  # the cold-start budget is for the whole request, not per model
@@ -130,11 +143,14 @@ async def _serve(
     failure: UpstreamError | None,
     started: float,
     counterfactual: Price | None,
+    grant: access.Grant | None,
+    extra: dict[str, str],
 ) -> Plain | relaying.Stream:
     """Send to ``endpoint``; on success return the client response (a stream keeps the slot until it ends)."""
     reason = f"fallback:{failure.reason}" if failure else route.reason
     headers = {TASK_HEADER: route.task, "x-flotilla-model": target.name, "x-flotilla-route-reason": reason}
-    slot = relaying.Slot(ctx.metrics, target, endpoint, route.task, started, counterfactual)
+    headers.update(extra)
+    slot = relaying.Slot(ctx.metrics, target, endpoint, route.task, started, counterfactual, grant)
     try:
         opened = await forwarding.open_response(ctx.session, ctx.client, target, parsed, endpoint)
     except UpstreamError:
@@ -229,6 +245,14 @@ async def _relay_stream(
         return
     slot.usage = translator.usage
     slot.finished = True
+
+
+def _estimated_tokens(parsed: requesting.ParsedRequest) -> int:
+    """What a request is charged against its key's tokens-per-minute before it is served."""
+    texts = [_text(m.get("content")) for m in parsed.messages]
+    payload = parsed.payload
+    most = payload.get("max_tokens") or payload.get("max_completion_tokens") or 0
+    return streams.estimate_prompt_tokens(texts) + int(most)
 
 
 def _text(content: object) -> str:

@@ -75,6 +75,12 @@ class Metrics:
             buckets=_LATENCY,
             registry=r,
         )
+        self.key_cloud_spend = Counter(
+            "flotilla_router_key_cloud_spend_usd",
+            "USD spent on cloud fallbacks per API key and month (UTC) by this router process (replica).",
+            ["key", "month", "replica"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "flotilla_router_in_flight", "Requests being served by the model now.", ["model"], registry=r
         )

@@ -18,7 +18,7 @@ from typing import Literal
 import aiohttp
 
 from flotilla.api.routerconfig import Price
-from flotilla.router import httpclient, pricing
+from flotilla.router import access, httpclient, pricing
 from flotilla.router.breaking import STATE_VALUES
 from flotilla.router.forwarding import Target
 from flotilla.router.metrics import Metrics
@@ -34,6 +34,7 @@ class Slot:
     __slots__ = (
         "_counterfactual",
         "_endpoint",
+        "_grant",
         "_metrics",
         "_released",
         "_served",
@@ -53,8 +54,10 @@ class Slot:
         task: str,
         started: float,
         counterfactual: Price | None,
+        grant: access.Grant | None = None,
     ) -> None:
         self._metrics = metrics
+        self._grant = grant
         self._target = target
         self._endpoint = endpoint
         self._task = task
@@ -87,6 +90,10 @@ class Slot:
         served.dollars.inc(bill.dollars)
         if bill.saved:
             served.saved.inc(bill.saved)
+        if self._grant is not None:
+            self._grant.settle(
+                usage.prompt_tokens, usage.completion_tokens, bill.dollars, self._target.is_cloud
+            )
         return bill
 
     def release(self, outcome: Outcome, health: bool | None) -> None:

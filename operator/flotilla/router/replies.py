@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    403: "permission_error",
     404: "invalid_request_error",
     405: "invalid_request_error",
     413: "invalid_request_error",
@@ -45,12 +46,21 @@ class Plain:
 class RequestError(Exception):
     """A request that gets an error response; raised anywhere below the app, rendered once in ``app``."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
         self.param = param
+        self.headers = headers or {}
+        """Extra response headers (``Retry-After``, ``WWW-Authenticate``)."""
 
     def body(self) -> bytes:
         return error_body(self.status, self.message, self.code, self.param)

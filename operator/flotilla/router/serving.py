@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from flotilla.router import handling, requesting
+from flotilla.router import access, handling, requesting
 from flotilla.router.metrics import Metrics
 from flotilla.router.relaying import Stream
 from flotilla.router.replies import Plain, RequestError, error_body
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 ROUTES: dict[str, requesting.Kind] = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
 ROUTES_BY_KIND: dict[requesting.Kind, str] = {kind: path for path, kind in ROUTES.items()}
 _TASK = handling.TASK_HEADER.encode()
+_AUTHORIZATION = b"authorization"
 _JSON = b"application/json"
 _SSE = b"text/event-stream; charset=utf-8"
 
@@ -34,11 +36,17 @@ class RouterApp:
     """POSTs to the completion routes go to ``serve``; everything else (and lifespan) to ``fallback``."""
 
     def __init__(
-        self, fallback: ASGIApp, context: Callable[[], handling.Context | None], metrics: Metrics
+        self,
+        fallback: ASGIApp,
+        context: Callable[[], handling.Context | None],
+        metrics: Metrics,
+        admin: ASGIApp | None = None,
     ) -> None:
         self.fallback = fallback
         self._context = context
         self._metrics = metrics
+        self.admin = admin
+        """The admin routes' app when they have a port of their own (``flotilla router --admin-port``)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -53,19 +61,47 @@ class RouterApp:
 async def serve(
     ctx: handling.Context, metrics: Metrics, kind: requesting.Kind, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    """Answer one completion request; every error becomes an OpenAI error body."""
+    """Answer one completion request; every error becomes an OpenAI error body.
+
+    With access control the key is checked first (before the body is read), and its grant is held until
+    the whole response has been sent: that is what its concurrency limit counts.
+    """
+    grant: access.Grant | None = None
     try:
-        task, declared = _headers(scope)
+        task, declared, authorization = _headers(scope)
+        if ctx.keyring.enabled:
+            grant = ctx.keyring.admit(authorization, time.monotonic())
+        await _answer(ctx, metrics, kind, scope, receive, send, task, declared, grant)
+    except RequestError as exc:
+        metrics.requests.labels("none", "none", "rejected").inc()
+        await _send_plain(send, Plain(exc.status, exc.body(), exc.headers), _JSON)
+    finally:
+        if grant is not None:
+            grant.close(time.monotonic())
+
+
+async def _answer(
+    ctx: handling.Context,
+    metrics: Metrics,
+    kind: requesting.Kind,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    task: str | None,
+    declared: int | None,
+    grant: access.Grant | None,
+) -> None:
+    try:
         body = await read_body(receive, declared, ctx.snapshot.config.max_body_bytes)
         if body is None:
             return  # the client left before sending its body
-        reply = await _complete_unless_gone(ctx, kind, body, task, receive)
+        reply = await _complete_unless_gone(ctx, kind, body, task, receive, grant)
         if reply is None:
             return  # the client left before the answer; the upstream request was closed
     except RequestError as exc:
         if exc.status < 500:
             metrics.requests.labels("none", "none", "rejected").inc()
-        await _send_plain(send, Plain(exc.status, exc.body(), {}), _JSON)
+        await _send_plain(send, Plain(exc.status, exc.body(), exc.headers), _JSON)
         return
     except Exception:
         log.exception("unhandled error on %s", scope["path"])
@@ -82,7 +118,12 @@ async def serve(
 
 
 async def _complete_unless_gone(
-    ctx: handling.Context, kind: requesting.Kind, body: bytes, task: str | None, receive: Receive
+    ctx: handling.Context,
+    kind: requesting.Kind,
+    body: bytes,
+    task: str | None,
+    receive: Receive,
+    grant: access.Grant | None,
 ) -> Plain | Stream | None:
     """``handling.complete``, cancelled when the client disconnects first (None then).
 
@@ -105,7 +146,7 @@ async def _complete_unless_gone(
     watcher = asyncio.ensure_future(watch())
     watcher.add_done_callback(gone)
     try:
-        return await handling.complete(ctx, kind, body, task)
+        return await handling.complete(ctx, kind, body, task, grant)
     except asyncio.CancelledError:
         if not (watcher.done() and not watcher.cancelled()):
             raise  # cancelled from elsewhere (shutdown), not by the client leaving
@@ -118,16 +159,20 @@ async def _complete_unless_gone(
         watcher.cancel()
 
 
-def _headers(scope: Scope) -> tuple[str | None, int | None]:
-    """The task header and the declared content length (one pass over the raw header list)."""
+def _headers(scope: Scope) -> tuple[str | None, int | None, bytes | None]:
+    """The task header, the declared content length and the Authorization value (one pass over the raw
+    header list)."""
     task: str | None = None
     declared: int | None = None
+    authorization: bytes | None = None
     for name, value in scope["headers"]:
         if name == _TASK:
             task = value.decode("latin-1")
         elif name == b"content-length" and value.isdigit():
             declared = int(value)
-    return task, declared
+        elif name == _AUTHORIZATION:
+            authorization = value
+    return task, declared, authorization
 
 
 async def read_body(receive: Receive, declared: int | None, limit: int) -> bytes | None:

@@ -39,6 +39,8 @@ class Snapshot:
     """task → price of its first cloud fallback (for the "saved" metric)."""
     fallback_on: frozenset[str]
     models_body: bytes
+    cloud: dict[str, bool]
+    """upstream name → whether it is a cloud fallback (what an API key's policy restricts)."""
 
 
 def load_config(path: Path) -> RouterConfig:
@@ -153,6 +155,7 @@ def build(config: RouterConfig, upstreams: Upstreams, classifier: classifying.Cl
         counterfactual=counterfactual,
         fallback_on=frozenset(config.fallback_on),
         models_body=_models_body(config),
+        cloud={name: target.is_cloud for name, target in targets.items()},
     )
 
 

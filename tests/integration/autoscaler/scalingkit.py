@@ -68,12 +68,12 @@ def publish_router(namespace: str, url: str, pod: str = "standin") -> None:
             "name": _slice_name(pod),
             "namespace": namespace,
             "labels": {
-                "kubernetes.io/service-name": f"{FLEET}-router",
+                "kubernetes.io/service-name": f"{FLEET}-router-admin",
                 "endpointslice.kubernetes.io/managed-by": "flotilla-tests",
             },
         },
         "addressType": "FQDN",
-        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+        "ports": [{"name": "admin", "port": port, "protocol": "TCP"}],
         "endpoints": [{"addresses": [STANDIN_HOST], "conditions": {"ready": True}}],
     })  # fmt: skip
 

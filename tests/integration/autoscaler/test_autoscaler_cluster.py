@@ -268,12 +268,12 @@ def test_router_endpoints_come_from_the_services_endpoint_slices(namespace: str,
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": {
-            "name": "f-router-abc",
+            "name": "f-router-admin-abc",
             "namespace": namespace,
-            "labels": {"kubernetes.io/service-name": "f-router"},
+            "labels": {"kubernetes.io/service-name": "f-router-admin"},
         },
         "addressType": "IPv4",
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "ports": [{"name": "admin", "port": 9090, "protocol": "TCP"}],
         "endpoints": [
             {"addresses": ["10.9.0.1"], "conditions": {"ready": True}},
             {"addresses": ["10.9.0.2"], "conditions": {"ready": False}},
@@ -281,7 +281,7 @@ def test_router_endpoints_come_from_the_services_endpoint_slices(namespace: str,
     }
     ok.apply_doc(slice_)
     cluster = autoscaler.Cluster(Kube.connect(str(kubeconfig)), "flotilla-autoscaler")
-    assert cluster.router_endpoints(namespace, "f-router") == ["http://10.9.0.1:8080"]
+    assert cluster.router_endpoints(namespace, "f-router-admin") == ["http://10.9.0.1:9090"]
     assert cluster.router_endpoints(namespace, "other-router") == []
     assert cluster.replicas(namespace, "no-such-deployment") is None
 

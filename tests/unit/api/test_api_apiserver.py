@@ -71,6 +71,15 @@ def test_valid_fleet_is_accepted_and_defaulted(objects: client.CustomObjectsApi)
     assert fleet_api.ModelFleet.from_body(created).spec == fleet_api.ModelFleet.from_body(BASE).spec
 
 
+def test_an_exposed_router_with_access_is_accepted(objects: client.CustomObjectsApi) -> None:
+    access = {"keys": [{"name": "web", "secretRef": {"name": "keys", "key": "web"}, "monthlyBudgetUSD": 5}]}
+    created = _dry_run_create(
+        objects, fleet(spec__router={"serviceType": "LoadBalancer"}, spec__access=access)
+    )
+    key = created["spec"]["access"]["keys"][0]
+    assert (key["cloudFallbacks"], key["onBudgetExhausted"]) == (False, "downgrade")
+
+
 @pytest.mark.parametrize("case", list(INVALID), ids=list(INVALID))
 def test_apiserver_rejects_what_pydantic_rejects(objects: client.CustomObjectsApi, case: str) -> None:
     changes, message = INVALID[case]

@@ -50,6 +50,7 @@ def test_printer_columns() -> None:
     assert columns == {
         "Ready": '.status.conditions[?(@.type=="Ready")].status',
         "Models": ".status.modelsReady",
+        "Spend": ".status.access.summary",
         "Endpoint": ".status.endpoint",
         "Age": ".metadata.creationTimestamp",
     }

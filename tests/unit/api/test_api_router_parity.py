@@ -31,6 +31,7 @@ from flotilla.router import classifying, presets
 CODER, POCKET, FRONTIER = "spec__models__0", "spec__models__1", "spec__fallbacks__0"
 CLASSIFIER = "spec__routing__classifier"
 HEX = "ab" * 32
+KEY = {"name": "web", "secretRef": {"name": "keys", "key": "web"}}
 _CONSTRAINTS = (
     "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern",
     "enum", "minItems", "maxItems", "const",
@@ -78,9 +79,28 @@ REACHABLE: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "models[].servedModelName:minLength": ({f"{CODER}__servedModelName": ""}, "at least 1 character"),
     "tasks[].name:minLength": ({"spec__routing__tasks": [{"name": ""}]}, "at least 1 character"),
+    "access.keys[].name:minLength": (
+        {"spec__access": {"keys": [{**KEY, "name": ""}]}}, "at least 1 character"
+    ),
+    "access.keys[].limits.concurrentRequests:minimum": (
+        {"spec__access": {"keys": [{**KEY, "limits": {"concurrentRequests": 0}}]}}, "greater than or equal"
+    ),
+    "access.keys[].limits.requestsPerMinute:minimum": (
+        {"spec__access": {"keys": [{**KEY, "limits": {"requestsPerMinute": 0}}]}}, "greater than or equal"
+    ),
+    "access.keys[].limits.tokensPerMinute:minimum": (
+        {"spec__access": {"keys": [{**KEY, "limits": {"tokensPerMinute": 0}}]}}, "greater than or equal"
+    ),
+    "access.keys[].monthlyBudgetUSD:minimum": (
+        {"spec__access": {"keys": [{**KEY, "monthlyBudgetUSD": -1}]}}, "greater than or equal"
+    ),
+    "access.keys[].onBudgetExhausted:enum": (
+        {"spec__access": {"keys": [{**KEY, "onBudgetExhausted": "maybe"}]}}, "Input should be"
+    ),
 }  # fmt: skip
 
 UNREACHABLE: dict[str, str] = {
+    "access.keys[].sha256:pattern": "not in the fleet spec: hashlib's hexdigest of the Secret's key",
     "circuitBreaker.cooldownSeconds:exclusiveMinimum": "not in the fleet spec: the router's default",
     "circuitBreaker.failures:minimum": "not in the fleet spec: the router's default",
     "classifier.historyTurns:minimum": "not in the fleet spec: the router's default",

@@ -15,11 +15,24 @@ CODER = "spec__models__0"
 POCKET = "spec__models__1"
 FRONTIER = "spec__fallbacks__0"
 
+ACCESS_KEY = {"name": "web", "secretRef": {"name": "keys", "key": "web"}}
 INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "duplicate model names": ({f"{POCKET}__name": "coder"}, messages.DUPLICATE_MODEL),
     "replicas min > max": ({f"{CODER}__replicas": {"min": 3, "max": 2}}, messages.REPLICAS_ORDER),
     "vllm without accelerator": ({f"{CODER}__accelerator": None}, messages.runtime_needs_gpu("vllm")),
     "vllm with zero gpus": ({f"{CODER}__accelerator": {"gpus": 0}}, messages.runtime_needs_gpu("vllm")),
+    "LoadBalancer router without access": (
+        {"spec__router": {"serviceType": "LoadBalancer"}},
+        messages.OPEN_EXPOSED_ROUTER,
+    ),
+    "NodePort router without access": (
+        {"spec__router": {"serviceType": "NodePort"}},
+        messages.OPEN_EXPOSED_ROUTER,
+    ),
+    "duplicate access key names": (
+        {"spec__access": {"keys": [ACCESS_KEY, ACCESS_KEY]}},
+        messages.DUPLICATE_ACCESS_KEY,
+    ),
     "route to unknown model": (
         {"spec__routing__tasks__0__models": ["coderr"]},
         messages.UNKNOWN_ROUTE_MODEL,

@@ -76,10 +76,10 @@ def test_parse_ignores_other_metrics_and_negative_values() -> None:
     assert scraping.parse(text) == {"a": ModelLoad(2, 1), "b": ModelLoad(0, 0)}
 
 
-def test_endpoints_from_slices_keeps_ready_addresses_on_the_http_port() -> None:
+def test_endpoints_from_slices_keeps_ready_addresses_on_the_admin_port() -> None:
     slices = [
         {
-            "ports": [{"name": "metrics", "port": 9090}, {"name": "http", "port": 8080}],
+            "ports": [{"name": "http", "port": 9090}, {"name": "admin", "port": 8080}],
             "endpoints": [
                 {"addresses": ["10.0.0.2"], "conditions": {"ready": True}},
                 {"addresses": ["10.0.0.3"], "conditions": {"ready": False}},
@@ -87,7 +87,7 @@ def test_endpoints_from_slices_keeps_ready_addresses_on_the_http_port() -> None:
                 {"addresses": ["fd00::5"], "conditions": {"ready": True}},
             ],
         },
-        {"ports": [{"name": "http", "port": 8080}], "endpoints": [{"addresses": ["10.0.0.2"]}]},
+        {"ports": [{"name": "admin", "port": 8080}], "endpoints": [{"addresses": ["10.0.0.2"]}]},
         {"ports": None, "endpoints": [{"addresses": ["10.0.0.9"]}]},
     ]
     assert discovering.endpoints_from_slices(slices) == [

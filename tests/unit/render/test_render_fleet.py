@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+import yaml
 
 from flotilla.api.fleet import ModelFleet
 from flotilla.render import naming
@@ -84,6 +85,7 @@ def test_children_and_order() -> None:
         ("ConfigMap", "f-router"),
         ("Deployment", "f-router"),
         ("Service", "f-router"),
+        ("Service", "f-router-admin"),
     ]
 
 
@@ -200,14 +202,41 @@ def test_router_gets_keys_only_by_secret_reference() -> None:
     objects = by_kind_name(render_fleet(fleet()))
     container = objects[("Deployment", "f-router")]["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == [
-        "flotilla", "router", "--config", "/etc/flotilla/router.yaml", "--host", "0.0.0.0", "--port", "8080"
+        "flotilla", "router", "--config", "/etc/flotilla/router.yaml", "--host", "0.0.0.0", "--port", "8080",
+        "--admin-port", "9090",
     ]  # fmt: skip
     keys = [e for e in container["env"] if e["name"].startswith("FLOTILLA_API_KEY_")]
     assert keys == [
         {"name": "FLOTILLA_API_KEY_CLOUD", "valueFrom": {"secretKeyRef": {"name": "anthropic", "key": "key"}}}
     ]
     assert all("value" not in e for e in keys)
+    assert [p["name"] for p in objects[("Service", "f-router")]["spec"]["ports"]] == ["http"]
     assert objects[("Service", "f-router")]["spec"]["ports"][0]["port"] == 8080
+    admin = objects[("Service", "f-router-admin")]["spec"]  # metrics and upstreams: never exposed
+    assert admin["type"] == "ClusterIP" and admin["ports"][0]["targetPort"] == "admin"
+
+
+def test_access_keys_reach_the_router_config_only_as_hashes() -> None:
+    body = copy.deepcopy(BODY)
+    body["spec"]["access"] = {
+        "keys": [
+            {"name": "web", "secretRef": {"name": "keys", "key": "web"}, "limits": {"requestsPerMinute": 5}},
+            {"name": "missing", "secretRef": {"name": "keys", "key": "gone"}},
+        ]
+    }
+    digest = "a" * 64
+    objects = by_kind_name(render_fleet(ModelFleet.from_body(body), key_hashes={"web": digest}))
+    config = yaml.safe_load(objects[("ConfigMap", "f-router")]["data"]["router.yaml"])
+    assert config["access"]["keys"] == [
+        {"name": "web", "sha256": digest, "tasks": [], "models": [], "cloudFallbacks": False,
+         "limits": {"requestsPerMinute": 5, "tokensPerMinute": None, "concurrentRequests": None},
+         "monthlyBudgetUSD": None, "onBudgetExhausted": "downgrade"},
+    ]  # fmt: skip
+    assert config["access"]["spendFile"] == "/etc/flotilla-spend/spend.json"
+    pod = objects[("Deployment", "f-router")]["spec"]["template"]["spec"]
+    assert {"name": "spend", "configMap": {"name": "f-router-spend", "optional": True}} in pod["volumes"]
+    env = pod["containers"][0]["env"]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in env
 
 
 def test_names_and_endpoint() -> None:

@@ -1,0 +1,1 @@
+"""Cloud spend per API key, aggregated by the operator from every router replica (see ``ledgers``)."""
