@@ -72,7 +72,5 @@ def release(cluster: object) -> Iterator[Release]:
 @pytest.fixture
 def fleet_namespace(cluster: object) -> Iterator[str]:
     """A namespace for ModelFleets, deleted afterwards."""
-    name = f"flotilla-chart-fleets-{uuid.uuid4().hex[:6]}"
-    operatorkit.kubectl("create", "namespace", name)
-    yield name
-    operatorkit.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with operatorkit.scratch_namespace("flotilla-chart-fleets") as name:
+        yield name

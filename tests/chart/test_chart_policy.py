@@ -4,7 +4,6 @@ ValidatingAdmissionPolicy, and a real apiserver refuses a fleet outside them wit
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,10 +49,8 @@ def test_admission_can_be_left_to_the_operator() -> None:
 
 @pytest.fixture
 def other_namespace(cluster: object) -> Iterator[str]:
-    name = f"flotilla-chart-other-{uuid.uuid4().hex[:6]}"
-    operatorkit.kubectl("create", "namespace", name)
-    yield name
-    operatorkit.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with operatorkit.scratch_namespace("flotilla-chart-other") as name:
+        yield name
 
 
 def _fleet(namespace: str, name: str, **spec: Any) -> dict[str, Any]:

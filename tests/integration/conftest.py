@@ -8,7 +8,6 @@ fleets other test suites create on the shared cluster.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,10 +30,8 @@ def operator_kubeconfig(cluster: object, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture
 def namespace(cluster: object) -> Iterator[str]:
     """A fresh namespace for one test, deleted (with everything in it) afterwards."""
-    name = f"flotilla-it-{uuid.uuid4().hex[:8]}"
-    operatorkit.kubectl("create", "namespace", name)
-    yield name
-    operatorkit.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with operatorkit.scratch_namespace("flotilla-it") as name:
+        yield name
 
 
 @pytest.fixture

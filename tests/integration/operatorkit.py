@@ -17,7 +17,9 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,6 +45,17 @@ def kubectl(
     if check and done.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
     return done.stdout if done.returncode == 0 else done.stderr
+
+
+@contextmanager
+def scratch_namespace(prefix: str) -> Iterator[str]:
+    """A new namespace ``<prefix>-<random>``, deleted (with everything in it, without waiting) afterwards."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def kubectl_try(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

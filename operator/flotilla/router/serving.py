@@ -131,32 +131,55 @@ async def _complete_unless_gone(
     that gave up would keep the model generating (and its slot taken) to the end. Cancelling closes the
     upstream connection (``forwarding.open_response``), which is how a model server learns to stop.
     """
-    current = asyncio.current_task()
-    assert current is not None
-    waiting = True
-
-    async def watch() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-    def gone(_: object) -> None:
-        if waiting:
-            current.cancel()
-
-    watcher = asyncio.ensure_future(watch())
-    watcher.add_done_callback(gone)
+    watch = _DisconnectWatch(receive)
     try:
         return await handling.complete(ctx, kind, body, task, grant)
     except asyncio.CancelledError:
-        if not (watcher.done() and not watcher.cancelled()):
+        if not watch.client_left():
             raise  # cancelled from elsewhere (shutdown), not by the client leaving
-        current.uncancel()
         log.info("client went away before the answer on %s; upstream request closed", ROUTES_BY_KIND[kind])
         return None
     finally:
-        waiting = False
-        watcher.remove_done_callback(gone)
-        watcher.cancel()
+        watch.close()
+
+
+class _DisconnectWatch:
+    """Cancels the current task when the client disconnects, while ``armed``.
+
+    Written by hand because ASGI reports a disconnect only as a message on ``receive``, while the work to
+    stop (waiting for an upstream's answer, relaying a stream) is the current task itself.
+    """
+
+    __slots__ = ("_task", "_watcher", "armed")
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # always called from a request's task
+        self._task = task
+        self.armed = True
+        self._watcher = asyncio.ensure_future(self._watch(receive))
+        self._watcher.add_done_callback(self._gone)
+
+    @staticmethod
+    async def _watch(receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    def _gone(self, _: object) -> None:
+        if self.armed:
+            self._task.cancel()
+
+    def client_left(self) -> bool:
+        """After a ``CancelledError``: True (and the task uncancelled) when the client's leaving caused it."""
+        if not (self._watcher.done() and not self._watcher.cancelled()):
+            return False
+        self._task.uncancel()
+        return True
+
+    def close(self) -> None:
+        self.armed = False
+        self._watcher.remove_done_callback(self._gone)
+        self._watcher.cancel()
 
 
 def _headers(scope: Scope) -> tuple[str | None, int | None, bytes | None]:
@@ -217,36 +240,20 @@ async def _send_plain(send: Send, reply: Plain, content_type: bytes) -> None:
 
 async def _send_stream(reply: Stream, receive: Receive, send: Send) -> None:
     """Relay ``reply``'s chunks; a client disconnect cancels the relay (and so closes the upstream)."""
-    task = asyncio.current_task()
-    assert task is not None
-    relaying = True
-
-    async def watch() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-    def gone(_: object) -> None:
-        if relaying:
-            task.cancel()
-
-    watcher = asyncio.ensure_future(watch())
-    watcher.add_done_callback(gone)
+    watch = _DisconnectWatch(receive)
     try:
         headers = _raw_headers(reply.headers, _SSE)
         headers.append((b"cache-control", b"no-cache"))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         async for chunk in reply.chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        relaying = False
+        watch.armed = False
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:
-        if not (watcher.done() and not watcher.cancelled()):
+        if not watch.client_left():
             raise  # cancelled from elsewhere (shutdown), not by the client leaving
-        task.uncancel()
     except Exception:
         log.exception("stream relay failed")
     finally:
-        relaying = False
-        watcher.remove_done_callback(gone)
-        watcher.cancel()
+        watch.close()
         await reply.finish()
