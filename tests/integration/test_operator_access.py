@@ -128,7 +128,11 @@ def test_keys_are_rendered_hashed_and_replicas_share_one_budget(
 ) -> None:
     operator = ok.OperatorProcess(
         operator_kubeconfig, tmp_path, args=("--namespace", namespace),
-        env={"FLOTILLA_AUTOSCALER_HOST_ALIASES": f"{HOST}=127.0.0.1", "FLOTILLA_SPEND_INTERVAL": "0.5"},
+        env={
+            "FLOTILLA_AUTOSCALER_HOST_ALIASES": f"{HOST}=127.0.0.1",
+            "FLOTILLA_SPEND_INTERVAL": "0.5",
+            "FLOTILLA_ALLOWED_HTTP_PROVIDER_HOSTS": "cloud.invalid",  # the fallback's plain-http test host
+        },
     )  # fmt: skip
     ok.apply_doc(_secret(namespace))
     ok.apply_doc(_fleet(namespace))
