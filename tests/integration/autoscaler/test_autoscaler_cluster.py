@@ -283,7 +283,7 @@ def test_router_endpoints_come_from_the_services_endpoint_slices(namespace: str,
     cluster = autoscaler.Cluster(Kube.connect(str(kubeconfig)), "flotilla-autoscaler")
     assert cluster.router_endpoints(namespace, "f-router-admin") == ["http://10.9.0.1:9090"]
     assert cluster.router_endpoints(namespace, "other-router") == []
-    assert cluster.replicas(namespace, "no-such-deployment") is None
+    assert cluster.replicas(namespace, "no-such-deployment", "any-uid") is None
 
 
 def test_a_cold_request_seen_only_in_the_counter_wakes_a_model_at_zero(
@@ -325,7 +325,7 @@ def test_the_autoscaler_reads_and_scales_only_deployments_its_fleet_controls(
         ok.apply_doc(
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace}}
         )
-        uid = ok.get_json("-n", namespace, "get", "configmap", name)["metadata"]["uid"]
+        uid = ok.get_json("-n", namespace, "configmap", name)["metadata"]["uid"]
         return {"apiVersion": "v1", "kind": "ConfigMap", "name": name, "uid": uid, "controller": True}
 
     mine, theirs = owner("mine"), owner("theirs")
@@ -345,4 +345,4 @@ def test_the_autoscaler_reads_and_scales_only_deployments_its_fleet_controls(
     with pytest.raises(ApiError) as refused:
         cluster.scale(namespace, "foreign", 3, mine["uid"])
     assert refused.value.status == 422
-    assert ok.get_json("-n", namespace, "get", "deployment", "foreign")["spec"]["replicas"] == 0
+    assert ok.get_json("-n", namespace, "deployment", "foreign")["spec"]["replicas"] == 0
