@@ -152,7 +152,7 @@ class Splice:
             delta = choice.get("delta")
             if not isinstance(delta, dict):
                 delta = choice["delta"] = {}
-            if self._partial.role_sent:
+            if self._partial.role_sent or self._partial.chunks:  # a role only opens a stream
                 delta.pop("role", None)
             elif delta.get("role"):
                 self._partial.role_sent = True
