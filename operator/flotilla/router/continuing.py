@@ -116,7 +116,8 @@ class Failover:
         finally:
             slot.release("error", health=False)
         if partial.finished:  # only the end went missing: nothing to continue
-            yield splicing.tail(partial, usage if self.parsed.wants_usage else None, estimated, [])
+            wants = self.parsed.wants_usage and not partial.usage_sent
+            yield splicing.tail(partial, usage if wants else None, estimated, [])
             return
         if not partial.continuable:
             yield relaying.stream_error(why)
@@ -199,7 +200,6 @@ class Failover:
             except BaseException:
                 slot.release("cancelled", health=None)
                 raise
-            slot.first_byte()
             if opened.response.status != 200:
                 opened.response.close()
                 slot.release("client_error", health=None)

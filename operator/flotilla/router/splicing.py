@@ -33,6 +33,8 @@ class Partial:
     """A ``finish_reason`` was relayed: the answer is whole, only its end (``[DONE]``) went missing."""
     continuable: bool = True
     """False when tool calls or several choices were streamed: those cannot be continued as text."""
+    usage_sent: bool = False
+    """The client already got a usage chunk (the stream broke after it)."""
 
 
 def partial_of(sent: bytes, chat: bool) -> Partial:
@@ -49,6 +51,8 @@ def partial_of(sent: bytes, chat: bool) -> Partial:
             continue
         if not isinstance(payload, dict) or "error" in payload:
             continue
+        if isinstance(payload.get("usage"), dict):
+            partial.usage_sent = True
         for key in _IDENTITY:
             if key in payload and key not in partial.identity:
                 partial.identity[key] = payload[key]
