@@ -118,7 +118,7 @@ def _failover(
 ) -> continuing.Failover | None:
     """How a stream of this request may go on elsewhere if it breaks mid-way (None: it may not)."""
     switches = snapshot.midstream.get(route.task, 0) if parsed.stream else 0
-    if not switches or not continuing.eligible(parsed):
+    if not switches or len(route.chain) < 2 or not continuing.eligible(parsed):
         return None
     counterfactual = snapshot.counterfactual.get(route.task)
     return continuing.Failover(
