@@ -198,3 +198,17 @@ def test_killed_llama_server_is_continued_by_the_next_upstream(make_router, clou
     assert (switch["from"], switch["to"]) == ("pod", "mirror")
     assert chunks[-1].usage.completion_tokens > len(answer.split())
     assert router.metric("flotilla_router_failovers_total", model="pod", task="chat", phase="midstream") == 1
+
+
+def test_a_cut_completions_stream_is_continued_on_anthropic(make_router, clean_flaky, cloud):
+    config = _config(clean_flaky.url, cloud.url)
+    config["tasks"][0]["fallbacks"] = ["claude"]  # type: ignore[index]
+    router = make_router(config)
+    expected = _whole_answer(cloud)
+    clean_flaky.faults(drop_random=1, count=1)
+    client = openai.OpenAI(base_url=f"{router.url}/v1", api_key="unused", max_retries=0, timeout=60)
+    chunks = list(client.completions.create(model="chat", prompt=PROMPT, stream=True, max_tokens=200))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == expected
+    assert len({(c.id, c.object, c.created, c.model) for c in chunks}) == 1
+    assert chunks[0].object == "text_completion" and chunks[0].model == "pod-model"
+    assert chunks[-1].choices[0].finish_reason == "stop"
