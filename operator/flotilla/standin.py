@@ -7,11 +7,21 @@ can compute expected usage and cost.
 Faults, per request (a directive anywhere in the last user message, or the same as ``x-standin-*`` headers)::
 
     [standin status=503 delay=1.5 drop_after=2 garbage=1 chunk_delay=0.2 chunks=20 prompt_tokens=-5]
+    [standin drop_random=1 error_after=3]
+
+``drop_after=N`` cuts a stream (or a plain body) after N events; ``drop_random=1`` cuts a stream after a
+random number of its content events (at least one, never all); ``error_after=N`` sends an error event after
+N events and ends the stream.
 
 or for the next requests via the admin API: ``POST /admin/faults {"status": 503, "count": 3}`` (``count``
 omitted: until ``DELETE /admin/faults``). ``prompt_tokens`` overrides the reported prompt token count (a
 negative one plays a broken upstream). ``GET /admin/stats`` counts requests and the streams or delayed
 answers the client closed early (``disconnects``) — how tests prove a router cancelled the upstream request.
+
+A chat or Anthropic request whose last message is the assistant's is a prefill: the stand-in continues it.
+When the prefill is the start of the answer it would give, only the rest is sent (so a stream cut and
+continued elsewhere reads exactly as one uninterrupted answer); any other prefill gets the whole answer
+after it. ``GET /admin/stats`` shows the last prefill (``last_prefill``) and the cut points (``cuts``).
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import re
 import time
 import uuid
@@ -43,6 +54,8 @@ _FAULT_KEYS = {
     "chunk_delay": float,
     "chunks": int,
     "prompt_tokens": int,
+    "drop_random": int,
+    "error_after": int,
 }
 
 
@@ -64,6 +77,8 @@ class Stats:
     active_streams: int = 0
     faults: dict[str, Any] = field(default_factory=dict)
     fault_count: int | None = None
+    last_prefill: str | None = None
+    cuts: list[int] = field(default_factory=list)
 
 
 def _text(content: Any) -> str:
@@ -105,6 +120,19 @@ def _reply_words(prompt: str, max_tokens: int, chunks: int | None) -> list[str]:
     if chunks:
         words = (words * (chunks // len(words) + 1))[:chunks]
     return words[: max(1, max_tokens)]
+
+
+def _continue(prefill: str, words: list[str]) -> list[str]:
+    """The pieces that continue ``prefill``: the rest of the answer when it is the answer's start, else the
+    whole answer after a space. Pieces keep their leading whitespace (``_events`` joins them as they are)."""
+    answer = " ".join(words)
+    stripped = prefill.rstrip()
+    if answer.startswith(stripped):
+        rest = answer[len(stripped) :]
+    else:
+        rest = (" " if stripped == prefill else "") + answer
+    pieces = re.findall(r"\s*\S+", rest)
+    return ["\0" + p for p in pieces] or ["\0"]
 
 
 def _error(status: int, anthropic: bool) -> Response:
@@ -155,6 +183,11 @@ def build_app(api_key: str | None = None) -> Starlette:
         prompt_tokens = faults.get("prompt_tokens", len(everything.split()))
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 64)
         words = _reply_words(prompt, max_tokens, faults.get("chunks"))
+        last = messages[-1] if messages and isinstance(messages[-1], Mapping) else {}
+        prefill = _text(last.get("content")) if last.get("role") == "assistant" else ""
+        if prefill:
+            stats.last_prefill = prefill
+            words = _continue(prefill, words)
         model = str(body.get("model", "standin"))
         kind = "anthropic" if anthropic else ("chat" if path.endswith("/chat/completions") else "completions")
         if body.get("stream"):
@@ -207,8 +240,14 @@ def build_app(api_key: str | None = None) -> Starlette:
     )
 
 
+def _pieces(words: list[str]) -> list[str]:
+    """The streamed pieces of ``words``: a space before each but the first, unless a piece (a continuation's,
+    marked by a leading NUL) carries its own whitespace."""
+    return [w[1:] if w.startswith("\0") else w if i == 0 else " " + w for i, w in enumerate(words)]
+
+
 def _whole(kind: str, model: str, words: list[str], prompt_tokens: int, stopped: bool) -> dict[str, Any]:
-    text, n = " ".join(words), len(words)
+    text, n = "".join(_pieces(words)), len(words)
     if kind == "anthropic":
         return {
             "id": f"msg_{uuid.uuid4().hex}",
@@ -249,7 +288,7 @@ def _sse(data: Mapping[str, Any], event: str | None = None) -> bytes:
 def _events(kind: str, model: str, words: list[str], prompt_tokens: int, include_usage: bool) -> list[bytes]:
     """The whole stream, one element per write; the finishing events come last."""
     n = len(words)
-    pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+    pieces = _pieces(words)
     if kind == "anthropic":
         mid = f"msg_{uuid.uuid4().hex}"
         start = {
@@ -325,18 +364,29 @@ async def _stream(
     stats.streams_started += 1
     stats.active_streams += 1
     finished = False
+    events = _events(kind, model, words, prompt_tokens, include_usage)
+    drop_after = faults.get("drop_after")
+    if faults.get("drop_random"):
+        first = 2 if kind == "anthropic" else 0  # after message_start and content_block_start
+        drop_after = random.randint(first + 1, first + max(1, len(words) - 1))
+        stats.cuts.append(drop_after - first)
     try:
-        for i, event in enumerate(_events(kind, model, words, prompt_tokens, include_usage)):
-            if faults.get("drop_after") is not None and i >= faults["drop_after"]:
+        for i, event in enumerate(events):
+            if drop_after is not None and i >= drop_after:
                 raise ConnectionAbortedError("injected drop")  # uvicorn closes the socket mid-body
+            if faults.get("error_after") is not None and i >= faults["error_after"]:
+                error = {"message": f"{BANNER} injected stream error", "type": "api_error"}
+                yield _sse({"type": "error", "error": error} if kind == "anthropic" else {"error": error})
+                break
             if i and faults.get("chunk_delay"):
                 await asyncio.sleep(faults["chunk_delay"])
             yield event
+        else:
+            stats.streams_completed += 1
         finished = True
-        stats.streams_completed += 1
     finally:
         stats.active_streams -= 1
-        if not finished and faults.get("drop_after") is None:
+        if not finished and drop_after is None and faults.get("error_after") is None:
             stats.disconnects += 1
 
 

@@ -25,6 +25,9 @@ ProviderKind = Literal["openai", "anthropic", "openai-compatible"]
 
 ALL_FALLBACK_REASONS: tuple[FallbackReason, ...] = ("unavailable", "error", "timeout", "overload", "cold")
 
+MAX_MID_STREAM_SWITCHES = 8
+"""Upper bound of a task's ``maxMidStreamSwitches`` (a stream continued more often is better failed)."""
+
 PresetName = Literal["code", "math", "writing", "summarization", "extraction", "translation", "chat"]
 """The router's built-in task presets (``router.presets.PRESETS``; a unit test keeps the two equal)."""
 
@@ -110,6 +113,12 @@ class TaskRoute(WireModel):
     match: TaskMatch = Field(default_factory=TaskMatch)
     models: list[str] = Field(default_factory=list)
     fallbacks: list[str] = Field(default_factory=list)
+    mid_stream_failover: bool = Field(
+        True, description="Continue a stream that broke after it started on the next upstream of the chain."
+    )
+    max_mid_stream_switches: int = Field(
+        1, ge=0, le=MAX_MID_STREAM_SWITCHES, description="Upstream switches one stream may make mid-way."
+    )
 
 
 class CircuitBreakerSettings(WireModel):

@@ -26,6 +26,7 @@ from flotilla.api.common import (
 from flotilla.api.routerconfig import (
     ALL_FALLBACK_REASONS,
     CLASSIFIER_URL_PATTERN,
+    MAX_MID_STREAM_SWITCHES,
     SHA256_PATTERN,
     FallbackReason,
     PresetName,
@@ -164,6 +165,13 @@ class TaskSpec(SpecModel):
     """Fleet models to try, in order. Unset: the models whose `tasks` include this task, in spec order."""
     fallbacks: Annotated[list[Name], Field(max_length=16)] | None = None
     """Fallbacks to try after the models, in order. Unset: every fallback of the fleet; [] for none."""
+    mid_stream_failover: bool = True
+    """When a streamed answer breaks after it started (connection reset, read timeout, an error event, the
+    pod killed), continue the same client stream on the next model or fallback of this task: it is asked
+    to continue the partial answer and only its new text is relayed. false: the client gets an error
+    event instead (as before)."""
+    max_mid_stream_switches: Annotated[int, Field(ge=0, le=MAX_MID_STREAM_SWITCHES)] = 1
+    """How many times one stream may switch upstream mid-way (0 turns mid-stream failover off)."""
 
 
 class ClassifierModelSpec(SpecModel):

@@ -40,7 +40,15 @@ def _route(fleet: ModelFleet, task: TaskSpec) -> rc.TaskRoute:
     match = rc.TaskMatch(
         keywords=task.match.keywords, patterns=task.match.patterns, examples=task.match.examples
     )
-    return rc.TaskRoute(name=task.name, preset=task.preset, match=match, models=models, fallbacks=fallbacks)
+    return rc.TaskRoute(
+        name=task.name,
+        preset=task.preset,
+        match=match,
+        models=models,
+        fallbacks=fallbacks,
+        mid_stream_failover=task.mid_stream_failover,
+        max_mid_stream_switches=task.max_mid_stream_switches,
+    )
 
 
 def _upstream(fleet: ModelFleet, model: ModelSpec) -> rc.ModelUpstream:

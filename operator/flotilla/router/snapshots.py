@@ -41,6 +41,8 @@ class Snapshot:
     models_body: bytes
     cloud: dict[str, bool]
     """upstream name → whether it is a cloud fallback (what an API key's policy restricts)."""
+    midstream: dict[str, int]
+    """task → how many times one stream may switch upstream mid-way (0: mid-stream failover off)."""
 
 
 def load_config(path: Path) -> RouterConfig:
@@ -89,6 +91,7 @@ def _model_target(model: ModelUpstream, upstreams: Upstreams, config: RouterConf
         max_in_flight=model.max_in_flight,
         scale_from_zero=model.scale_from_zero,
         is_cloud=False,
+        continues=True,
     )
 
 
@@ -116,6 +119,7 @@ def _provider_target(provider: ProviderUpstream, upstreams: Upstreams, config: R
         is_cloud=True,
         api_key=key,
         relays_errors=provider.provider != "openai-compatible",
+        continues=provider.provider != "openai",
         base_path="",
     )
 
@@ -156,6 +160,7 @@ def build(config: RouterConfig, upstreams: Upstreams, classifier: classifying.Cl
         fallback_on=frozenset(config.fallback_on),
         models_body=_models_body(config),
         cloud={name: target.is_cloud for name, target in targets.items()},
+        midstream={t.name: t.max_mid_stream_switches if t.mid_stream_failover else 0 for t in config.tasks},
     )
 
 

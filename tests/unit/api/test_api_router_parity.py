@@ -58,6 +58,12 @@ REACHABLE: dict[str, tuple[dict[str, Any], str]] = {
     "classifier.logSample:maximum": ({CLASSIFIER: {"logSample": 1.5}}, "less than or equal"),
     "coldStartBudgetSeconds:minimum": ({"spec__routing__coldStartBudget": "-1s"}, "should match pattern"),
     "fallbackOn[]:enum": ({"spec__routing__fallbackOn": ["sometimes"]}, "Input should be"),
+    "tasks[].maxMidStreamSwitches:minimum": (
+        {"spec__routing__tasks": [{"name": "code", "maxMidStreamSwitches": -1}]}, "greater than or equal"
+    ),
+    "tasks[].maxMidStreamSwitches:maximum": (
+        {"spec__routing__tasks": [{"name": "code", "maxMidStreamSwitches": 9}]}, "less than or equal"
+    ),
     "fallbacks[].baseURL:minLength": ({f"{FRONTIER}__baseURL": ""}, messages.BASE_URL_SCHEME),
     "fallbacks[].model:minLength": ({f"{FRONTIER}__model": ""}, "at least 1 character"),
     "fallbacks[].name:minLength": ({f"{FRONTIER}__name": ""}, "at least 1 character"),

@@ -140,6 +140,10 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "fleet name too long": ({"metadata__name": "a" * 31}, messages.FLEET_NAME),
     "unknown field (typo)": ({f"{CODER}__replica": {"min": 1}}, "Extra inputs are not permitted"),
     "bad duration": ({"spec__routing__coldStartBudget": "2 seconds"}, "String should match pattern"),
+    "too many mid-stream switches": (
+        {"spec__routing__tasks": [{"name": "code", "maxMidStreamSwitches": 9}]},
+        "less than or equal to 8",
+    ),
     "model name not a DNS label": ({f"{POCKET}__name": "Pocket_1"}, "String should match pattern"),
     "classifier sha256 in upper case": (
         {"spec__routing__classifier": {"model": {"url": "https://a.example/c.npz", "sha256": "AB" * 32}}},
