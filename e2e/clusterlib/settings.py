@@ -38,6 +38,7 @@ class Pins:
     helm_client_go: str  # client-go version helm was built against; helm reports it as its k8s version
     coredns: str  # e.g. v1.14.7 (only for the real node's cluster DNS)
     prometheus: str  # Go module version, e.g. v0.316.0 (Prometheus 3.16.0; for the observability tests)
+    keda: str  # e.g. v2.21.1: only its CRDs are used (fetched from the module, not built)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Settings:
             "helm": self.pins.helm,
             "coredns": self.pins.coredns,
             "prometheus": self.pins.prometheus,
+            "keda": self.pins.keda,
         }[tool]
         return self.cache_dir / f"{tool}-{version}"
 
@@ -69,6 +71,11 @@ class Settings:
     def stages_dir(self) -> Path:
         """kwok stage configs copied from the kwok module source at build time."""
         return self.tool_dir("kwok") / "stages"
+
+    @property
+    def keda_crds_dir(self) -> Path:
+        """KEDA's own CustomResourceDefinitions (config/crd/bases of its module), fetched at build time."""
+        return self.tool_dir("keda") / "crds"
 
     @property
     def bin_dirs(self) -> list[Path]:
@@ -101,6 +108,7 @@ def read_pins(gomod_dir: Path = GOMOD_DIR) -> Pins:
         helm_client_go=_required_version(gomod_dir / "helm" / "go.mod", "k8s.io/client-go"),
         coredns=_required_version(gomod_dir / "coredns" / "go.mod", "github.com/coredns/coredns"),
         prometheus=_required_version(gomod_dir / "prometheus" / "go.mod", "github.com/prometheus/prometheus"),
+        keda=_required_version(gomod_dir / "keda" / "go.mod", "github.com/kedacore/keda/v2"),
     )
 
 
