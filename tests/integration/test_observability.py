@@ -50,7 +50,9 @@ DASHBOARD = chartkit.CHART / "dashboards" / "flotilla.json"
 CLOUD_PRICE = {"inputPerMTok": 500000.0, "outputPerMTok": 500000.0}  # ~$0.5 a word: spend shows quickly
 
 
-def _model(name: str, task: str, replicas: dict[str, int], product: str = "NVIDIA-L4") -> dict[str, Any]:
+def _model(
+    name: str, task: str, replicas: dict[str, int], product: str = "NVIDIA-L4", keda: bool = False
+) -> dict[str, Any]:
     model: dict[str, Any] = {
         "name": name,
         "source": {"uri": "hf://Qwen/Qwen2.5-0.5B-Instruct"},
@@ -60,8 +62,8 @@ def _model(name: str, task: str, replicas: dict[str, int], product: str = "NVIDI
         "tasks": [task],
         "price": {"inputPerMTok": 0.02, "outputPerMTok": 0.06},
     }
-    if replicas.get("min") == 0:
-        model["autoscaling"] = {"mode": "builtin"}
+    if keda:
+        model["autoscaling"] = {"mode": "keda", "targetInFlight": 4}
     return model
 
 
@@ -74,7 +76,7 @@ def _fleet(namespace: str, name: str = FLEET) -> dict[str, Any]:
             "models": [
                 _model("coder", "code", {"min": 1}),
                 _model("broken", "math", {"min": 1}, product="NVIDIA-NONE"),  # no such node: never ready
-                _model("sleeper", "chat", {"min": 0, "max": 1}),
+                _model("sleeper", "chat", {"min": 0, "max": 2}, keda=True),
             ],
             "fallbacks": [{"name": "frontier", "provider": "openai-compatible", "baseURL": "http://cloud.invalid/v1",
                            "model": "gpt-standin", "price": CLOUD_PRICE}],
@@ -83,7 +85,14 @@ def _fleet(namespace: str, name: str = FLEET) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _slice(namespace: str, service: str, name: str, host: str, port_name: str, port: int) -> dict[str, Any]:
+def _slice(
+    namespace: str, service: str, name: str, host: str, port_name: str, port: int, pod: str | None = None
+) -> dict[str, Any]:
+    """An EndpointSlice of `service` for a loopback process; `pod` names the (kwok) pod it plays, so that
+    Prometheus attaches that pod's metadata (the `pod` label KEDA's query selects on) as for a real pod."""
+    endpoint: dict[str, Any] = {"addresses": [host], "conditions": {"ready": True}}
+    if pod is not None:
+        endpoint["targetRef"] = {"kind": "Pod", "name": pod, "namespace": namespace}
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
@@ -95,8 +104,17 @@ def _slice(namespace: str, service: str, name: str, host: str, port_name: str, p
         },
         "addressType": "FQDN",
         "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
-        "endpoints": [{"addresses": [host], "conditions": {"ready": True}}],
+        "endpoints": [endpoint],
     }  # fmt: skip
+
+
+def _router_pods(namespace: str) -> list[str]:
+    def listed() -> list[str] | None:
+        selector = f"flotilla.dev/fleet={FLEET},flotilla.dev/component=router"
+        pods = ok.get_json("pods", "-n", namespace, "-l", selector)["items"]
+        return sorted(p["metadata"]["name"] for p in pods) or None
+
+    return ok.wait_until(listed, 60, "the fleet's (kwok) router pods")
 
 
 class Router:
@@ -159,8 +177,30 @@ def _expressions() -> dict[str, str]:
     return exprs
 
 
+def _keda_load_query(namespace: str) -> str:
+    """The load query of the ScaledObject the operator applied for `sleeper`, without its `or vector(0)`
+    (which always returns a sample): its selector must match the routers' series as Prometheus labels them."""
+
+    def applied() -> dict[str, Any] | None:
+        found = ok.kubectl_try(
+            "get", ok.KEDA_SCALED_OBJECTS, f"{FLEET}-sleeper", "-n", namespace, "-o", "json"
+        )
+        return json.loads(found.stdout) if found.returncode == 0 else None
+
+    body = ok.wait_until(applied, 60, "the ScaledObject of sleeper")
+    query: str = body["spec"]["triggers"][0]["metadata"]["query"]
+    assert query.endswith(" or vector(0)"), query
+    return query.removesuffix(" or vector(0)")
+
+
 def _fill(expr: str, namespace: str) -> str:
     return expr.replace("$namespace", namespace).replace("$__range", "10m").replace("$__rate_interval", "1m")
+
+
+@pytest.fixture
+def keda_crds(cluster: object) -> Iterator[None]:
+    with ok.keda_crds():
+        yield
 
 
 @pytest.fixture
@@ -174,6 +214,7 @@ def cloud(tmp_path: Path) -> Iterator[str]:
 
 def test_every_dashboard_and_alert_query_returns_series(
     flotilla_crds: None,
+    keda_crds: None,
     operator_kubeconfig: Path,
     kubeconfig: Path,
     namespace: str,
@@ -211,10 +252,12 @@ def test_every_dashboard_and_alert_query_returns_series(
     try:
         config = _rendered_router_config(namespace, cloud, free_port())
         routers = [Router(n, config, tmp_path) for n in ("a", "b")]
-        for router in routers:
+        pods = _router_pods(namespace)
+        for i, router in enumerate(routers):
             slice_name = f"{FLEET}-router-admin-{router.proc.name}"
+            pod = pods[i % len(pods)]
             ok.apply_doc(
-                _slice(namespace, f"{FLEET}-router-admin", slice_name, HOST, "admin", router.admin_port)
+                _slice(namespace, f"{FLEET}-router-admin", slice_name, HOST, "admin", router.admin_port, pod)
             )
         scrape = [promkit.scrape_config(m, kubeconfig) for m in monitors]
         prometheus = promkit.Prometheus(scrape, [RULES], tmp_path)
@@ -243,6 +286,7 @@ def test_every_dashboard_and_alert_query_returns_series(
         ok.wait_until(lambda: len(prom.query("flotilla_router_in_flight")) >= 2 or None, 30,
                       "Prometheus to scrape both routers' series")  # fmt: skip
         exprs = {label: _fill(expr, namespace) for label, expr in _expressions().items()}
+        exprs["KEDA ScaledObject query of sleeper"] = _keda_load_query(namespace)
         empty: dict[str, str] = dict(exprs)
         deadline = time.monotonic() + 90  # the squatted fleet's reconcile is retried every 15 s
         while empty and time.monotonic() < deadline:
