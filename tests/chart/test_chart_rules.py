@@ -22,6 +22,7 @@ from flotilla.controller.metrics import OperatorMetrics
 from flotilla.router.metrics import Metrics
 
 RULES = chartkit.CHART / "rules" / "flotilla.rules.yaml"
+RULES_TEST = Path(__file__).resolve().parent / "rules.test.yaml"
 ALERTS = {
     "FlotillaRouterErrorRatioHigh",
     "FlotillaFallbackRatioHigh",
@@ -53,6 +54,21 @@ def test_promtool_accepts_the_rules_file_and_the_rendered_prometheus_rule(tmp_pa
     done = promtool("check", "rules", str(RULES), str(rendered))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS: 7 rules found" in done.stdout, done.stdout
+
+
+def test_promtool_unit_tests_fire_each_alert_for_the_failing_fleet_only() -> None:
+    """rules.test.yaml: synthetic series for a failing fleet (every alert fires, with its expanded summary)
+    and a healthy one (none fires); nothing fires before its `for` is over."""
+    done = promtool("test", "rules", str(RULES_TEST))
+    assert done.returncode == 0, done.stdout + done.stderr
+    tested = {t["alertname"] for t in yaml.safe_load(RULES_TEST.read_text())["tests"][0]["alert_rule_test"]}
+    assert tested == ALERTS
+
+
+def test_promtool_is_the_pinned_release() -> None:
+    minor = int(settings.load().pins.prometheus.split(".")[1])  # module v0.316.0 is Prometheus 3.16.0
+    done = promtool("--version")
+    assert f"promtool, version {minor // 100}.{minor % 100}." in done.stdout, done.stdout
 
 
 def test_promtool_refuses_a_broken_expression(tmp_path: Path) -> None:
