@@ -132,7 +132,8 @@ def keda_crds() -> Iterator[None]:
     try:
         yield
     finally:
-        kubectl("delete", "crd", *names, "--wait=false", check=False)
+        # waited for: a test after this one may need KEDA absent (no CRD still terminating)
+        kubectl("delete", "crd", *names, "--timeout=90s", check=False)
 
 
 def service_account_kubeconfig(directory: Path) -> Path:
