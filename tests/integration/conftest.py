@@ -8,11 +8,15 @@ fleets other test suites create on the shared cluster.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import operatorkit
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))  # the router tests' process kit
+from routerkit import PYTHON, Proc, free_port
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +47,13 @@ def operator(
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Iterator[str]:
+    """The stand-in cloud provider (``flotilla.standin``) on loopback: its base URL."""
+    port = free_port()
+    proc = Proc("standin", [PYTHON, "-m", "flotilla.standin", "--port", str(port)], tmp_path)
+    proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
+    yield f"http://127.0.0.1:{port}"
+    proc.stop()

@@ -203,15 +203,6 @@ def keda_crds(cluster: object) -> Iterator[None]:
         yield
 
 
-@pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    proc = Proc("standin", [PYTHON, "-m", "flotilla.standin", "--port", str(port)], tmp_path)
-    proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
-    yield f"http://127.0.0.1:{port}"
-    proc.stop()
-
-
 def test_every_dashboard_and_alert_query_returns_series(
     flotilla_crds: None,
     keda_crds: None,

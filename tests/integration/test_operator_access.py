@@ -16,7 +16,6 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,15 +113,6 @@ class Router:
         headers = {"authorization": f"Bearer {key}"}
         return httpx.post(f"http://127.0.0.1:{self.port}/v1/chat/completions", json=body, headers=headers,
                           timeout=30)  # fmt: skip
-
-
-@pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    proc = Proc("standin", [PYTHON, "-m", "flotilla.standin", "--port", str(port)], tmp_path)
-    proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
-    yield f"http://127.0.0.1:{port}"
-    proc.stop()
 
 
 def test_keys_are_rendered_hashed_and_replicas_share_one_budget(

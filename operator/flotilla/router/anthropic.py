@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flotilla.router import pricing, streams
+from flotilla.router import pricing, requesting, streams
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
@@ -25,30 +25,22 @@ def messages_url(base_url: str) -> str:
     return f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(  # a part whose text is not a string carries no text (as for the classifier)
-            p["text"]
-            for p in content
-            if isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str)
-        )
-    return ""
-
-
 def to_request(
     payload: Mapping[str, Any], messages: Sequence[Mapping[str, Any]], model: str
 ) -> dict[str, Any]:
     """An Anthropic Messages request for an OpenAI chat (or completions, as one user turn) request."""
-    system = [_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer")]
+    system = [
+        requesting.content_text(m.get("content"))
+        for m in messages
+        if m.get("role") in ("system", "developer")
+    ]
     turns: list[dict[str, Any]] = []
     for message in messages:
         role = message.get("role")
         if role in ("system", "developer"):
             continue
         role = "assistant" if role == "assistant" else "user"
-        text = _text(message.get("content"))
+        text = requesting.content_text(message.get("content"))
         if turns and turns[-1]["role"] == role:  # Anthropic wants alternating turns
             turns[-1]["content"] += "\n\n" + text
         else:
@@ -83,7 +75,7 @@ def from_response(body: Mapping[str, Any], chat: bool) -> tuple[dict[str, Any], 
     """An OpenAI ``chat.completion`` (or ``text_completion``) for an Anthropic message; raises on garbage."""
     if body.get("type") != "message" or not isinstance(body.get("content"), list):
         raise ValueError("not an Anthropic message object")
-    text = _text(body["content"])
+    text = requesting.content_text(body["content"])
     raw = body.get("usage")
     usage = (
         pricing.usage(raw.get("input_tokens", 0), raw.get("output_tokens", 0))

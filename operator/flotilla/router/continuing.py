@@ -22,7 +22,17 @@ import aiohttp
 
 from flotilla.api.routerconfig import Price
 from flotilla.errors import UpstreamError
-from flotilla.router import access, anthropic, forwarding, httpclient, pricing, relaying, splicing, streams
+from flotilla.router import (
+    access,
+    anthropic,
+    forwarding,
+    httpclient,
+    pricing,
+    relaying,
+    requesting,
+    splicing,
+    streams,
+)
 from flotilla.router.forwarding import Target
 from flotilla.router.metrics import Metrics
 from flotilla.router.requesting import ParsedRequest
@@ -42,14 +52,6 @@ def eligible(parsed: ParsedRequest) -> bool:
     return not (isinstance(prompt, list) and len(prompt) > 1)
 
 
-def _text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
-
-
 def continuation(parsed: ParsedRequest, target: Target, text: str, used: int) -> tuple[ParsedRequest, str]:
     """The request asking ``target`` to go on from ``text`` (``used``: tokens already streamed), and the
     text the client has that the prefill leaves out (for ``Splice`` to trim)."""
@@ -63,9 +65,12 @@ def continuation(parsed: ParsedRequest, target: Target, text: str, used: int) ->
     messages: list[Mapping[str, Any]] = list(parsed.messages)
     if prefill:
         if parsed.kind == "completions" and target.protocol == "openai":
-            payload["prompt"] = _text(messages[0].get("content")) + prefill
+            payload["prompt"] = requesting.content_text(messages[0].get("content")) + prefill
         elif messages[-1].get("role") == "assistant":  # the client's own prefill: ours extends it
-            messages[-1] = {**messages[-1], "content": _text(messages[-1].get("content")) + prefill}
+            messages[-1] = {
+                **messages[-1],
+                "content": requesting.content_text(messages[-1].get("content")) + prefill,
+            }
         else:
             messages.append({"role": "assistant", "content": prefill})
         if parsed.kind == "chat":
@@ -94,7 +99,7 @@ class Failover:
     grant: access.Grant | None
 
     def _prompt_estimate(self, extra: str = "") -> int:
-        texts = [_text(m.get("content")) for m in self.parsed.messages]
+        texts = [requesting.content_text(m.get("content")) for m in self.parsed.messages]
         return streams.estimate_prompt_tokens([*texts, extra] if extra else texts)
 
     async def resume(

@@ -242,7 +242,7 @@ async def _relay_stream(
             parsed.kind == "chat", parsed.wants_usage
         )
     else:
-        texts = [_text(m.get("content")) for m in parsed.messages]
+        texts = [requesting.content_text(m.get("content"), " ") for m in parsed.messages]
         translator = streams.SseRelay(not parsed.wants_usage, streams.estimate_prompt_tokens(texts))
     sent: list[bytes] | None = [] if failover is not None else None
     content = opened.response.content
@@ -287,15 +287,7 @@ async def _relay_stream(
 
 def _estimated_tokens(parsed: requesting.ParsedRequest) -> int:
     """What a request is charged against its key's tokens-per-minute before it is served."""
-    texts = [_text(m.get("content")) for m in parsed.messages]
+    texts = [requesting.content_text(m.get("content"), " ") for m in parsed.messages]
     payload = parsed.payload
     most = payload.get("max_tokens") or payload.get("max_completion_tokens") or 0
     return streams.estimate_prompt_tokens(texts) + int(most)
-
-
-def _text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""

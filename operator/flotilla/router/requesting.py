@@ -98,5 +98,19 @@ def _prompt(payload: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
     return [{"role": "user", "content": text}]
 
 
+def content_text(content: object, joiner: str = "") -> str:
+    """The text of a message's ``content``: the string itself, or its text parts joined by ``joiner`` (a
+    part whose text is not a string carries none, as for the classifier)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return joiner.join(
+            p["text"]
+            for p in content
+            if isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str)
+        )
+    return ""
+
+
 def _type_error(field: str, expected: str) -> RequestError:
     return RequestError(400, f"'{field}' must be {expected}", "invalid_type", field)
