@@ -78,3 +78,4 @@ OPEN_EXPOSED_ROUTER = (
     "a router Service of type LoadBalancer or NodePort needs spec.access with at least one key "
     "(an exposed router without access control lets anyone spend the fleet's cloud keys)"
 )
+ESCALATION_CRITERION = "escalation needs minMeanLogprob, minAgreement or at least one verifier"

@@ -10,14 +10,14 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from flotilla.api.routerconfig import ModelUpstream, Price, ProviderUpstream, RouterConfig
+from flotilla.api.routerconfig import ModelUpstream, Price, ProviderUpstream, RouterConfig, TaskRoute
 from flotilla.errors import ConfigError
 from flotilla.router import classifying
 from flotilla.router.forwarding import Target
@@ -41,6 +41,8 @@ class Snapshot:
     models_body: bytes
     cloud: dict[str, bool]
     """upstream name → whether it is a cloud fallback (what an API key's policy restricts)."""
+    policies: dict[str, TaskRoute] = field(default_factory=dict)
+    """task → its route, only for tasks with escalation or test-time compute (the rest skip a lookup)."""
 
 
 def load_config(path: Path) -> RouterConfig:
@@ -89,6 +91,7 @@ def _model_target(model: ModelUpstream, upstreams: Upstreams, config: RouterConf
         max_in_flight=model.max_in_flight,
         scale_from_zero=model.scale_from_zero,
         is_cloud=False,
+        multiple_choices=model.multiple_choices,
     )
 
 
@@ -156,6 +159,7 @@ def build(config: RouterConfig, upstreams: Upstreams, classifier: classifying.Cl
         fallback_on=frozenset(config.fallback_on),
         models_body=_models_body(config),
         cloud={name: target.is_cloud for name, target in targets.items()},
+        policies={t.name: t for t in config.tasks if t.escalation or t.test_time_compute},
     )
 
 
