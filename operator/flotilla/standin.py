@@ -12,6 +12,11 @@ or for the next requests via the admin API: ``POST /admin/faults {"status": 503,
 omitted: until ``DELETE /admin/faults``). ``prompt_tokens`` overrides the reported prompt token count (a
 negative one plays a broken upstream). ``GET /admin/stats`` counts requests and the streams or delayed
 answers the client closed early (``disconnects``) — how tests prove a router cancelled the upstream request.
+
+``--answers FILE`` (JSONL with ``prompt``, ``answer`` and optionally ``solution``, e.g.
+``../shared/data/math-answers.jsonl``) plays a frontier model that knows the key: a request whose last user
+message contains one of the prompts is answered with ``#### <answer>`` and that row's solution (after the
+banner, cut at ``max_tokens`` words like every answer).
 """
 
 from __future__ import annotations
@@ -107,6 +112,30 @@ def _reply_words(prompt: str, max_tokens: int, chunks: int | None) -> list[str]:
     return words[: max(1, max_tokens)]
 
 
+class AnswerKey:
+    """Known answers by prompt: exact match on whitespace-normalised text, else the longest contained one."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self._by_prompt: dict[str, str] = {}
+        for row in rows:
+            solution = re.sub(r"<<[^>]*>>", "", str(row.get("solution", "")))  # GSM8K calculator marks
+            text = f"#### {row['answer']}\n{solution}"  # the answer first: a short max_tokens keeps it
+            self._by_prompt[" ".join(str(row["prompt"]).split())] = text
+        self._longest_first = sorted(self._by_prompt, key=len, reverse=True)
+
+    @classmethod
+    def load(cls, path: str) -> AnswerKey:
+        with open(path, encoding="utf-8") as lines:
+            return cls([json.loads(line) for line in lines if line.strip()])
+
+    def lookup(self, prompt: str) -> str | None:
+        text = " ".join(prompt.split())
+        found = self._by_prompt.get(text)
+        if found is not None:
+            return found
+        return next((self._by_prompt[p] for p in self._longest_first if p in text), None)
+
+
 def _error(status: int, anthropic: bool) -> Response:
     message = f"{BANNER} injected error {status}"
     if anthropic:
@@ -116,7 +145,7 @@ def _error(status: int, anthropic: bool) -> Response:
     )
 
 
-def build_app(api_key: str | None = None) -> Starlette:
+def build_app(api_key: str | None = None, key: AnswerKey | None = None) -> Starlette:
     stats = Stats()
 
     async def handle(request: Request) -> Response:
@@ -154,7 +183,11 @@ def build_app(api_key: str | None = None) -> Starlette:
             everything += " " + _text(body.get("system"))
         prompt_tokens = faults.get("prompt_tokens", len(everything.split()))
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 64)
-        words = _reply_words(prompt, max_tokens, faults.get("chunks"))
+        known = key.lookup(prompt) if key is not None else None
+        if known is not None:
+            words = [BANNER, *known.split()][: max(1, max_tokens)]
+        else:
+            words = _reply_words(prompt, max_tokens, faults.get("chunks"))
         model = str(body.get("model", "standin"))
         kind = "anthropic" if anthropic else ("chat" if path.endswith("/chat/completions") else "completions")
         if body.get("stream"):
@@ -345,9 +378,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--api-key", default=None, help="require this key (Bearer or x-api-key)")
+    parser.add_argument("--answers", default=None, help="JSONL of prompt/answer(/solution): answer from it")
     args = parser.parse_args(argv)
+    key = AnswerKey.load(args.answers) if args.answers else None
     uvicorn.run(
-        build_app(args.api_key), host=args.host, port=args.port, log_level="warning", access_log=False
+        build_app(args.api_key, key), host=args.host, port=args.port, log_level="warning", access_log=False
     )
 
 

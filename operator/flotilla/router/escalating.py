@@ -50,7 +50,11 @@ async def complete(
         return await walk(parsed, chain)
     settings = policy.test_time_compute
     sampled = settings is not None and settings.samples > 1
-    wants_logprobs = sampled or (escalation is not None and escalation.min_mean_logprob is not None)
+    # Logprobs only when a decision reads them: some servers pay for them per token (llama-cpp-python
+    # sorts the whole vocabulary for each), and a majority vote needs none.
+    wants_logprobs = (escalation is not None and escalation.min_mean_logprob is not None) or (
+        sampled and settings is not None and settings.select == "logprob"
+    )
     asked = with_logprobs(parsed) if wants_logprobs else parsed
     headers: dict[str, str] = {}
     if settings is not None and sampled:
@@ -180,11 +184,15 @@ def _serve_own(
 
 def with_logprobs(parsed: requesting.ParsedRequest) -> requesting.ParsedRequest:
     """``parsed`` asking for the sampled tokens' logprobs (chat ``logprobs: true``, completions ``logprobs:
-    1``) unless it already does."""
+    1``) unless it already does; the client's reply leaves them out again (``_serve_own``)."""
     if _asked_logprobs(parsed):
         return parsed
     payload = dict(parsed.payload)
-    payload["logprobs"] = True if parsed.kind == "chat" else 1
+    if parsed.kind == "chat":
+        payload["logprobs"] = True
+        payload.setdefault("top_logprobs", 0)  # llama-cpp-python returns none without it
+    else:
+        payload["logprobs"] = 1
     return dataclasses.replace(parsed, payload=payload, raw=b"")
 
 
