@@ -88,7 +88,7 @@ async def complete(
         metrics.escalation_checks.labels(route.task).inc()
         why = judge(escalation, mean, agreement, chosen, parsed.payload)
         if why is not None:
-            escalated = await _escalate(metrics, parsed, route, walk, rest, why, served, spent)
+            escalated = await _escalate(metrics, parsed, route, walk, rest, why, served, spent, headers)
             if escalated is not None:
                 return escalated
             log.info("task %s: escalation failed; serving %s's answer", route.task, served)
@@ -124,8 +124,10 @@ async def _escalate(
     why: str,
     served: str,
     spent: float,
+    judged: dict[str, str],
 ) -> Plain | None:
-    """The next upstreams' answer to the original request, or None when none could give one."""
+    """The next upstreams' answer to the original request, or None when none could give one; ``judged``
+    (the escalated answer's mean logprob, samples, agreement) goes with it as headers."""
     task = route.task
     metrics.escalations.labels(task, why).inc()
     metrics.escalation_overhead.labels(task).inc(spent)
@@ -140,6 +142,7 @@ async def _escalate(
         return None
     cost = _cost(reply)
     metrics.cascade_dollars.labels(task).inc(cost)
+    reply.headers.update(judged)
     reply.headers[REASON_HEADER] = f"escalated:{why}"
     reply.headers["x-flotilla-escalated-from"] = served
     reply.headers[COST_HEADER] = f"{spent + cost:.10f}"
