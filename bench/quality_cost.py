@@ -59,7 +59,7 @@ EXAMPLE = [  # one worked exchange: the 270M model then answers with a number ra
     {"role": "assistant", "content": "7"},
 ]
 STOP = ["\n"]
-THRESHOLDS = (-0.1, -0.25, -0.5, -1.0, -2.0)
+QUANTILES = (0.2, 0.4, 0.6, 0.8)
 
 
 @dataclass
@@ -87,6 +87,7 @@ class Outcome:
     accuracy: float
     cloud_share: float
     per_1000: float
+    short: str = ""
 
 
 class Proc:
@@ -212,7 +213,7 @@ def record(problems: list[Problem], router: str, max_tokens: int, samples: int) 
         )
 
 
-def _outcome(name: str, family: str, served: list[tuple[bool, bool, float]]) -> Outcome:
+def _outcome(name: str, family: str, served: list[tuple[bool, bool, float]], short: str = "") -> Outcome:
     """``served``: per problem (correct, answered by the cloud, dollars)."""
     n = len(served)
     return Outcome(
@@ -221,6 +222,7 @@ def _outcome(name: str, family: str, served: list[tuple[bool, bool, float]]) -> 
         sum(c for c, _, _ in served) / n,
         sum(e for _, e, _ in served) / n,
         1000 * sum(d for _, _, d in served) / n,
+        short,
     )
 
 
@@ -229,6 +231,29 @@ def vote(problem: Problem, k: int) -> tuple[bool, float, float]:
     picked = answers.select([s.choice for s in problem.samples[:k]], "majority")
     served = problem.samples[picked.index]
     return served.correct, picked.agreement, sum(s.dollars for s in problem.samples[:k])
+
+
+def auto_thresholds(problems: list[Problem]) -> list[float]:
+    """Cascade thresholds at the ``QUANTILES`` of the greedy answers' mean logprobs (each escalates about
+    20%, 40%, ... of the problems), rounded to two decimals."""
+    means = sorted(p.greedy.mean for p in problems if p.greedy and p.greedy.mean is not None)
+    if not means:
+        return [-1.0]
+    picked = {round(means[min(len(means) - 1, int(q * len(means)))], 2) for q in QUANTILES}
+    return sorted(picked, reverse=True)
+
+
+def load(path: Path) -> tuple[list[Problem], list[str]]:
+    """Problems and live-check lines from a ``--json`` file of an earlier run."""
+    report = json.loads(path.read_text())
+    problems = []
+    for row in report["problems"]:
+        problem = Problem("", row["key"])
+        problem.greedy = Answer(**row["greedy"]) if row["greedy"] else None
+        problem.samples = [Answer(**s) for s in row["samples"]]
+        problem.cloud = Answer(**row["cloud"]) if row["cloud"] else None
+        problems.append(problem)
+    return problems, list(report.get("live", []))
 
 
 def evaluate(problems: list[Problem], thresholds: Sequence[float], agreement: float) -> list[Outcome]:
@@ -242,12 +267,12 @@ def evaluate(problems: list[Problem], thresholds: Sequence[float], agreement: fl
         for g, c in greedy:
             up = escalating.judge(escalation, g.mean, None, g.choice, {}) is not None
             served.append((c.correct, True, g.dollars + c.dollars) if up else (g.correct, False, g.dollars))
-        out.append(_outcome(f"cascade logprob < {threshold:g}", "cascade", served))
+        out.append(_outcome(f"cascade logprob < {threshold:g}", "cascade", served, f"< {threshold:g}"))
     k_max = min(len(p.samples) for p in problems)
     for k in (1, 3, 5):
         if k <= k_max:
             runs = [vote(p, k) for p in problems]
-            out.append(_outcome(f"samples {k}", "samples", [(c, False, d) for c, _, d in runs]))
+            out.append(_outcome(f"samples {k}", "samples", [(c, False, d) for c, _, d in runs], f"k={k}"))
     escalation = Escalation(min_agreement=agreement)
     for k in (3, 5):
         if k > k_max:
@@ -260,7 +285,7 @@ def evaluate(problems: list[Problem], thresholds: Sequence[float], agreement: fl
             served.append(
                 (p.cloud.correct, True, dollars + p.cloud.dollars) if up else (correct, False, dollars)
             )
-        out.append(_outcome(f"samples {k} + cascade agreement < {agreement:g}", "both", served))
+        out.append(_outcome(f"samples {k} + cascade agreement < {agreement:g}", "both", served, f"k={k}"))
     return out
 
 
@@ -336,7 +361,7 @@ def plot(outcomes: list[Outcome], path: Path, title: str) -> None:
             [o.per_1000 for o in points], [100 * o.accuracy for o in points], marker=marker,
             linestyle="-" if len(points) > 1 else "none", label=family,
         )  # fmt: skip
-        for o in points:
+        for o in [o for o in points if o.short]:
             ax.annotate(
                 o.name, (o.per_1000, 100 * o.accuracy), fontsize=6, xytext=(3, 3), textcoords="offset points"
             )
@@ -350,6 +375,23 @@ def plot(outcomes: list[Outcome], path: Path, title: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+def report(
+    problems: list[Problem], live: list[str], args: argparse.Namespace, elapsed: float | None
+) -> list[Outcome]:
+    """Print the table and the live lines, draw the plot; the outcomes."""
+    if args.thresholds == "auto":
+        thresholds = auto_thresholds(problems)
+    else:
+        thresholds = [float(t) for t in args.thresholds.split(",")]
+    outcomes = evaluate(problems, thresholds, args.agreement)
+    print(table(outcomes))
+    for line in live:
+        print(line)
+    title = f"math-answers.jsonl, first {len(problems)} problems: Gemma 3 270M (llama.cpp) vs. stand-in cloud"
+    plot(outcomes, args.plot, title)
+    return outcomes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--limit", type=int, default=100, help="problems (the file has 400)")
@@ -361,8 +403,14 @@ def main() -> int:
     parser.add_argument("--plot", type=Path, default=REPOSITORY / "docs" / "quality-cost.png")
     parser.add_argument("--json", type=Path, default=None, help="write the recorded answers and results")
     parser.add_argument("--logs", type=Path, default=Path("/tmp/flotilla-quality-cost"))
+    parser.add_argument("--thresholds", default="auto", help="comma-separated, or auto (quantiles)")
+    parser.add_argument("--replay", type=Path, default=None, help="evaluate a --json file; run nothing")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the children (finally) when stopped
+    if args.replay is not None:
+        problems, live = load(args.replay)
+        report(problems, live, args, None)
+        return 0
     rows = datasets.read_jsonl(datasets.shared_data() / "math-answers.jsonl")[: args.limit]
     problems = [Problem(r["prompt"], answers.normalise(r["answer"])) for r in rows]
     args.logs.mkdir(parents=True, exist_ok=True)
@@ -390,15 +438,10 @@ def main() -> int:
     finally:
         for proc in procs:
             proc.stop()
-    outcomes = evaluate(problems, THRESHOLDS, args.agreement)
     elapsed = time.perf_counter() - started
     print(f"\n{len(problems)} problems, max_tokens {args.max_tokens}, {args.samples} samples; recorded in "
           f"{recorded:.0f} s, {elapsed:.0f} s in all\n")  # fmt: skip
-    print(table(outcomes))
-    for line in live:
-        print(line)
-    title = f"math-answers.jsonl, first {len(problems)} problems: Gemma 3 270M (llama.cpp) vs. stand-in cloud"
-    plot(outcomes, args.plot, title)
+    outcomes = report(problems, live, args, elapsed)
     if args.json:
         problems_out = [
             {
@@ -410,8 +453,8 @@ def main() -> int:
             for p in problems
         ]
         outcomes_out = [o.__dict__ for o in outcomes]
-        report = {"problems": problems_out, "outcomes": outcomes_out, "live": live, "seconds": elapsed}
-        args.json.write_text(json.dumps(report, indent=1))
+        saved = {"problems": problems_out, "outcomes": outcomes_out, "live": live, "seconds": elapsed}
+        args.json.write_text(json.dumps(saved, indent=1))
     return 0
 
 
