@@ -363,7 +363,7 @@ def plot(outcomes: list[Outcome], path: Path, title: str) -> None:
         )  # fmt: skip
         for o in [o for o in points if o.short]:
             ax.annotate(
-                o.name, (o.per_1000, 100 * o.accuracy), fontsize=6, xytext=(3, 3), textcoords="offset points"
+                o.short, (o.per_1000, 100 * o.accuracy), fontsize=6, xytext=(3, 3), textcoords="offset points"
             )
     ax.set_xscale("log")
     ax.set_xlabel("US dollars per 1,000 queries (log scale)")
