@@ -38,7 +38,6 @@ _CONSTRAINTS = (
 )  # fmt: skip
 
 
-
 def _escalation(**escalation: Any) -> dict[str, Any]:
     """A fleet edit: task code escalates with ``escalation`` (verifiers [json] unless given)."""
     task = {"name": "code", "escalation": {"verifiers": ["json"], **escalation}}
