@@ -108,9 +108,6 @@ def test_test_time_compute_samples_the_real_model_and_prices_every_sample(make_r
         == usage["completion_tokens"]
     )
     assert float(response.headers["x-flotilla-cost-usd"]) == pytest.approx(_dollars(POD_PRICE, usage))
-    # the same seed samples the same answers: test-time compute is reproducible for a client that wants it
-    again = _post(router, "vote", body).json()
-    assert again["choices"][0]["message"] == answer["choices"][0]["message"]
 
 
 @pytest.mark.llamacpp
