@@ -77,6 +77,8 @@ async def complete(
             chosen = data["choices"][0]
         except (ValueError, RecursionError, LookupError, TypeError):
             return first
+        if not isinstance(chosen, dict):  # not a completion choice: relayed as the model sent it
+            return first
         reply, usage, spent, agreement = first, pricing.usage_of(data), _cost(first), None
         one = usage
     served = reply.headers.get(MODEL_HEADER, chain[0])
