@@ -12,6 +12,7 @@ or for the next requests via the admin API: ``POST /admin/faults {"status": 503,
 omitted: until ``DELETE /admin/faults``). ``prompt_tokens`` overrides the reported prompt token count (a
 negative one plays a broken upstream). ``GET /admin/stats`` counts requests and the streams or delayed
 answers the client closed early (``disconnects``) — how tests prove a router cancelled the upstream request.
+A plain OpenAI request with ``n`` gets ``n`` (identical) choices, priced as ``n`` answers.
 
 ``--answers FILE`` (JSONL with ``prompt``, ``answer`` and optionally ``solution``, e.g.
 ``../shared/data/math-answers.jsonl``) plays a frontier model that knows the key: a request whose last user
@@ -196,7 +197,8 @@ def build_app(api_key: str | None = None, key: AnswerKey | None = None) -> Starl
                 _stream(stats, kind, model, words, prompt_tokens, faults, include_usage),
                 media_type="text/event-stream",
             )
-        whole = _whole(kind, model, words, prompt_tokens, len(words) < max_tokens)
+        choices = body.get("n") if isinstance(body.get("n"), int) and not anthropic else 1
+        whole = _whole(kind, model, words, prompt_tokens, len(words) < max_tokens, max(1, choices))
         if faults.get("drop_after") is not None:  # a plain answer cut off: half the promised body, then close
             body = json.dumps(whole).encode()
             return StreamingResponse(
@@ -240,7 +242,10 @@ def build_app(api_key: str | None = None, key: AnswerKey | None = None) -> Starl
     )
 
 
-def _whole(kind: str, model: str, words: list[str], prompt_tokens: int, stopped: bool) -> dict[str, Any]:
+def _whole(
+    kind: str, model: str, words: list[str], prompt_tokens: int, stopped: bool, choices: int = 1
+) -> dict[str, Any]:
+    """The whole answer; ``choices`` (OpenAI's ``n``) copies of it, each a numbered choice."""
     text, n = " ".join(words), len(words)
     if kind == "anthropic":
         return {
@@ -259,13 +264,18 @@ def _whole(kind: str, model: str, words: list[str], prompt_tokens: int, stopped:
         if kind == "chat"
         else {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
     )
+    completion = n * choices
     return {
         "id": f"cmpl-{uuid.uuid4().hex}",
         "object": "chat.completion" if kind == "chat" else "text_completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [choice],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n},
+        "choices": [{**choice, "index": i} for i in range(choices)],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": prompt_tokens + completion,
+        },
     }
 
 

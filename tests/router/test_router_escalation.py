@@ -231,3 +231,22 @@ def test_a_task_without_these_settings_is_served_as_before(make_router, clean_fl
     assert response.headers["x-flotilla-route-reason"] == "header"
     assert "x-flotilla-mean-logprob" not in response.headers and "x-flotilla-samples" not in response.headers
     assert router.metric("flotilla_router_escalation_checks_total", task="chat") == 0
+
+
+def test_a_runtime_answering_n_is_asked_once(make_router, clean_flaky, cloud):
+    """``multipleChoices`` (rendered true for vLLM): one request with ``n`` (the stand-in plays the pod)."""
+    config = _config(clean_flaky.url, cloud.url, vote={"testTimeCompute": {"samples": 4}})
+    config["models"][0]["multipleChoices"] = True
+    router = make_router(config)
+    before = clean_flaky.stats()["requests"]
+    response = _post(router, "vote", chat("the number 5 please"))
+    assert response.status_code == 200, response.text
+    assert clean_flaky.stats()["requests"] == before + 1
+    answer = response.json()
+    assert response.headers["x-flotilla-samples"] == "4"
+    assert response.headers["x-flotilla-agreement"] == "1.00"
+    text = answer["choices"][0]["message"]["content"]
+    words = len(text.split()) - 2  # the stand-in counts its three-word banner as one token
+    assert answer["usage"]["completion_tokens"] == 4 * words
+    assert router.metric("flotilla_router_samples_total", model="pod", task="vote") == 4
+    assert router.metric("flotilla_router_requests_total", model="pod", task="vote", outcome="ok") == 1
