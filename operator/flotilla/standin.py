@@ -197,8 +197,9 @@ def build_app(api_key: str | None = None, key: AnswerKey | None = None) -> Starl
                 _stream(stats, kind, model, words, prompt_tokens, faults, include_usage),
                 media_type="text/event-stream",
             )
-        choices = body.get("n") if isinstance(body.get("n"), int) and not anthropic else 1
-        whole = _whole(kind, model, words, prompt_tokens, len(words) < max_tokens, max(1, choices))
+        n = body.get("n")
+        choices = n if isinstance(n, int) and n > 1 and not anthropic else 1
+        whole = _whole(kind, model, words, prompt_tokens, len(words) < max_tokens, choices)
         if faults.get("drop_after") is not None:  # a plain answer cut off: half the promised body, then close
             body = json.dumps(whole).encode()
             return StreamingResponse(
