@@ -305,7 +305,7 @@ def live_check(
     }
     for name, task in configs.items():
         proc, router = start_router(router_config(llama, cloud, **task), logs, f"router-{name}")
-        same = 0
+        same = alike = 0
         started = time.perf_counter()
         try:
             for problem in problems[: args.live]:
@@ -324,6 +324,7 @@ def live_check(
                 served = answers.text_of(data["choices"][0])
                 up = headers["x-flotilla-route-reason"].startswith("escalated:")
                 same += served == expect and up == expect_up
+                alike += answers.final_answer(served) == answers.final_answer(expect) and up == expect_up
                 print(
                     f"live {name}: {headers['x-flotilla-route-reason']} {answers.final_answer(served)}",
                     flush=True,
@@ -332,8 +333,8 @@ def live_check(
             proc.stop()
         n = min(args.live, len(problems))
         lines.append(
-            f"live {name}: {same}/{n} requests served the replay's answer and route "
-            f"({time.perf_counter() - started:.0f} s)"
+            f"live {name}: {same}/{n} requests served the replay's answer and route, {alike}/{n} its final "
+            f"answer and route ({time.perf_counter() - started:.0f} s)"
         )
     return lines
 
