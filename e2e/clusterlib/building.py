@@ -9,11 +9,13 @@ from zero. Modules are fetched into Go's default module cache (`go env GOMODCACH
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,11 @@ KWOK_STAGES = (
     "kustomize/stage/pod/fast/pod-delete.yaml",
 )
 NODE_TARGETS = ("node", "coredns")  # built only for the opt-in real node
+# Service discovery compiled into Prometheus: only Kubernetes (the chart's ServiceMonitor/PodMonitor
+# discovery), static and file; the cloud SDKs of the other plugins would triple the build on 2 cores.
+PROMETHEUS_TAGS = "remove_all_sd,enable_kubernetes_sd"
+KEDA_MODULE = "github.com/kedacore/keda/v2"
+FETCH_TARGETS = ("keda-crds",)  # copied from a module's source, nothing compiled
 BUILD_DATE = "2026-01-01T00:00:00Z"  # fixed, so builds are reproducible and the link cache hits
 
 
@@ -41,6 +48,7 @@ class Target:
     packages: dict[str, str]
     ldflags: str
     bin_dir: Path
+    tags: str = ""
 
 
 def kube_ldflags(version: str) -> str:
@@ -65,6 +73,20 @@ def helm_ldflags(version: str, client_go: str) -> str:
     flags.append("-X helm.sh/helm/v3/internal/version.gitTreeState=clean")
     for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
         flags += [f"-X {pkg}.k8sVersionMajor=1", f"-X {pkg}.k8sVersionMinor={minor}"]
+    return " ".join(flags)
+
+
+def prometheus_ldflags(version: str) -> str:
+    """As Prometheus's .promu.yml: module v0.316.0 is Prometheus 3.16.0 (`prometheus --version`)."""
+    minor, patch = version.lstrip("v").split(".")[1:3]
+    release = f"{int(minor) // 100}.{int(minor) % 100}.{patch}"
+    pkg = "github.com/prometheus/common/version"
+    flags = ["-s", "-w", f"-X {pkg}.Version={release}", f"-X {pkg}.Revision={version}"]
+    flags += [
+        f"-X {pkg}.Branch=HEAD",
+        f"-X {pkg}.BuildUser=flotilla@e2e",
+        f"-X {pkg}.BuildDate=20260101-00:00:00",
+    ]
     return " ".join(flags)
 
 
@@ -113,6 +135,16 @@ def targets(cfg: settings.Settings) -> list[Target]:
             ldflags=helm_ldflags(pins.helm, pins.helm_client_go),
             bin_dir=cfg.tool_dir("helm") / "bin",
         ),
+        Target(
+            name="prometheus",  # the observability tests' scraper and rule checker, not needed by `up`
+            module_dir=settings.GOMOD_DIR / "prometheus",
+            packages={
+                cmd: f"github.com/prometheus/prometheus/cmd/{cmd}" for cmd in settings.PROMETHEUS_COMMANDS
+            },
+            ldflags=prometheus_ldflags(pins.prometheus),
+            bin_dir=cfg.tool_dir("prometheus") / "bin",
+            tags=PROMETHEUS_TAGS,
+        ),
     ]
 
 
@@ -139,7 +171,19 @@ def build_target(target: Target) -> bool:
         out, pkgs = f"{tmp}/", list(missing.values())
     # -buildvcs=false: the throwaway module sits inside the project's git checkout; its VCS state must not
     # change the binaries (nor fail the build where git distrusts the checkout's owner).
-    cmd = [_go(), "build", "-trimpath", "-buildvcs=false", "-ldflags", target.ldflags, "-o", out, *pkgs]
+    tags = ["-tags", target.tags] if target.tags else []
+    cmd = [
+        _go(),
+        "build",
+        "-trimpath",
+        "-buildvcs=false",
+        *tags,
+        "-ldflags",
+        target.ldflags,
+        "-o",
+        out,
+        *pkgs,
+    ]
     env = {**os.environ, "CGO_ENABLED": "0"}
     print(f"building {target.name}: {' '.join(missing)} (this takes minutes cold)", flush=True)
     started = time.monotonic()
@@ -174,6 +218,60 @@ def copy_kwok_stages(cfg: settings.Settings) -> None:
     os.replace(tmp, cfg.stages_dir / "stages.yaml")
 
 
+def _pinned_sum(go_sum: Path, module: str, version: str) -> str:
+    for line in go_sum.read_text().splitlines():
+        fields = line.split()
+        if fields[:2] == [module, version]:
+            return fields[2]
+    raise settings.ClusterError(f"{go_sum} has no checksum for {module} {version}")
+
+
+def fetch_keda_crds(cfg: settings.Settings) -> bool:
+    """Copy KEDA's CRDs (config/crd/bases/*.yaml) out of its module zip; return True when fetched.
+
+    `go mod download` fetches the zip through the module proxy and checks it against the checksum
+    database; it then reports that the module needs a newer Go (KEDA v2.21.1 wants 1.27.4), which does not
+    matter here since nothing is compiled: the zip's hash must equal the pin in e2e/gomod/keda/go.sum.
+    """
+    dest = cfg.keda_crds_dir
+    if (dest / "keda.sh_scaledobjects.yaml").exists():
+        return False
+    version = cfg.pins.keda
+    wanted = _pinned_sum(settings.GOMOD_DIR / "keda" / "go.sum", KEDA_MODULE, version)
+    cfg.cache_dir.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [_go(), "mod", "download", "-json", f"{KEDA_MODULE}@{version}"],
+        cwd=cfg.cache_dir,  # outside any module
+        env={**os.environ, "GOTOOLCHAIN": "local"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        info = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise settings.ClusterError(
+            f"go mod download {KEDA_MODULE}@{version} failed: {done.stderr}"
+        ) from None
+    archive = Path(info.get("Zip") or "/nonexistent")
+    if info.get("Sum") != wanted or not archive.exists():
+        raise settings.ClusterError(f"cannot fetch {KEDA_MODULE}@{version} (want {wanted}): {info}")
+    prefix = f"{KEDA_MODULE}@{version}/config/crd/bases/"
+    tmp = dest.parent / ".crds-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with zipfile.ZipFile(archive) as zipped:
+        names = [n for n in zipped.namelist() if n.startswith(prefix) and n.endswith(".yaml")]
+        for name in names:
+            (tmp / name.removeprefix(prefix)).write_bytes(zipped.read(name))
+    if not (tmp / "keda.sh_scaledobjects.yaml").exists():
+        raise settings.ClusterError(f"{archive} has no {prefix}keda.sh_scaledobjects.yaml")
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    print(f"fetched KEDA {version} CRDs ({len(names)}) -> {dest}", flush=True)
+    return True
+
+
 def build(cfg: settings.Settings, only: list[str] | None = None, real_node: bool = False) -> None:
     """Build every pinned tool (or those named in `only`), skipping what the cache already has.
 
@@ -181,8 +279,9 @@ def build(cfg: settings.Settings, only: list[str] | None = None, real_node: bool
     """
     known = {t.name: t for t in targets(cfg)}
     for name in only or []:
-        if name not in known:
-            raise settings.ClusterError(f"unknown build target {name!r}; choose from {', '.join(known)}")
+        if name not in known and name not in FETCH_TARGETS:
+            choices = ", ".join([*known, *FETCH_TARGETS])
+            raise settings.ClusterError(f"unknown build target {name!r}; choose from {choices}")
     for target in known.values():
         if (only and target.name not in only) or (target.name in NODE_TARGETS and not (real_node or only)):
             continue
@@ -190,6 +289,8 @@ def build(cfg: settings.Settings, only: list[str] | None = None, real_node: bool
             print(f"{target.name}: cached in {target.bin_dir}", flush=True)
         if target.name == "kwok":
             copy_kwok_stages(cfg)
+    if (not only or "keda-crds" in only) and not fetch_keda_crds(cfg):
+        print(f"keda-crds: cached in {cfg.keda_crds_dir}", flush=True)
     sys.stdout.flush()
 
 

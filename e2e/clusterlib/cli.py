@@ -20,7 +20,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build the pinned binaries into the cache (skips what is built)")
     build.add_argument(
-        "--only", action="append", metavar="TARGET", help="kubernetes, node, coredns, etcd, kwok or helm"
+        "--only",
+        action="append",
+        metavar="TARGET",
+        help="kubernetes, node, coredns, etcd, kwok, helm, prometheus or keda-crds",
     )
     build.add_argument(
         "--real-node", action="store_true", help="also build kubelet, kube-proxy and the node's images"

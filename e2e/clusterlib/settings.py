@@ -20,6 +20,7 @@ GOMOD_DIR = E2E_DIR / "gomod"
 CONTROL_PLANE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 NODE_COMMANDS = ("kubelet", "kube-proxy")
 KUBE_COMMANDS = CONTROL_PLANE_COMMANDS + NODE_COMMANDS
+PROMETHEUS_COMMANDS = ("prometheus", "promtool")
 
 
 class ClusterError(Exception):
@@ -36,6 +37,8 @@ class Pins:
     helm: str  # e.g. v3.22.0
     helm_client_go: str  # client-go version helm was built against; helm reports it as its k8s version
     coredns: str  # e.g. v1.14.7 (only for the real node's cluster DNS)
+    prometheus: str  # Go module version, e.g. v0.316.0 (Prometheus 3.16.0; for the observability tests)
+    keda: str  # e.g. v2.21.1: only its CRDs are used (fetched from the module, not built)
 
 
 @dataclass(frozen=True)
@@ -54,18 +57,25 @@ class Settings:
             "kwok": self.pins.kwok,
             "helm": self.pins.helm,
             "coredns": self.pins.coredns,
+            "prometheus": self.pins.prometheus,
+            "keda": self.pins.keda,
         }[tool]
         return self.cache_dir / f"{tool}-{version}"
 
     def binary(self, name: str) -> Path:
         """Path of a built binary by command name (kube-apiserver, etcd, kwok, helm, ...)."""
-        tool = "k8s" if name in KUBE_COMMANDS else name
+        tool = "k8s" if name in KUBE_COMMANDS else "prometheus" if name in PROMETHEUS_COMMANDS else name
         return self.tool_dir(tool) / "bin" / name
 
     @property
     def stages_dir(self) -> Path:
         """kwok stage configs copied from the kwok module source at build time."""
         return self.tool_dir("kwok") / "stages"
+
+    @property
+    def keda_crds_dir(self) -> Path:
+        """KEDA's own CustomResourceDefinitions (config/crd/bases of its module), fetched at build time."""
+        return self.tool_dir("keda") / "crds"
 
     @property
     def bin_dirs(self) -> list[Path]:
@@ -97,6 +107,8 @@ def read_pins(gomod_dir: Path = GOMOD_DIR) -> Pins:
         helm=_required_version(gomod_dir / "helm" / "go.mod", "helm.sh/helm/v3"),
         helm_client_go=_required_version(gomod_dir / "helm" / "go.mod", "k8s.io/client-go"),
         coredns=_required_version(gomod_dir / "coredns" / "go.mod", "github.com/coredns/coredns"),
+        prometheus=_required_version(gomod_dir / "prometheus" / "go.mod", "github.com/prometheus/prometheus"),
+        keda=_required_version(gomod_dir / "keda" / "go.mod", "github.com/kedacore/keda/v2"),
     )
 
 

@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "router")
 
 import headkit
 
+from flotilla.api.status import current_condition
+
 pytestmark = [pytest.mark.e2e, pytest.mark.realnode]
 
 FLEET = "counsel"
@@ -125,14 +127,7 @@ def fleet(namespace: str) -> dict[str, Any]:
 
 
 def classifier_condition(tools: Tools, namespace: str) -> dict[str, Any] | None:
-    body = installing.fleet(tools, namespace, FLEET)
-    for cond in (body.get("status") or {}).get("conditions") or []:
-        if (
-            cond["type"] == "ClassifierReady"
-            and cond.get("observedGeneration") == body["metadata"]["generation"]
-        ):
-            return dict(cond)
-    return None
+    return current_condition(installing.fleet(tools, namespace, FLEET), "ClassifierReady")
 
 
 def routed_model(tools: Tools, namespace: str) -> dict[str, str] | None:

@@ -7,6 +7,11 @@ can compute expected usage and cost.
 Faults, per request (a directive anywhere in the last user message, or the same as ``x-standin-*`` headers)::
 
     [standin status=503 delay=1.5 drop_after=2 garbage=1 chunk_delay=0.2 chunks=20 prompt_tokens=-5]
+    [standin drop_random=1 error_after=3]
+
+``drop_after=N`` cuts a stream (or a plain body) after N events; ``drop_random=1`` cuts a stream after a
+random number of its content events (at least one, never all); ``error_after=N`` sends an error event after
+N events and ends the stream.
 
 or for the next requests via the admin API: ``POST /admin/faults {"status": 503, "count": 3}`` (``count``
 omitted: until ``DELETE /admin/faults``). ``prompt_tokens`` overrides the reported prompt token count (a
@@ -18,6 +23,11 @@ A plain OpenAI request with ``n`` gets ``n`` (identical) choices, priced as ``n`
 ``../shared/data/math-answers.jsonl``) plays a frontier model that knows the key: a request whose last user
 message contains one of the prompts is answered with ``#### <answer>`` and that row's solution (after the
 banner, cut at ``max_tokens`` words like every answer).
+
+A chat or Anthropic request whose last message is the assistant's is a prefill: the stand-in continues it.
+When the prefill is the start of the answer it would give, only the rest is sent (so a stream cut and
+continued elsewhere reads exactly as one uninterrupted answer); any other prefill gets the whole answer
+after it. ``GET /admin/stats`` shows the last prefill (``last_prefill``) and the cut points (``cuts``).
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import re
 import time
 import uuid
@@ -49,6 +60,8 @@ _FAULT_KEYS = {
     "chunk_delay": float,
     "chunks": int,
     "prompt_tokens": int,
+    "drop_random": int,
+    "error_after": int,
 }
 
 
@@ -70,6 +83,8 @@ class Stats:
     active_streams: int = 0
     faults: dict[str, Any] = field(default_factory=dict)
     fault_count: int | None = None
+    last_prefill: str | None = None
+    cuts: list[int] = field(default_factory=list)
 
 
 def _text(content: Any) -> str:
@@ -137,6 +152,19 @@ class AnswerKey:
         return next((self._by_prompt[p] for p in self._longest_first if p in text), None)
 
 
+def _continue(prefill: str, words: list[str]) -> list[str]:
+    """The pieces that continue ``prefill``: the rest of the answer when it is the answer's start, else the
+    whole answer after a space. Pieces keep their leading whitespace (``_events`` joins them as they are)."""
+    answer = " ".join(words)
+    stripped = prefill.rstrip()
+    if answer.startswith(stripped):
+        rest = answer[len(stripped) :]
+    else:
+        rest = (" " if stripped == prefill else "") + answer
+    pieces = re.findall(r"\s*\S+", rest)
+    return ["\0" + p for p in pieces] or ["\0"]
+
+
 def _error(status: int, anthropic: bool) -> Response:
     message = f"{BANNER} injected error {status}"
     if anthropic:
@@ -189,6 +217,11 @@ def build_app(api_key: str | None = None, key: AnswerKey | None = None) -> Starl
             words = [BANNER, *known.split()][: max(1, max_tokens)]
         else:
             words = _reply_words(prompt, max_tokens, faults.get("chunks"))
+        last = messages[-1] if messages and isinstance(messages[-1], Mapping) else {}
+        prefill = _text(last.get("content")) if last.get("role") == "assistant" else ""
+        if prefill:
+            stats.last_prefill = prefill
+            words = _continue(prefill, words)
         model = str(body.get("model", "standin"))
         kind = "anthropic" if anthropic else ("chat" if path.endswith("/chat/completions") else "completions")
         if body.get("stream"):
@@ -243,11 +276,17 @@ def build_app(api_key: str | None = None, key: AnswerKey | None = None) -> Starl
     )
 
 
+def _pieces(words: list[str]) -> list[str]:
+    """The streamed pieces of ``words``: a space before each but the first, unless a piece (a continuation's,
+    marked by a leading NUL) carries its own whitespace."""
+    return [w[1:] if w.startswith("\0") else w if i == 0 else " " + w for i, w in enumerate(words)]
+
+
 def _whole(
     kind: str, model: str, words: list[str], prompt_tokens: int, stopped: bool, choices: int = 1
 ) -> dict[str, Any]:
     """The whole answer; ``choices`` (OpenAI's ``n``) copies of it, each a numbered choice."""
-    text, n = " ".join(words), len(words)
+    text, n = "".join(_pieces(words)), len(words)
     if kind == "anthropic":
         return {
             "id": f"msg_{uuid.uuid4().hex}",
@@ -293,7 +332,7 @@ def _sse(data: Mapping[str, Any], event: str | None = None) -> bytes:
 def _events(kind: str, model: str, words: list[str], prompt_tokens: int, include_usage: bool) -> list[bytes]:
     """The whole stream, one element per write; the finishing events come last."""
     n = len(words)
-    pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+    pieces = _pieces(words)
     if kind == "anthropic":
         mid = f"msg_{uuid.uuid4().hex}"
         start = {
@@ -369,18 +408,29 @@ async def _stream(
     stats.streams_started += 1
     stats.active_streams += 1
     finished = False
+    events = _events(kind, model, words, prompt_tokens, include_usage)
+    drop_after = faults.get("drop_after")
+    if faults.get("drop_random"):
+        first = 2 if kind == "anthropic" else 0  # after message_start and content_block_start
+        drop_after = random.randint(first + 1, first + max(1, len(words) - 1))
+        stats.cuts.append(drop_after - first)
     try:
-        for i, event in enumerate(_events(kind, model, words, prompt_tokens, include_usage)):
-            if faults.get("drop_after") is not None and i >= faults["drop_after"]:
+        for i, event in enumerate(events):
+            if drop_after is not None and i >= drop_after:
                 raise ConnectionAbortedError("injected drop")  # uvicorn closes the socket mid-body
+            if faults.get("error_after") is not None and i >= faults["error_after"]:
+                error = {"message": f"{BANNER} injected stream error", "type": "api_error"}
+                yield _sse({"type": "error", "error": error} if kind == "anthropic" else {"error": error})
+                break
             if i and faults.get("chunk_delay"):
                 await asyncio.sleep(faults["chunk_delay"])
             yield event
+        else:
+            stats.streams_completed += 1
         finished = True
-        stats.streams_completed += 1
     finally:
         stats.active_streams -= 1
-        if not finished and faults.get("drop_after") is None:
+        if not finished and drop_after is None and faults.get("error_after") is None:
             stats.disconnects += 1
 
 

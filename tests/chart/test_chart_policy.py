@@ -64,6 +64,11 @@ def _compatible(url: str) -> list[dict[str, Any]]:
     return [{"name": "compat", "provider": "openai-compatible", "model": "m", "baseURL": url, "apiKey": key}]
 
 
+def _jwt(url: str) -> dict[str, Any]:
+    policy = {"name": "team", "tasks": []}
+    return {"jwt": {"jwksURL": url, "issuer": "https://idp.example", "audience": "f", "policies": [policy]}}
+
+
 def _apply(doc: dict[str, Any]) -> tuple[int, str]:
     done = operatorkit.kubectl_try("apply", "-f", "-", stdin=json.dumps(doc))
     return done.returncode, done.stderr
@@ -108,6 +113,15 @@ def test_installed_policy_refuses_fleets_outside_the_allow_lists(
             {"router": {"image": "registry.example/flotilla:1"}},
             "spec.router.image is not allowed",
         ),
+        "jwks-plain-http": (
+            {"access": _jwt("http://idp.example/jwks")},
+            "spec.access.jwt.jwksURL is not allowed: plain http is only allowed to the hosts the operator "
+            "names for it (standin)",
+        ),
+        "jwks-metadata": (
+            {"access": _jwt("https://metadata.google.internal/jwks")},
+            "link-local and cloud metadata addresses are never JWKS hosts",
+        ),
     }
     for fleet, (spec, message) in refused.items():
         rc, err = _apply(_fleet(fleet_namespace, fleet, **spec))
@@ -120,6 +134,7 @@ def test_installed_policy_refuses_fleets_outside_the_allow_lists(
             *_compatible("http://standin:8080/v1"),
             {**_compatible("https://eu.models.example/v1")[0], "name": "eu"},
         ],
+        access=_jwt("https://idp.example/.well-known/jwks.json"),  # any https host serves keys
     )  # fmt: skip
     assert _apply(allowed)[0] == 0, _apply(allowed)[1]
     assert _apply(_fleet(other_namespace, "unbound", fallbacks=_compatible("http://x.example/v1")))[0] == 0

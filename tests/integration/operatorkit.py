@@ -106,6 +106,36 @@ def install_crds() -> None:
     )
 
 
+KEDA_SCALED_OBJECTS = "scaledobjects.keda.sh"
+KEDA_TEST_LABEL = {"flotilla.dev/test": "keda-crds"}
+
+
+@contextmanager
+def keda_crds() -> Iterator[None]:
+    """KEDA's own CRDs (from its Go module, fetched by `e2e/cluster build`) installed for the duration, then
+    deleted. Fails, rather than touch them, if a KEDA is already installed on the cluster."""
+    sys.path.insert(0, str(ROOT / "e2e"))
+    from clusterlib import settings
+
+    folder = settings.load().keda_crds_dir
+    if not (folder / "keda.sh_scaledobjects.yaml").exists():
+        raise AssertionError(f"{folder} has no KEDA CRDs: run `e2e/cluster build --only keda-crds` first")
+    if kubectl_try("get", "crd", KEDA_SCALED_OBJECTS).returncode == 0:
+        raise AssertionError(f"{KEDA_SCALED_OBJECTS} already exists on this cluster (a real KEDA?)")
+    names = []
+    for path in sorted(folder.glob("keda.sh_*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        crd["metadata"].setdefault("labels", {}).update(KEDA_TEST_LABEL)
+        kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(crd))
+        names.append(crd["metadata"]["name"])
+    kubectl("wait", "--for=condition=Established", *[f"crd/{n}" for n in names], "--timeout=60s")
+    try:
+        yield
+    finally:
+        # waited for: a test after this one may need KEDA absent (no CRD still terminating)
+        kubectl("delete", "crd", *names, "--timeout=90s", check=False)
+
+
 def service_account_kubeconfig(directory: Path) -> Path:
     """Install the operator's RBAC and write a kubeconfig that authenticates as its ServiceAccount.
 

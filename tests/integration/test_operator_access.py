@@ -54,7 +54,9 @@ def _fleet(namespace: str, access: bool = True) -> dict[str, Any]:
                 {"name": "team", "secretRef": {"name": "router-keys", "key": "team"}, "cloudFallbacks": True,
                  "monthlyBudgetUSD": BUDGET, "onBudgetExhausted": "reject"},
                 {"name": "later", "secretRef": {"name": "router-keys", "key": "not-there"}},
-            ]
+            ],
+            "jwt": {"jwksURL": "https://idp.example/jwks.json", "issuer": "https://idp.example",
+                    "audience": FLEET, "policies": [{"name": "partners", "tasks": ["general"]}]},
         }  # fmt: skip
     return {
         "apiVersion": "flotilla.dev/v1alpha1",
@@ -150,6 +152,9 @@ def test_keys_are_rendered_hashed_and_replicas_share_one_budget(
         config = yaml.safe_load(config_map["data"]["router.yaml"])
         hashes = {k["name"]: k["sha256"] for k in config["access"]["keys"]}
         assert hashes == {n: hashlib.sha256(v.encode()).hexdigest() for n, v in KEYS.items()}
+        jwt = config["access"]["jwt"]
+        assert jwt["jwksURL"] == "https://idp.example/jwks.json" and jwt["audience"] == FLEET
+        assert [p["name"] for p in jwt["policies"]] == ["partners"]
 
         def access_condition() -> dict[str, Any] | None:
             fleet = ok.get_json("modelfleet", FLEET, "-n", namespace)
@@ -219,6 +224,30 @@ def test_keys_are_rendered_hashed_and_replicas_share_one_budget(
         assert {k["name"] for k in yaml.safe_load(after["data"]["router.yaml"])["access"]["keys"]} == set(
             KEYS
         )
+        status_keys = {
+            k["name"] for k in ok.get_json("modelfleet", FLEET, "-n", namespace)["status"]["access"]["keys"]
+        }
+        assert "partners" in status_keys  # JWT policies are accounted like keys
+
+        # Rotation: a new value for one key and the missing key created reach the router config through
+        # the access timer alone (the fleet itself does not change), within its 30 s period.
+        rotated = {**KEYS, "team": "r0tated-team-key", "not-there": "s3cret-later-key"}
+        ok.apply_doc({**_secret(namespace), "data": {k: base64.b64encode(v.encode()).decode()
+                                                     for k, v in rotated.items()}})  # fmt: skip
+        expected = {
+            "web": hashlib.sha256(KEYS["web"].encode()).hexdigest(),
+            "team": hashlib.sha256(b"r0tated-team-key").hexdigest(),
+            "later": hashlib.sha256(b"s3cret-later-key").hexdigest(),
+        }
+
+        def rotated_hashes() -> dict[str, str] | None:
+            current = ok.get_json("configmap", f"{FLEET}-router", "-n", namespace)
+            keys = yaml.safe_load(current["data"]["router.yaml"])["access"]["keys"]
+            found = {k["name"]: k["sha256"] for k in keys}
+            return found if found == expected else None
+
+        ok.wait_until(rotated_hashes, 75, "the rotated keys in the router config")
+        ok.wait_until(lambda: (c := access_condition()) and c["status"] == "True" and c, 30, "AccessReady")
     finally:
         for router in routers:
             router.proc.stop()

@@ -21,6 +21,8 @@ sys.path.insert(0, str(ok.ROOT / "tests" / "router"))  # headkit
 
 import headkit
 
+from flotilla.api.status import current_condition
+
 pytestmark = pytest.mark.cluster
 
 TIMEOUT = 60.0
@@ -67,14 +69,7 @@ def fleet_doc(namespace: str, name: str, url: str, sha256: str) -> dict[str, Any
 
 def classifier_condition(namespace: str, name: str) -> dict[str, Any] | None:
     """ClassifierReady of the fleet's current generation."""
-    body = ok.get_json("modelfleet", name, "-n", namespace)
-    for cond in (body.get("status") or {}).get("conditions") or []:
-        if (
-            cond["type"] == "ClassifierReady"
-            and cond.get("observedGeneration") == body["metadata"]["generation"]
-        ):
-            return dict(cond)
-    return None
+    return current_condition(ok.get_json("modelfleet", name, "-n", namespace), "ClassifierReady")
 
 
 def wait_classifier(namespace: str, name: str, status: str) -> dict[str, Any]:

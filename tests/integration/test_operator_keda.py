@@ -2,9 +2,11 @@
 why, and the rest of the fleet is applied) and with KEDA's ScaledObject resource served (the ScaledObject
 is applied, owned by the fleet).
 
-The local cluster has no KEDA. The "served" case installs a stand-in CustomResourceDefinition for
-`scaledobjects.keda.sh/v1alpha1` (schema: preserve unknown fields) for the duration of that test and
-deletes it afterwards; the "not served" case runs first and requires it absent.
+The local cluster has no KEDA. The "served" case installs KEDA's own CustomResourceDefinitions (v2.21.1,
+from its Go module: `e2e/cluster build` fetches them) for the duration of that test and deletes them
+afterwards, so the ScaledObject the operator applies (server-side apply, which refuses fields the schema
+does not declare) must fit KEDA's real schema; the "not served" case runs first and requires them absent.
+KEDA's operator itself does not run (see docs/observability.md).
 """
 
 from __future__ import annotations
@@ -20,22 +22,7 @@ pytestmark = pytest.mark.cluster
 
 FLEET = "kedafleet"
 SCALED_OBJECT = f"{FLEET}-coder"
-CRD_NAME = "scaledobjects.keda.sh"
-CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": CRD_NAME, "labels": {"flotilla.dev/test": "keda-stand-in"}},
-    "spec": {
-        "group": "keda.sh",
-        "scope": "Namespaced",
-        "names": {"plural": "scaledobjects", "singular": "scaledobject", "kind": "ScaledObject",
-                  "listKind": "ScaledObjectList"},
-        "versions": [{
-            "name": "v1alpha1", "served": True, "storage": True,
-            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-        }],
-    },
-}  # fmt: skip
+CRD_NAME = ok.KEDA_SCALED_OBJECTS
 
 
 def fleet_doc(namespace: str) -> dict[str, Any]:
@@ -48,12 +35,8 @@ def crd_exists() -> bool:
 
 @pytest.fixture
 def keda_crd() -> Iterator[None]:
-    if crd_exists():
-        pytest.fail(f"{CRD_NAME} already exists on this cluster (a real KEDA?); this test needs to own it")
-    ok.kubectl("apply", "-f", "-", stdin=json.dumps(CRD))
-    ok.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
-    yield
-    ok.kubectl("delete", "crd", CRD_NAME, "--wait=false", check=False)
+    with ok.keda_crds():
+        yield
 
 
 def model_status(namespace: str) -> dict[str, Any]:
@@ -100,6 +83,13 @@ def test_keda_scaled_object_is_applied_with_owner_when_served(
     assert spec["scaleTargetRef"]["name"] == SCALED_OBJECT
     assert (spec["idleReplicaCount"], spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, 1, 3)
     assert spec["triggers"][0]["metadata"]["threshold"] == "4"
+    # nothing the operator rendered was pruned by KEDA's schema
+    assert set(spec) >= {"scaleTargetRef", "pollingInterval", "cooldownPeriod", "advanced", "triggers"}
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert set(behavior) == {"scaleUp", "scaleDown"}
+    trigger = spec["triggers"][0]
+    assert trigger["type"] == "prometheus"
+    assert set(trigger["metadata"]) == {"serverAddress", "query", "threshold", "activationThreshold"}
     # the Deployment leaves spec.replicas to KEDA: the operator's field manager does not own it
     assert "flotilla" not in ok.replicas_owners(namespace, SCALED_OBJECT)
     ok.wait_until(lambda: model_status(namespace).get("phase") not in (None, "Pending"), 90, "model status")

@@ -131,7 +131,7 @@ class Collector:
             ledger = self.ledgers[key] = ledgers.FleetLedger.from_status(stored, month, now)
         samples = await self._samples(fleet.namespace, naming.router_admin_name(fleet))
         changed = ledger.observe(samples, month, now)
-        status = ledger.to_status({k.name: k.monthly_budget_usd for k in access.keys})
+        status = ledger.to_status({p.name: p.monthly_budget_usd for p in access.policies})
         if not changed and stored == status:
             return
         # The ConfigMap first: a status that counts more than the routers know is never written alone.

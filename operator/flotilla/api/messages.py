@@ -73,9 +73,14 @@ def unknown_runtime(runtime: str, known: list[str]) -> str:
     return f"unknown runtime {runtime!r}: supported runtimes are {', '.join(known)}"
 
 
-DUPLICATE_ACCESS_KEY = "access key names must be unique: two entries in spec.access.keys have the same name"
+DUPLICATE_ACCESS_KEY = (
+    "access policy names must be unique: two entries in spec.access.keys or spec.access.jwt.policies have "
+    "the same name"
+)
+ACCESS_EMPTY = "spec.access needs at least one key in keys, or jwt"
+JWKS_URL_SCHEME = "jwksURL must be an http:// or https:// URL with a host and no user:password@"
 OPEN_EXPOSED_ROUTER = (
-    "a router Service of type LoadBalancer or NodePort needs spec.access with at least one key "
+    "a router Service of type LoadBalancer or NodePort needs spec.access (API keys or JWT) "
     "(an exposed router without access control lets anyone spend the fleet's cloud keys)"
 )
 ESCALATION_CRITERION = "escalation needs minMeanLogprob, minAgreement or at least one verifier"

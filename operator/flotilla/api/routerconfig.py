@@ -36,6 +36,8 @@ explicit marker such as "Answer: 42" or a number), ``complete`` (not cut off by 
 Selection = Literal["majority", "logprob"]
 """How test-time compute picks one of its samples: a vote on the final answer, or the highest mean token
 logprob."""
+MAX_MID_STREAM_SWITCHES = 8
+"""Upper bound of a task's ``maxMidStreamSwitches`` (a stream continued more often is better failed)."""
 
 PresetName = Literal["code", "math", "writing", "summarization", "extraction", "translation", "chat"]
 """The router's built-in task presets (``router.presets.PRESETS``; a unit test keeps the two equal)."""
@@ -158,6 +160,12 @@ class TaskRoute(WireModel):
     fallbacks: list[str] = Field(default_factory=list)
     escalation: Escalation | None = Field(None, description="Escalate low-confidence answers; None: never.")
     test_time_compute: Sampling | None = Field(None, description="Sample n answers; None: one.")
+    mid_stream_failover: bool = Field(
+        True, description="Continue a stream that broke after it started on the next upstream of the chain."
+    )
+    max_mid_stream_switches: int = Field(
+        1, ge=0, le=MAX_MID_STREAM_SWITCHES, description="Upstream switches one stream may make mid-way."
+    )
 
 
 class CircuitBreakerSettings(WireModel):
@@ -201,11 +209,10 @@ class KeyLimitsConfig(WireModel):
     concurrent_requests: int | None = Field(None, ge=1)
 
 
-class KeyPolicy(WireModel):
-    """One API key as the router sees it: the sha256 of the key (never the key) and its policy."""
+class PolicyConfig(WireModel):
+    """What the callers of one policy may do (an API key, or the JWTs naming it)."""
 
     name: str = Field(min_length=1, description="Policy name, in metrics and logs.")
-    sha256: str = Field(pattern=SHA256_PATTERN, description="sha256 (hex) of the key's UTF-8 bytes.")
     tasks: list[str] = Field(default_factory=list, description="Allowed tasks; empty: all.")
     models: list[str] = Field(default_factory=list, description="Allowed models and fallbacks; empty: all.")
     cloud_fallbacks: bool = False
@@ -214,12 +221,30 @@ class KeyPolicy(WireModel):
     on_budget_exhausted: Literal["downgrade", "reject"] = "downgrade"
 
 
+class KeyPolicy(PolicyConfig):
+    """One API key as the router sees it: the sha256 of the key (never the key) and its policy."""
+
+    sha256: str = Field(pattern=SHA256_PATTERN, description="sha256 (hex) of the key's UTF-8 bytes.")
+
+
+class JwtConfig(WireModel):
+    """JWT bearer tokens, checked against the identity provider's JWKS (``spec.access.jwt``)."""
+
+    jwks_url: str = Field(alias="jwksURL", pattern=CLASSIFIER_URL_PATTERN, description="JWKS location.")
+    issuer: str = Field(min_length=1, description="Required iss claim.")
+    audience: str = Field(min_length=1, description="Required aud claim.")
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
+    policy_claim: str = Field("flotilla_policy", min_length=1, description="Claim naming the policy.")
+    policies: list[PolicyConfig] = Field(min_length=1, description="Policies tokens may name.")
+
+
 class AccessConfig(WireModel):
     """Client authentication. Absent from a ``RouterConfig``: the router serves anyone."""
 
     keys: list[KeyPolicy] = Field(
         default_factory=list, description="Known keys; an empty list refuses every request (401)."
     )
+    jwt: JwtConfig | None = Field(None, description="JWT bearer tokens; None: API keys only.")
     spend_file: str | None = Field(
         None,
         description="JSON file with the fleet-wide cloud spend per key that the operator aggregates from "
@@ -228,10 +253,10 @@ class AccessConfig(WireModel):
 
     @model_validator(mode="after")
     def _unique(self) -> AccessConfig:
-        names = [k.name for k in self.keys]
+        names = [k.name for k in self.keys] + [p.name for p in (self.jwt.policies if self.jwt else [])]
         hashes = [k.sha256 for k in self.keys]
         if len(set(names)) != len(names) or len(set(hashes)) != len(hashes):
-            raise ValueError("access key names and hashes must be unique")
+            raise ValueError("access policy names and key hashes must be unique")
         return self
 
 

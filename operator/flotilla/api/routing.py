@@ -26,6 +26,7 @@ from flotilla.api.common import (
 from flotilla.api.routerconfig import (
     ALL_FALLBACK_REASONS,
     CLASSIFIER_URL_PATTERN,
+    MAX_MID_STREAM_SWITCHES,
     SHA256_PATTERN,
     FallbackReason,
     PresetName,
@@ -216,6 +217,13 @@ class TaskSpec(SpecModel):
     test_time_compute: SamplingSpec | None = None
     """Sample several answers from the fleet model and serve the best (docs/routing.md, "Test-time
     compute")."""
+    mid_stream_failover: bool = True
+    """When a streamed answer breaks after it started (connection reset, read timeout, an error event, the
+    pod killed), continue the same client stream on the next model or fallback of this task: it is asked
+    to continue the partial answer and only its new text is relayed. false: the client gets an error
+    event instead (as before)."""
+    max_mid_stream_switches: Annotated[int, Field(ge=0, le=MAX_MID_STREAM_SWITCHES)] = 1
+    """How many times one stream may switch upstream mid-way (0 turns mid-stream failover off)."""
 
 
 class ClassifierModelSpec(SpecModel):

@@ -3,6 +3,7 @@ subresource."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -171,3 +172,13 @@ class FleetStatus(StatusModel):
     def condition(self, type_: str) -> Condition | None:
         """The condition of that type, if present."""
         return next((c for c in self.conditions if c.type == type_), None)
+
+
+def current_condition(body: Mapping[str, Any], kind: ConditionType) -> dict[str, Any] | None:
+    """Condition ``kind`` of a fleet body when it speaks of the fleet's current generation (None while the
+    operator has not judged the latest spec): what a client waiting on a change should read."""
+    generation = (body.get("metadata") or {}).get("generation")
+    for cond in (body.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind and cond.get("observedGeneration") == generation:
+            return dict(cond)
+    return None

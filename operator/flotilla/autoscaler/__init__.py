@@ -4,7 +4,7 @@ requests, to and from zero, without a Prometheus adapter.
     recommending  the arithmetic (pure, fake-clock tested)
     scraping      reading the router pods' /metrics
     discovering   which router pods (EndpointSlices)
-    actuating     Kubernetes I/O: scale subresource, status.autoscaling, Events
+    actuating     Kubernetes I/O: replicas (owner-checked), status.autoscaling, Events
     scaling       the loop tying them together: ``run(settings, cluster, stop=...)``
 
 The operator starts it once (see docs/autoscaling.md, "Wiring"):

@@ -13,6 +13,7 @@ from typing import Any
 from flotilla.api import fleet as fleet_api
 from flotilla.autoscaler import discovering
 from flotilla.reconcile import kube as kubeapi
+from flotilla.reconcile import owners
 from flotilla.reconcile.kube import Kube
 
 ApiError = kubeapi.ApiError
@@ -43,17 +44,28 @@ class Cluster:
         slices = self.kube.list(kubeapi.ENDPOINT_SLICE, namespace, discovering.slice_selector(service))
         return discovering.endpoints_from_slices(slices)
 
-    def replicas(self, namespace: str, deployment: str) -> int | None:
-        """The Deployment's spec.replicas through its scale subresource; None when it does not exist."""
-        scale = self.kube.get_scale(namespace, deployment)
-        if scale is None:
+    def replicas(self, namespace: str, deployment: str, owner_uid: str) -> int | None:
+        """The Deployment's spec.replicas; None when it does not exist or is not controlled by the fleet
+        ``owner_uid`` (another fleet's, or nobody's: the reconciler reports the NameConflict)."""
+        found = self.kube.get(kubeapi.DEPLOYMENT, namespace, deployment)
+        if found is None or owners.controller_uid(found) != owner_uid:
             return None
-        return int((scale.get("spec") or {}).get("replicas") or 0)
+        return int((found.get("spec") or {}).get("replicas") or 0)
 
-    def scale(self, namespace: str, deployment: str, replicas: int) -> None:
-        """Set spec.replicas through the scale subresource (what `kubectl scale` and the HPA do)."""
-        path = kubeapi.DEPLOYMENT.item(namespace, deployment) + "/scale"
-        self.kube.merge_patch(path, {"spec": {"replicas": replicas}}, self.field_manager)
+    def scale(self, namespace: str, deployment: str, replicas: int, owner_uid: str) -> None:
+        """Set spec.replicas, only while the fleet ``owner_uid`` controls the Deployment: the patch tests
+        the owner reference in the same write (the fleet's children carry exactly one), so a Deployment
+        replaced by someone else's between the read and the write is refused, not scaled."""
+        path = kubeapi.DEPLOYMENT.item(namespace, deployment)
+        self.kube.json_patch(
+            path,
+            [
+                {"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": owner_uid},
+                {"op": "test", "path": "/metadata/ownerReferences/0/controller", "value": True},
+                {"op": "replace", "path": "/spec/replicas", "value": replicas},
+            ],
+            self.field_manager,
+        )
 
     def write_status(self, fleet: Mapping[str, Any], autoscaling: list[dict[str, Any]]) -> None:
         """Replace status.autoscaling (a merge patch: the reconciler's status fields stay untouched)."""

@@ -47,8 +47,8 @@ class ClusterAPI(Protocol):
 
     def list_fleets(self, namespaces: Sequence[str] = ()) -> list[dict[str, Any]]: ...
     def router_endpoints(self, namespace: str, service: str) -> list[str]: ...
-    def replicas(self, namespace: str, deployment: str) -> int | None: ...
-    def scale(self, namespace: str, deployment: str, replicas: int) -> None: ...
+    def replicas(self, namespace: str, deployment: str, owner_uid: str) -> int | None: ...
+    def scale(self, namespace: str, deployment: str, replicas: int, owner_uid: str) -> None: ...
     def write_status(self, fleet: Mapping[str, Any], autoscaling: list[dict[str, Any]]) -> None: ...
     def event(self, fleet: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
 
@@ -187,9 +187,10 @@ class Autoscaler:
         else:
             state.recommender.retune(policy_for(model))
         deployment = naming.model_deployment_name(fleet, model)
-        current = await asyncio.to_thread(self.cluster.replicas, fleet.namespace, deployment)
+        uid = str(body["metadata"]["uid"])
+        current = await asyncio.to_thread(self.cluster.replicas, fleet.namespace, deployment, uid)
         if current is None:
-            return None  # the reconciler has not created it yet
+            return None  # the reconciler has not created it yet, or it is not the fleet's (NameConflict)
         load = scrape.load(model.name)
         if scrape.answered:
             state.recommender.observe(now, load.in_flight, load.queued, cold)
@@ -201,7 +202,7 @@ class Autoscaler:
             self.metrics.cold_seconds.labels(*labels).inc(max(0.0, now - state.last_tick))
         state.last_tick, state.held = now, load.queued > 0
         if decision.changed:
-            await asyncio.to_thread(self.cluster.scale, fleet.namespace, deployment, decision.desired)
+            await asyncio.to_thread(self.cluster.scale, fleet.namespace, deployment, decision.desired, uid)
             state.last_scale_time = _utc_now()
             direction = "up" if decision.desired > decision.current else "down"
             self.metrics.scale_events.labels(*labels, direction).inc()

@@ -22,7 +22,7 @@ import kopf
 from flotilla import autoscaler
 from flotilla.accounting import collecting
 from flotilla.api import fleet as fleet_api
-from flotilla.controller import contexts, handling
+from flotilla.controller import contexts, handling, metrics
 from flotilla.reconcile import planning, statuses
 
 registry = kopf.OperatorRegistry()
@@ -131,7 +131,18 @@ async def reconcile_fleet(
 ) -> None:
     """A fleet appeared, changed, or the operator (re)started: converge its children."""
     views = list(_deployments(kwargs).get((namespace or "", name), []))
-    await handling.handle_reconcile_fleet(body, _context(memo), views, logger)
+    outcome = "failed"
+    try:
+        await handling.handle_reconcile_fleet(body, _context(memo), views, logger)
+        outcome = "applied"
+    except kopf.PermanentError:
+        outcome = "rejected"
+        raise
+    except kopf.TemporaryError:
+        outcome = "retried"
+        raise
+    finally:
+        metrics.current().reconciled(namespace or "", name, outcome)
 
 
 ACCESS_RECHECK_SECONDS = 30.0
@@ -156,6 +167,7 @@ def forget_fleet(*, type: str, namespace: str | None, name: str, memo: Any, **_:
     """Drop a deleted fleet's in-memory state (its children are garbage-collected)."""
     if type == "DELETED":
         _context(memo).forget(namespace or "", name)
+        metrics.current().forget(namespace or "", name)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry)

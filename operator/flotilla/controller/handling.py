@@ -17,7 +17,7 @@ import kopf
 
 from flotilla import errors
 from flotilla.api import fleet as fleet_api
-from flotilla.controller import contexts
+from flotilla.controller import contexts, metrics
 from flotilla.reconcile import applying, desiring, keying, planning, statuses
 from flotilla.reconcile import kube as kubeapi
 
@@ -205,6 +205,8 @@ async def _write_status(
     logger: Logger,
 ) -> None:
     state = context.state(fleet)
+    meta = fleet["metadata"]
+    metrics.current().observed(meta["namespace"], meta["name"], views)
     try:
         endpoint = context.endpoint(fleet)
     except errors.InvalidSpecError:

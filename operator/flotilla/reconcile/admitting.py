@@ -13,6 +13,7 @@ The rules (docs/security.md):
 - an ``openai-compatible`` fallback's ``baseURL`` must be https to an allowed host, or plain http to a host
   named for http (in-cluster Services); ``openai`` and ``anthropic`` use their official endpoints (the CRD
   refuses any other ``baseURL``);
+- ``spec.access.jwt.jwksURL`` may be any https host, plain http only to a host named for http;
 - link-local and cloud metadata addresses are never allowed, whatever the lists say.
 """
 
@@ -102,6 +103,11 @@ def violations(fleet: fleet_api.ModelFleet, policy: Policy) -> list[str]:
                 problems.append(
                     f"spec.fallbacks[{i}].baseURL {fallback.base_url!r} is not allowed: {problem}"
                 )
+    jwt = fleet.spec.access.jwt if fleet.spec.access else None
+    if jwt is not None:
+        problem = url_problem(jwt.jwks_url, policy)
+        if problem:
+            problems.append(f"spec.access.jwt.jwksURL {jwt.jwks_url!r} is not allowed: {problem}")
     return problems
 
 
@@ -114,20 +120,30 @@ def check(fleet: fleet_api.ModelFleet, policy: Policy) -> None:
 
 def provider_url_problem(url: str, policy: Policy) -> str | None:
     """Why a provider may not be reached at ``url`` (None: it may)."""
+    problem = url_problem(url, policy)
+    if problem:
+        return problem
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host not in policy.http_provider_hosts and not host_allowed(host, policy.provider_hosts):
+        allowed = ", ".join(policy.provider_hosts) or "none"
+        return f"host {host} is not among the operator's allowed provider hosts ({allowed})"
+    return None
+
+
+def url_problem(url: str, policy: Policy) -> str | None:
+    """Why the router may not reach ``url`` at all (None: it may, as far as scheme and address go): no
+    http(s) or host, a metadata address, or plain http to a host not named for it. Enough for the JWKS
+    (``spec.access.jwt.jwksURL``): the router sends it nothing, but whoever can change the keys in transit
+    can mint tokens."""
     parts = urlsplit(url)
     host = (parts.hostname or "").rstrip(".").lower()
     if not host or parts.scheme not in ("http", "https"):
         return "it needs an http(s) scheme and a host"
     if blocked(host):
         return f"{host} is a link-local or cloud metadata address"
-    if host in policy.http_provider_hosts:
-        return None
-    if parts.scheme == "http":
+    if parts.scheme == "http" and host not in policy.http_provider_hosts:
         allowed = ", ".join(policy.http_provider_hosts) or "none"
         return f"plain http is only allowed to the hosts the operator names for it ({allowed}); use https"
-    if not host_allowed(host, policy.provider_hosts):
-        allowed = ", ".join(policy.provider_hosts) or "none"
-        return f"host {host} is not among the operator's allowed provider hosts ({allowed})"
     return None
 
 

@@ -275,14 +275,13 @@ class Kube:
         found = self._call("GET", f"/apis/{group}/{version}{where}/{plural}")
         return cast(Manifests, found.get("items") or [])
 
-    def get_scale(self, namespace: str, deployment: str) -> Manifest | None:
-        """A Deployment's scale subresource (``spec.replicas``); None when the Deployment does not exist."""
-        try:
-            return self._call("GET", DEPLOYMENT.item(namespace, deployment) + "/scale")
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+    def json_patch(self, path: str, operations: Manifests, field_manager: str) -> Manifest:
+        """A JSON patch (RFC 6902) on ``path``; a failed ``test`` operation makes the apiserver refuse the
+        whole patch (422), which is how a write gets a precondition."""
+        return self._call(
+            "PATCH", path, query=[("fieldManager", field_manager)], body=operations,
+            content_type="application/json-patch+json",
+        )  # fmt: skip
 
     def merge_patch(self, path: str, patch: Mapping[str, Any], field_manager: str) -> Manifest:
         """A JSON merge patch on ``path`` (an object or a subresource) under ``field_manager``."""

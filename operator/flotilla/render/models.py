@@ -54,7 +54,7 @@ def scheduling(node_selector: dict[str, str], tolerations: list[dict[str, Any]])
 
 def deployment(fleet: ModelFleet, model: ModelSpec, settings: RenderSettings) -> dict[str, Any]:
     """The model server Deployment. `spec.replicas` is left out when an autoscaler owns it, so server-side
-    apply never fights the HPA, KEDA or the built-in autoscaler (which patches the scale subresource); the
+    apply never fights the HPA, KEDA or the built-in autoscaler (which patches spec.replicas); the
     count it is created with is then in the `flotilla.dev/initial-replicas` annotation."""
     parts = runtimes.get(model.runtime).build(model, settings.runtimes)
     labels = naming.model_labels(fleet, model)

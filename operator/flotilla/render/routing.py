@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from flotilla.api import routerconfig as rc
 from flotilla.api import spend
+from flotilla.api.access import AccessPolicy
 from flotilla.api.capabilities import CAPABILITIES
 from flotilla.api.common import parse_duration
 from flotilla.api.fleet import ModelFleet, ModelSpec, TaskSpec
@@ -50,6 +51,8 @@ def _route(fleet: ModelFleet, task: TaskSpec) -> rc.TaskRoute:
         fallbacks=fallbacks,
         escalation=None if escalation is None else rc.Escalation(**escalation.model_dump()),
         test_time_compute=None if sampling is None else rc.Sampling(**sampling.model_dump()),
+        mid_stream_failover=task.mid_stream_failover,
+        max_mid_stream_switches=task.max_mid_stream_switches,
     )
 
 
@@ -118,22 +121,39 @@ def _access(fleet: ModelFleet, key_hashes: Mapping[str, str]) -> rc.AccessConfig
     if access is None:
         return None
     keys = [
-        rc.KeyPolicy(
-            name=key.name,
-            sha256=key_hashes[key.name],
-            tasks=key.tasks,
-            models=key.models,
-            cloud_fallbacks=key.cloud_fallbacks,
-            limits=rc.KeyLimitsConfig(**key.limits.model_dump()) if key.limits else rc.KeyLimitsConfig(),
-            monthly_budget_usd=key.monthly_budget_usd,
-            on_budget_exhausted=key.on_budget_exhausted,
-        )
+        rc.KeyPolicy(sha256=key_hashes[key.name], **dict(_policy(key)))
         for key in access.keys
         if key.name in key_hashes
     ]
     unique = {k.sha256: k for k in keys}  # two policies with one key: the first wins (a condition says so)
     keys = [k for k in keys if unique[k.sha256] is k]
-    return rc.AccessConfig(keys=keys, spend_file=f"{naming.SPEND_MOUNT_DIR}/{spend.SPEND_KEY}")
+    jwt = access.jwt
+    return rc.AccessConfig(
+        keys=keys,
+        jwt=rc.JwtConfig(
+            jwks_url=jwt.jwks_url,
+            issuer=jwt.issuer,
+            audience=jwt.audience,
+            algorithms=list(jwt.algorithms),
+            policy_claim=jwt.policy_claim,
+            policies=[_policy(p) for p in jwt.policies],
+        )
+        if jwt
+        else None,
+        spend_file=f"{naming.SPEND_MOUNT_DIR}/{spend.SPEND_KEY}",
+    )
+
+
+def _policy(policy: AccessPolicy) -> rc.PolicyConfig:
+    return rc.PolicyConfig(
+        name=policy.name,
+        tasks=policy.tasks,
+        models=policy.models,
+        cloud_fallbacks=policy.cloud_fallbacks,
+        limits=rc.KeyLimitsConfig(**policy.limits.model_dump()) if policy.limits else rc.KeyLimitsConfig(),
+        monthly_budget_usd=policy.monthly_budget_usd,
+        on_budget_exhausted=policy.on_budget_exhausted,
+    )
 
 
 def _classifier(fleet: ModelFleet) -> rc.ClassifierModel | None:

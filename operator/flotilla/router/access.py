@@ -1,5 +1,6 @@
-"""Who may call the router: API keys (``Authorization: Bearer``) looked up by sha256, their rate limits,
-what they may be routed to, and what happens when their cloud budget is spent.
+"""Who may call the router: API keys (``Authorization: Bearer``) looked up by sha256, or JWTs verified
+against the identity provider's keys (``tokens``), their policies' rate limits, what they may be routed to,
+and what happens when their cloud budget is spent.
 
 The operator renders each key's sha256 and policy into the config (``RouterConfig.access``); the key itself
 never reaches the router's config. A :class:`Keyring` lives as long as the process (buckets and in-flight
@@ -19,12 +20,14 @@ import math
 import time
 from collections.abc import Mapping
 
-from flotilla.api.routerconfig import AccessConfig, KeyPolicy
+from flotilla.api.routerconfig import AccessConfig, PolicyConfig
 from flotilla.api.spend import seconds_to_next_month
+from flotilla.router import tokens
 from flotilla.router.limiting import TokenBucket
 from flotilla.router.replies import RequestError
 from flotilla.router.routing import Route
 from flotilla.router.spending import Ledger
+from flotilla.router.tokens import unauthorized as _unauthorized
 
 BUDGET_HEADER = "x-flotilla-budget"
 _BEARER = b"bearer "
@@ -35,19 +38,15 @@ def digest(key: str | bytes) -> str:
     return hashlib.sha256(key.encode() if isinstance(key, str) else key).hexdigest()
 
 
-def _unauthorized(message: str) -> RequestError:
-    return RequestError(401, message, "invalid_api_key", headers={"www-authenticate": "Bearer"})
-
-
 def _too_many(message: str, code: str, wait: float) -> RequestError:
     return RequestError(429, message, code, headers={"retry-after": str(max(1, math.ceil(wait)))})
 
 
 @dataclasses.dataclass(slots=True)
 class KeyState:
-    """One key's policy and its per-replica counters (kept across reloads while the limits stay)."""
+    """One policy and its per-replica counters (kept across reloads while the limits stay)."""
 
-    policy: KeyPolicy
+    policy: PolicyConfig
     requests: TokenBucket | None
     tokens: TokenBucket | None
     in_flight: int = 0
@@ -56,18 +55,27 @@ class KeyState:
 class Keyring:
     """The keys of the current config; ``enabled`` is False when the config has no ``access`` (open)."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, fetch: tokens.Fetch) -> None:
         self.ledger = ledger
         self.enabled = False
+        self._fetch = fetch
         self._by_hash: dict[str, KeyState] = {}
         self._by_name: dict[str, KeyState] = {}
+        self._verifier: tokens.Verifier | None = None
 
     def update(self, access: AccessConfig | None) -> None:
-        """Take a new config's keys; a key whose limits did not change keeps its buckets and count."""
+        """Take a new config's keys; a policy whose limits did not change keeps its buckets and count, an
+        unchanged JWT setup its fetched keys."""
         self.enabled = access is not None
         now = time.monotonic()
         by_name: dict[str, KeyState] = {}
-        for policy in access.keys if access else []:
+        jwt = access.jwt if access else None
+        if jwt is None:
+            self._verifier = None
+        elif self._verifier is None or self._verifier.config != jwt:
+            self._verifier = tokens.Verifier(jwt, self._fetch)
+        policies: list[PolicyConfig] = [*access.keys, *(jwt.policies if jwt else [])] if access else []
+        for policy in policies:
             old = self._by_name.get(policy.name)
             if old is not None and old.policy.limits == policy.limits:
                 old.policy = policy
@@ -82,23 +90,31 @@ class Keyring:
                 old.in_flight if old else 0,
             )
         self._by_name = by_name
-        self._by_hash = {s.policy.sha256: s for s in by_name.values()}
+        self._by_hash = {k.sha256: by_name[k.name] for k in access.keys} if access else {}
 
-    def identify(self, authorization: bytes | None) -> KeyState:
-        """The key of an ``Authorization`` header value; 401 when missing, not Bearer or unknown."""
+    async def identify(self, authorization: bytes | None) -> KeyState:
+        """The policy of an ``Authorization`` header value; 401 when missing, not Bearer, unknown or an
+        invalid token, 403 when a valid token names no policy."""
         if not authorization:
             raise _unauthorized("missing API key: send Authorization: Bearer <key>")
         if authorization[:7].lower() != _BEARER:
             raise _unauthorized("the Authorization header must be Bearer <key>")
-        state = self._by_hash.get(digest(authorization[7:].strip()))
+        credential = authorization[7:].strip()
+        if self._verifier is not None and tokens.looks_like_jwt(credential):
+            name = await self._verifier.policy_of(credential, time.monotonic())
+            named = self._by_name.get(name)  # None only when a reload removed the policy meanwhile
+            if named is None:
+                raise _unauthorized(f"policy {name!r} no longer exists")
+            return named
+        state = self._by_hash.get(digest(credential))
         if state is None:
             raise _unauthorized("invalid API key")
         return state
 
-    def admit(self, authorization: bytes | None, now: float) -> Grant:
+    async def admit(self, authorization: bytes | None, now: float) -> Grant:
         """The grant for a request's ``Authorization`` header value: 401 when missing or unknown; 429 over the
-        key's requests-per-minute or concurrency limit."""
-        state = self.identify(authorization)
+        policy's requests-per-minute or concurrency limit."""
+        state = await self.identify(authorization)
         limits = state.policy.limits
         if limits.concurrent_requests is not None and state.in_flight >= limits.concurrent_requests:
             raise _too_many(

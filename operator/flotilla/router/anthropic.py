@@ -123,6 +123,7 @@ class StreamTranslator:
         self._finish = "stop"
         self.usage: pricing.Usage | None = None
         self.done = False
+        self.error: str | None = None  # an error event raises instead (``SseRelay`` sets it)
 
     def _chunk(self, delta: str | None, finish: str | None, usage: bool = False) -> bytes:
         if self._chat:

@@ -38,6 +38,7 @@ from flotilla.router import (
     serving,
     snapshots,
     spending,
+    tokens,
 )
 from flotilla.router.classifying import heads
 from flotilla.router.metrics import Metrics
@@ -73,7 +74,7 @@ class RouterState:
         self.reload_interval = reload_interval
         self.metrics = Metrics()
         self.ledger = spending.Ledger(spending.replica_id(), self.metrics.key_cloud_spend)
-        self.keyring = access.Keyring(self.ledger)
+        self.keyring = access.Keyring(self.ledger, self._fetch)
         self.spend_watch: asyncio.Task[None] | None = None
         self.spend_file: str | None = None
         """The spend file ``spend_watch`` polls (``access.spendFile`` of the current config)."""
@@ -82,6 +83,12 @@ class RouterState:
         self.ctx: handling.Context | None = None
         self.custom: CustomHead | None = None
         """The fleet's own classifier head in the current snapshot; None: the packaged one."""
+
+    async def _fetch(self, url: str) -> bytes:
+        """GET for the keyring's JWKS, on the TLS session (requests are served only once ``ctx`` exists)."""
+        if self.ctx is None:
+            raise OSError("the router is starting")
+        return await tokens.fetch_with(self.ctx.session, url)
 
     async def apply(self, config: RouterConfig) -> None:
         """Build a snapshot for ``config`` and swap it in; in-flight requests keep the one they started."""
@@ -183,7 +190,7 @@ def build_app(config_path: Path, reload_interval: float = 1.0, admin: bool = Fal
         assert state.ctx is not None
         if state.keyring.enabled:
             try:
-                state.keyring.identify(request.headers.get("authorization", "").encode("latin-1"))
+                await state.keyring.identify(request.headers.get("authorization", "").encode("latin-1"))
             except RequestError as exc:
                 return Response(exc.body(), exc.status, exc.headers, media_type=JSON)
         return Response(state.ctx.snapshot.models_body, media_type=JSON)

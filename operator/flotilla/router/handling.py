@@ -20,6 +20,7 @@ from flotilla.errors import UpstreamError
 from flotilla.router import (
     access,
     anthropic,
+    continuing,
     decisions,
     escalating,
     forwarding,
@@ -100,6 +101,7 @@ async def _walk(
 ) -> Plain | relaying.Stream:
     """Try ``chain`` in order until one upstream answers; ``RequestError`` when none could."""
     budget = snapshot.config.cold_start_budget_seconds
+    failover = _failover(ctx, snapshot, route, parsed, started, grant)
     failure: UpstreamError | None = None
     last = "none"
     for position, name in enumerate(chain, 1):
@@ -108,7 +110,7 @@ async def _walk(
         try:
             endpoint = await _endpoint(ctx, target, budget)
             return await _serve(
-                ctx, target, endpoint, parsed, route, failure, started, counterfactual, grant, extra
+                ctx, target, endpoint, parsed, route, failure, started, counterfactual, grant, extra, failover
             )
         except UpstreamError as exc:
             failure, last = exc, name
@@ -118,12 +120,32 @@ async def _walk(
         if failure.reason not in snapshot.fallback_on or position == len(chain):
             break
         ctx.metrics.fallbacks.labels(name, route.task, failure.reason).inc()
+        ctx.metrics.failovers.labels(name, route.task, "prestream").inc()
     ctx.metrics.requests.labels(last, route.task, "error").inc()
     if failure is None:
         raise RequestError(503, f"task {route.task!r} has no models or fallbacks", "no_route")
     status, code = REASON_STATUS.get(failure.reason, (502, "upstream_error"))
     detail = f"no model could serve task {route.task!r}: {failure} (reason: {failure.reason})"
     raise RequestError(status, detail, code)
+
+
+def _failover(
+    ctx: Context,
+    snapshot: Snapshot,
+    route: routing.Route,
+    parsed: requesting.ParsedRequest,
+    started: float,
+    grant: access.Grant | None,
+) -> continuing.Failover | None:
+    """How a stream of this request may go on elsewhere if it breaks mid-way (None: it may not)."""
+    switches = snapshot.midstream.get(route.task, 0) if parsed.stream else 0
+    if not switches or len(route.chain) < 2 or not continuing.eligible(parsed):
+        return None
+    counterfactual = snapshot.counterfactual.get(route.task)
+    return continuing.Failover(
+        ctx.session, ctx.client, ctx.metrics, snapshot.targets, route.chain, route.task, switches, parsed,
+        started, counterfactual, grant,
+    )  # fmt: skip
 
 
 async def _endpoint(ctx: Context, target: forwarding.Target, budget: float) -> Endpoint:
@@ -166,6 +188,7 @@ async def _serve(
     counterfactual: Price | None,
     grant: access.Grant | None,
     extra: dict[str, str],
+    failover: continuing.Failover | None = None,
 ) -> Plain | relaying.Stream:
     """Send to ``endpoint``; on success return the client response (a stream keeps the slot until it ends)."""
     reason = f"fallback:{failure.reason}" if failure else route.reason
@@ -205,7 +228,8 @@ async def _serve(
         if bill is not None:
             headers["x-flotilla-cost-usd"] = f"{bill.dollars:.10f}"
         return Plain(200, content, headers)
-    return relaying.Stream(_relay_stream(slot, target, parsed, opened), slot, response, headers)
+    chunks = _relay_stream(slot, target, parsed, opened, failover)
+    return relaying.Stream(chunks, slot, response, headers)
 
 
 def _plain_body(
@@ -228,8 +252,12 @@ async def _relay_stream(
     target: forwarding.Target,
     parsed: requesting.ParsedRequest,
     opened: forwarding.Opened,
+    failover: continuing.Failover | None,
 ) -> AsyncIterator[bytes]:
-    """Yield client bytes; ``Stream.finish`` settles and releases the slot once this ends or is cancelled."""
+    """Yield client bytes; ``Stream.finish`` settles and releases the slot once this ends or is cancelled.
+
+    With ``failover`` the bytes relayed are kept (a list of references, no copies), so a stream that breaks
+    can be continued from the text the client already has."""
     if target.protocol == "anthropic":
         translator: anthropic.StreamTranslator | streams.SseRelay = anthropic.StreamTranslator(
             parsed.kind == "chat", parsed.wants_usage
@@ -237,6 +265,7 @@ async def _relay_stream(
     else:
         texts = [_text(m.get("content")) for m in parsed.messages]
         translator = streams.SseRelay(not parsed.wants_usage, streams.estimate_prompt_tokens(texts))
+    sent: list[bytes] | None = [] if failover is not None else None
     content = opened.response.content
     chunk = opened.first
     try:
@@ -248,24 +277,33 @@ async def _relay_stream(
                 slot.usage = translator.usage
                 slot.finished = True
             if out:
+                if sent is not None:
+                    sent.append(out)
                 yield out
+            if translator.error is not None:
+                raise ValueError(translator.error)
             chunk = await content.readany()
     except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError) as exc:
         if slot.finished:
             return  # a tail after the end of the answer broke: nothing the client needs is missing
-        slot.broken = True
-        yield relaying.stream_error(f"{target.name} stream broke: {type(exc).__name__}")
-        return
-    if isinstance(translator, streams.SseRelay):
-        rest = translator.flush()
-        if rest:
+        why = f"{target.name} stream broke: {type(exc).__name__}"
+        if translator.error is not None:
+            why = f"{target.name} stream broke: an error event"
+    else:
+        rest = translator.flush() if isinstance(translator, streams.SseRelay) else b""
+        if rest and (translator.done or failover is None):  # not half an event before a continuation
             yield rest
-    if not translator.done:
-        slot.broken = True
-        yield relaying.stream_error(f"{target.name} ended the stream early")
+        if translator.done:
+            slot.usage = translator.usage
+            slot.finished = True
+            return
+        why = f"{target.name} ended the stream early"
+    slot.broken = True
+    if failover is None:
+        yield relaying.stream_error(why)
         return
-    slot.usage = translator.usage
-    slot.finished = True
+    async for out in failover.resume(slot, opened.response, target, sent or [], why):
+        yield out
 
 
 def _estimated_tokens(parsed: requesting.ParsedRequest) -> int:

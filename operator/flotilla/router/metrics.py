@@ -102,6 +102,13 @@ class Metrics:
             ["model", "task", "reason"],
             registry=r,
         )
+        self.failovers = Counter(
+            "flotilla_router_failovers",
+            "Times a request left a model for the next in the chain, by phase: prestream (nothing relayed "
+            "yet, as flotilla_router_fallbacks) or midstream (a stream that broke was continued).",
+            ["model", "task", "phase"],
+            registry=r,
+        )
         self.classification = Histogram(
             "flotilla_router_classification_seconds",
             "Time spent choosing the task.",

@@ -70,7 +70,7 @@ async def serve(
     try:
         task, declared, authorization = _headers(scope)
         if ctx.keyring.enabled:
-            grant = ctx.keyring.admit(authorization, time.monotonic())
+            grant = await ctx.keyring.admit(authorization, time.monotonic())
         await _answer(ctx, metrics, kind, scope, receive, send, task, declared, grant)
     except RequestError as exc:
         metrics.requests.labels("none", "none", "rejected").inc()

@@ -41,6 +41,8 @@ class Snapshot:
     models_body: bytes
     cloud: dict[str, bool]
     """upstream name → whether it is a cloud fallback (what an API key's policy restricts)."""
+    midstream: dict[str, int]
+    """task → how many times one stream may switch upstream mid-way (0: mid-stream failover off)."""
     policies: dict[str, TaskRoute] = field(default_factory=dict)
     """task → its route, only for tasks with escalation or test-time compute (the rest skip a lookup)."""
 
@@ -92,6 +94,7 @@ def _model_target(model: ModelUpstream, upstreams: Upstreams, config: RouterConf
         scale_from_zero=model.scale_from_zero,
         is_cloud=False,
         multiple_choices=model.multiple_choices,
+        continues=True,
     )
 
 
@@ -119,6 +122,7 @@ def _provider_target(provider: ProviderUpstream, upstreams: Upstreams, config: R
         is_cloud=True,
         api_key=key,
         relays_errors=provider.provider != "openai-compatible",
+        continues=provider.provider != "openai",
         base_path="",
     )
 
@@ -160,6 +164,7 @@ def build(config: RouterConfig, upstreams: Upstreams, classifier: classifying.Cl
         models_body=_models_body(config),
         cloud={name: target.is_cloud for name, target in targets.items()},
         policies={t.name: t for t in config.tasks if t.escalation or t.test_time_compute},
+        midstream={t.name: t.max_mid_stream_switches if t.mid_stream_failover else 0 for t in config.tasks},
     )
 
 

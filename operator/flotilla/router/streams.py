@@ -17,6 +17,7 @@ from flotilla.router import pricing
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _CONTENT = re.compile(rb'"(?:content|text)"\s*:\s*"[^"]')  # a chunk that carries generated text
 _BLANK = re.compile(rb"\n\r?\n")
+_ERROR = b'"error"'
 DONE = b"data: [DONE]\n\n"
 
 
@@ -59,7 +60,7 @@ class SseRelay:
     """
 
     __slots__ = (
-        "_buffer", "_chunks", "_drop_usage_only", "_prompt_estimate", "_reported", "done", "usage"
+        "_buffer", "_chunks", "_drop_usage_only", "_prompt_estimate", "_reported", "done", "error", "usage"
     )  # fmt: skip
 
     def __init__(self, drop_usage_only: bool, prompt_estimate: int = 0) -> None:
@@ -72,6 +73,9 @@ class SseRelay:
         estimated, whichever read its usage and ``[DONE]`` arrive in)."""
         self.usage: pricing.Usage | None = None
         self.done = False
+        self.error: str | None = None
+        """The message of an error event the upstream sent mid-stream: ``feed`` returns what came before it
+        and the stream counts as broken (the event itself is not forwarded)."""
 
     def feed(self, chunk: bytes) -> bytes:
         data = self._buffer + chunk if self._buffer else chunk
@@ -79,6 +83,8 @@ class SseRelay:
         complete, self._buffer = data[:end], data[end:]
         if not complete:
             return complete
+        if _ERROR in complete:  # a byte search; events are parsed only when it hits
+            complete = self._cut_error(complete)
         self._chunks += len(_CONTENT.findall(complete))
         if b"[DONE]" in complete:
             self.done = True
@@ -111,6 +117,25 @@ class SseRelay:
             return complete
         out.append(complete[kept_from:])
         return b"".join(out)
+
+    def _cut_error(self, complete: bytes) -> bytes:
+        """``complete`` up to its first error event (setting ``error``), or unchanged when it has none."""
+        start = 0
+        for match in _BLANK.finditer(complete):
+            event = complete[start : match.start()]
+            if _ERROR in event:
+                try:
+                    payload = json.loads(event_data(event))
+                except (ValueError, RecursionError):
+                    payload = None
+                if isinstance(payload, dict) and "error" in payload and not payload.get("choices"):
+                    error = payload["error"]
+                    message = error.get("message") if isinstance(error, dict) else error
+                    self.error = f"error event: {message}"
+                    self._buffer = b""
+                    return complete[:start]
+            start = match.end()
+        return complete
 
     def flush(self) -> bytes:
         """Whatever trailing bytes never ended in a blank line (forwarded as they are)."""

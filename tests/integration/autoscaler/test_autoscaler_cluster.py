@@ -3,7 +3,7 @@
 A real HTTP server exports the router's real prometheus-client gauges (a stand-in router pod whose load the
 test steps; kwok pods run no process), published as an endpoint of the fleet's router Service. The
 autoscaler the ``flotilla operator`` process started finds it through the EndpointSlice API, reads it,
-patches the kwok GPU model's Deployment through the scale subresource while the same operator keeps
+patches the kwok GPU model's Deployment's spec.replicas while the same operator keeps
 reconciling the fleet, and writes Events and status.autoscaling.
 Asserts replicas climb step by step to the load-derived number capped at max, hold through the scale-down
 delay, fall to zero with min 0, and that the number of scale events shows no flapping, across an operator
@@ -34,7 +34,7 @@ from scalingkit import (
 )
 
 from flotilla import autoscaler
-from flotilla.reconcile.kube import Kube
+from flotilla.reconcile.kube import ApiError, Kube
 
 pytestmark = pytest.mark.cluster
 
@@ -283,7 +283,7 @@ def test_router_endpoints_come_from_the_services_endpoint_slices(namespace: str,
     cluster = autoscaler.Cluster(Kube.connect(str(kubeconfig)), "flotilla-autoscaler")
     assert cluster.router_endpoints(namespace, "f-router-admin") == ["http://10.9.0.1:9090"]
     assert cluster.router_endpoints(namespace, "other-router") == []
-    assert cluster.replicas(namespace, "no-such-deployment") is None
+    assert cluster.replicas(namespace, "no-such-deployment", "any-uid") is None
 
 
 def test_a_cold_request_seen_only_in_the_counter_wakes_a_model_at_zero(
@@ -312,3 +312,37 @@ def test_a_cold_request_seen_only_in_the_counter_wakes_a_model_at_zero(
     message = next(e["message"] for e in events["items"] if e["reason"] == "ColdStart")
     assert "0 -> 1 replicas" in message and "1 requests found it cold" in message
     assert not ok.log_errors(scaling_operator.log()), scaling_operator.log()[-3000:]
+
+
+def test_the_autoscaler_reads_and_scales_only_deployments_its_fleet_controls(
+    flotilla_crds: None, namespace: str, operator_kubeconfig: Path
+) -> None:
+    """As the operator's ServiceAccount: a Deployment of the expected name that another owner controls
+    reads as absent and is refused at the write (the JSON patch's test of the owner reference), untouched;
+    the fleet's own is scaled."""
+
+    def owner(name: str) -> dict[str, Any]:
+        ok.apply_doc(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace}}
+        )
+        uid = ok.get_json("-n", namespace, "configmap", name)["metadata"]["uid"]
+        return {"apiVersion": "v1", "kind": "ConfigMap", "name": name, "uid": uid, "controller": True}
+
+    mine, theirs = owner("mine"), owner("theirs")
+    for name, ref in (("ours", mine), ("foreign", theirs)):
+        ok.apply_doc({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace, "ownerReferences": [ref]},
+            "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}}, "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": "flotilla:none"}]}}},
+        })  # fmt: skip
+    cluster = autoscaler.Cluster(Kube.connect(str(operator_kubeconfig)), "flotilla-autoscaler")
+    assert cluster.replicas(namespace, "ours", mine["uid"]) == 0
+    assert cluster.replicas(namespace, "foreign", mine["uid"]) is None
+    cluster.scale(namespace, "ours", 2, mine["uid"])
+    assert cluster.replicas(namespace, "ours", mine["uid"]) == 2
+    with pytest.raises(ApiError) as refused:
+        cluster.scale(namespace, "foreign", 3, mine["uid"])
+    assert refused.value.status == 422
+    assert ok.get_json("-n", namespace, "deployment", "foreign")["spec"]["replicas"] == 0

@@ -35,6 +35,7 @@ SCHEMA_MESSAGES = {
         'Unsupported value: "kpa": supported values: "builtin", "hpa", "keda", "none"'
     ),
     "bad scale-down delay": "spec.models[0].autoscaling.scaleDownDelay in body should match",
+    "shared-secret JWT algorithm": 'spec.access.jwt.algorithms[0]: Unsupported value: "HS256"',
 }
 
 

@@ -32,6 +32,8 @@ CODER, POCKET, FRONTIER = "spec__models__0", "spec__models__1", "spec__fallbacks
 CLASSIFIER = "spec__routing__classifier"
 HEX = "ab" * 32
 KEY = {"name": "web", "secretRef": {"name": "keys", "key": "web"}}
+JWT = {"jwksURL": "https://idp.example/jwks", "issuer": "https://idp.example", "audience": "f",
+       "policies": [{"name": "team"}]}  # fmt: skip
 _CONSTRAINTS = (
     "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern",
     "enum", "minItems", "maxItems", "const",
@@ -67,6 +69,12 @@ REACHABLE: dict[str, tuple[dict[str, Any], str]] = {
     "classifier.logSample:maximum": ({CLASSIFIER: {"logSample": 1.5}}, "less than or equal"),
     "coldStartBudgetSeconds:minimum": ({"spec__routing__coldStartBudget": "-1s"}, "should match pattern"),
     "fallbackOn[]:enum": ({"spec__routing__fallbackOn": ["sometimes"]}, "Input should be"),
+    "tasks[].maxMidStreamSwitches:minimum": (
+        {"spec__routing__tasks": [{"name": "code", "maxMidStreamSwitches": -1}]}, "greater than or equal"
+    ),
+    "tasks[].maxMidStreamSwitches:maximum": (
+        {"spec__routing__tasks": [{"name": "code", "maxMidStreamSwitches": 9}]}, "less than or equal"
+    ),
     "fallbacks[].baseURL:minLength": ({f"{FRONTIER}__baseURL": ""}, messages.BASE_URL_SCHEME),
     "fallbacks[].model:minLength": ({f"{FRONTIER}__model": ""}, "at least 1 character"),
     "fallbacks[].name:minLength": ({f"{FRONTIER}__name": ""}, "at least 1 character"),
@@ -122,6 +130,43 @@ REACHABLE: dict[str, tuple[dict[str, Any], str]] = {
     "tasks[].testTimeCompute.temperature:maximum": (_sampling(temperature=2.5), "less than or equal"),
     "access.keys[].onBudgetExhausted:enum": (
         {"spec__access": {"keys": [{**KEY, "onBudgetExhausted": "maybe"}]}}, "Input should be"
+    ),
+    "access.jwt.algorithms:minItems": (
+        {"spec__access": {"jwt": {**JWT, "algorithms": []}}}, "at least 1 item"
+    ),
+    "access.jwt.audience:minLength": (
+        {"spec__access": {"jwt": {**JWT, "audience": ""}}}, "at least 1 character"
+    ),
+    "access.jwt.issuer:minLength": ({"spec__access": {"jwt": {**JWT, "issuer": ""}}}, "at least 1 character"),
+    "access.jwt.jwksURL:pattern": (
+        {"spec__access": {"jwt": {**JWT, "jwksURL": "ftp://idp.example/jwks"}}}, messages.JWKS_URL_SCHEME
+    ),
+    "access.jwt.policies:minItems": ({"spec__access": {"jwt": {**JWT, "policies": []}}}, "at least 1 item"),
+    "access.jwt.policies[].limits.concurrentRequests:minimum": (
+        {"spec__access": {"jwt": {**JWT, "policies": [{"name": "t", "limits": {"concurrentRequests": 0}}]}}},
+        "greater than or equal",
+    ),
+    "access.jwt.policies[].limits.requestsPerMinute:minimum": (
+        {"spec__access": {"jwt": {**JWT, "policies": [{"name": "t", "limits": {"requestsPerMinute": 0}}]}}},
+        "greater than or equal",
+    ),
+    "access.jwt.policies[].limits.tokensPerMinute:minimum": (
+        {"spec__access": {"jwt": {**JWT, "policies": [{"name": "t", "limits": {"tokensPerMinute": 0}}]}}},
+        "greater than or equal",
+    ),
+    "access.jwt.policies[].monthlyBudgetUSD:minimum": (
+        {"spec__access": {"jwt": {**JWT, "policies": [{"name": "t", "monthlyBudgetUSD": -1}]}}},
+        "greater than or equal",
+    ),
+    "access.jwt.policies[].name:minLength": (
+        {"spec__access": {"jwt": {**JWT, "policies": [{"name": ""}]}}}, "at least 1 character"
+    ),
+    "access.jwt.policies[].onBudgetExhausted:enum": (
+        {"spec__access": {"jwt": {**JWT, "policies": [{"name": "t", "onBudgetExhausted": "maybe"}]}}},
+        "Input should be",
+    ),
+    "access.jwt.policyClaim:minLength": (
+        {"spec__access": {"jwt": {**JWT, "policyClaim": ""}}}, "at least 1 character"
     ),
 }  # fmt: skip
 

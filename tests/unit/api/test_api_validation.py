@@ -16,6 +16,8 @@ POCKET = "spec__models__1"
 FRONTIER = "spec__fallbacks__0"
 
 ACCESS_KEY = {"name": "web", "secretRef": {"name": "keys", "key": "web"}}
+JWT = {"jwksURL": "https://idp.example/jwks", "issuer": "https://idp.example", "audience": "f",
+       "policies": [{"name": "team"}]}  # fmt: skip
 INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "duplicate model names": ({f"{POCKET}__name": "coder"}, messages.DUPLICATE_MODEL),
     "replicas min > max": ({f"{CODER}__replicas": {"min": 3, "max": 2}}, messages.REPLICAS_ORDER),
@@ -32,6 +34,24 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "duplicate access key names": (
         {"spec__access": {"keys": [ACCESS_KEY, ACCESS_KEY]}},
         messages.DUPLICATE_ACCESS_KEY,
+    ),
+    "access with neither keys nor jwt": ({"spec__access": {}}, messages.ACCESS_EMPTY),
+    "access with an empty key list": ({"spec__access": {"keys": []}}, messages.ACCESS_EMPTY),
+    "a JWT policy named like a key": (
+        {"spec__access": {"keys": [ACCESS_KEY], "jwt": {**JWT, "policies": [{"name": "web"}]}}},
+        messages.DUPLICATE_ACCESS_KEY,
+    ),
+    "duplicate JWT policies": (
+        {"spec__access": {"jwt": {**JWT, "policies": [{"name": "t"}, {"name": "t"}]}}},
+        messages.DUPLICATE_ACCESS_KEY,
+    ),
+    "jwksURL not http": (
+        {"spec__access": {"jwt": {**JWT, "jwksURL": "file:///jwks"}}},
+        messages.JWKS_URL_SCHEME,
+    ),
+    "shared-secret JWT algorithm": (
+        {"spec__access": {"jwt": {**JWT, "algorithms": ["HS256"]}}},
+        "Input should be 'RS256'",
     ),
     "route to unknown model": (
         {"spec__routing__tasks__0__models": ["coderr"]},
@@ -120,6 +140,10 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "fleet name too long": ({"metadata__name": "a" * 31}, messages.FLEET_NAME),
     "unknown field (typo)": ({f"{CODER}__replica": {"min": 1}}, "Extra inputs are not permitted"),
     "bad duration": ({"spec__routing__coldStartBudget": "2 seconds"}, "String should match pattern"),
+    "too many mid-stream switches": (
+        {"spec__routing__tasks": [{"name": "code", "maxMidStreamSwitches": 9}]},
+        "less than or equal to 8",
+    ),
     "model name not a DNS label": ({f"{POCKET}__name": "Pocket_1"}, "String should match pattern"),
     "classifier sha256 in upper case": (
         {"spec__routing__classifier": {"model": {"url": "https://a.example/c.npz", "sha256": "AB" * 32}}},

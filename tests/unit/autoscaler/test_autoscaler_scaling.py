@@ -55,13 +55,15 @@ class FakeCluster:
     def router_endpoints(self, namespace: str, service: str) -> list[str]:
         raise AssertionError("tests pass discover")
 
-    def replicas(self, namespace: str, deployment: str) -> int | None:
+    def replicas(self, namespace: str, deployment: str, owner_uid: str) -> int | None:
+        assert owner_uid == self.body["metadata"]["uid"]
         if self.fail_next:
             self.fail_next = False
             raise ApiError(500, "Internal Server Error", "")
         return self.deployments.get(deployment)
 
-    def scale(self, namespace: str, deployment: str, replicas: int) -> None:
+    def scale(self, namespace: str, deployment: str, replicas: int, owner_uid: str) -> None:
+        assert owner_uid == self.body["metadata"]["uid"]
         self.deployments[deployment] = replicas
         self.scaled.append((deployment, replicas))
 

@@ -99,3 +99,31 @@ def test_check_raises_one_line_policy_error_naming_every_problem() -> None:
         admitting.check(fleet, POLICY)
     assert isinstance(caught.value, errors.InvalidSpecError)
     assert "spec.models[0].image" in str(caught.value) and "spec.fallbacks[0].baseURL" in str(caught.value)
+
+
+def _jwt_fleet(jwks_url: str) -> Any:
+    jwt = {"jwksURL": jwks_url, "issuer": "https://idp", "audience": "f", "policies": [{"name": "team"}]}
+    model = {"name": "pocket", "source": {"uri": "pvc://m/a.gguf"}, "runtime": "llamacpp"}
+    spec = {"models": [model], "access": {"jwt": jwt}}
+    return fleet_api.ModelFleet.from_body({"metadata": {"name": "f"}, "spec": spec})
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://login.anywhere.example/jwks", None),  # any https host: the router sends it nothing
+        ("http://standin/jwks", None),
+        ("http://idp.example/jwks", "plain http"),
+        ("https://169.254.169.254/jwks", "metadata"),
+        ("https://metadata.google.internal/jwks", "metadata"),
+    ],
+)
+def test_the_jwks_url_is_checked_like_a_provider_url_but_any_https_host_will_do(
+    url: str, problem: str | None
+) -> None:
+    found = admitting.violations(_jwt_fleet(url), POLICY)
+    if problem is None:
+        assert found == []
+    else:
+        [message] = found
+        assert message.startswith("spec.access.jwt.jwksURL") and problem in message

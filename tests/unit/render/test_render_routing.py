@@ -61,6 +61,19 @@ def test_explicit_routes_and_unset_models() -> None:
     assert config.default_task == "code"
     assert config.fallback_on == ["error"]
     assert config.cold_start_budget_seconds == 0.5
+    assert (routes["code"].mid_stream_failover, routes["code"].max_mid_stream_switches) == (True, 1)
+
+
+def test_mid_stream_failover_per_task() -> None:
+    tasks = [
+        {"name": "code", "midStreamFailover": False},
+        {"name": "chat", "maxMidStreamSwitches": 3},
+    ]
+    config = render_router_config(fleet({"models": MODELS, "routing": {"tasks": tasks}}))
+    routes = {t.name: t for t in config.tasks}
+    assert (routes["code"].mid_stream_failover, routes["chat"].max_mid_stream_switches) == (False, 3)
+    wire = config.to_wire()["tasks"]
+    assert wire[0]["midStreamFailover"] is False and wire[1]["maxMidStreamSwitches"] == 3
 
 
 def test_default_task_named_only_by_a_model_gets_a_route() -> None:

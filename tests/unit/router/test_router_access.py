@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import inspect
 
 import pytest
 
@@ -17,7 +19,7 @@ CLOUD = {"pod": False, "frontier": True}
 
 
 def _keyring(**policies: dict[str, object]) -> access.Keyring:
-    ring = access.Keyring(spending.Ledger("me-1"))
+    ring = access.Keyring(spending.Ledger("me-1"), _no_fetch)
     keys = [
         {"name": n, "sha256": hashlib.sha256(f"k-{n}".encode()).hexdigest(), **p} for n, p in policies.items()
     ]
@@ -25,17 +27,27 @@ def _keyring(**policies: dict[str, object]) -> access.Keyring:
     return ring
 
 
+async def _no_fetch(url: str) -> bytes:
+    raise AssertionError("API keys fetch nothing")
+
+
+def _admit(ring: access.Keyring, header: bytes | None, now: float) -> access.Grant:
+    return asyncio.run(ring.admit(header, now))
+
+
 def _raises(status: int, code: str, call: object, *args: object) -> RequestError:
     with pytest.raises(RequestError) as caught:
-        call(*args)  # type: ignore[operator]
+        result = call(*args)  # type: ignore[operator]
+        if inspect.iscoroutine(result):
+            asyncio.run(result)
     assert (caught.value.status, caught.value.code) == (status, code)
     return caught.value
 
 
 def test_keys_are_found_by_hash_and_bearer_scheme_only() -> None:
     ring = _keyring(alice={})
-    assert ring.admit(b"Bearer k-alice", 0.0).name == "alice"
-    assert ring.admit(b"bearer   k-alice", 0.0).name == "alice"
+    assert _admit(ring, b"Bearer k-alice", 0.0).name == "alice"
+    assert _admit(ring, b"bearer   k-alice", 0.0).name == "alice"
     for header in (None, b"", b"k-alice", b"Basic k-alice", b"Bearer k-bob"):
         error = _raises(401, "invalid_api_key", ring.admit, header, 0.0)
         assert error.headers == {"www-authenticate": "Bearer"}
@@ -48,15 +60,15 @@ def test_a_policy_narrows_the_chain_and_downgrades_or_rejects_over_budget() -> N
         strict={"cloudFallbacks": True, "monthlyBudgetUSD": 1.0, "onBudgetExhausted": "reject"},
     )
     route = Route("chat", CHAINS["chat"], "alias")
-    assert ring.admit(b"Bearer k-local", 0).authorize(route, CHAINS, CLOUD)[0].chain == ("pod",)
-    cloud = ring.admit(b"Bearer k-cloud", 0)
+    assert _admit(ring, b"Bearer k-local", 0).authorize(route, CHAINS, CLOUD)[0].chain == ("pod",)
+    cloud = _admit(ring, b"Bearer k-cloud", 0)
     assert cloud.authorize(route, CHAINS, CLOUD) == (route, {})
     ring.ledger.add("cloud", 1.0)
     ring.ledger.add("strict", 2.0)
     narrowed, headers = cloud.authorize(Route("chat", ("frontier",), "model"), CHAINS, CLOUD)
     assert narrowed.chain == ("pod",) and headers == {"x-flotilla-budget": "exhausted"}
     error = _raises(
-        429, "budget_exhausted", ring.admit(b"Bearer k-strict", 0).authorize, route, CHAINS, CLOUD
+        429, "budget_exhausted", _admit(ring, b"Bearer k-strict", 0).authorize, route, CHAINS, CLOUD
     )
     assert int(error.headers["retry-after"]) > 0
 
