@@ -17,6 +17,12 @@ or for the next requests via the admin API: ``POST /admin/faults {"status": 503,
 omitted: until ``DELETE /admin/faults``). ``prompt_tokens`` overrides the reported prompt token count (a
 negative one plays a broken upstream). ``GET /admin/stats`` counts requests and the streams or delayed
 answers the client closed early (``disconnects``) — how tests prove a router cancelled the upstream request.
+A plain OpenAI request with ``n`` gets ``n`` (identical) choices, priced as ``n`` answers.
+
+``--answers FILE`` (JSONL with ``prompt``, ``answer`` and optionally ``solution``, e.g.
+``../shared/data/math-answers.jsonl``) plays a frontier model that knows the key: a request whose last user
+message contains one of the prompts is answered with ``#### <answer>`` and that row's solution (after the
+banner, cut at ``max_tokens`` words like every answer).
 
 A chat or Anthropic request whose last message is the assistant's is a prefill: the stand-in continues it.
 When the prefill is the start of the answer it would give, only the rest is sent (so a stream cut and
@@ -122,6 +128,30 @@ def _reply_words(prompt: str, max_tokens: int, chunks: int | None) -> list[str]:
     return words[: max(1, max_tokens)]
 
 
+class AnswerKey:
+    """Known answers by prompt: exact match on whitespace-normalised text, else the longest contained one."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self._by_prompt: dict[str, str] = {}
+        for row in rows:
+            solution = re.sub(r"<<[^>]*>>", "", str(row.get("solution", "")))  # GSM8K calculator marks
+            text = f"#### {row['answer']}\n{solution}"  # the answer first: a short max_tokens keeps it
+            self._by_prompt[" ".join(str(row["prompt"]).split())] = text
+        self._longest_first = sorted(self._by_prompt, key=len, reverse=True)
+
+    @classmethod
+    def load(cls, path: str) -> AnswerKey:
+        with open(path, encoding="utf-8") as lines:
+            return cls([json.loads(line) for line in lines if line.strip()])
+
+    def lookup(self, prompt: str) -> str | None:
+        text = " ".join(prompt.split())
+        found = self._by_prompt.get(text)
+        if found is not None:
+            return found
+        return next((self._by_prompt[p] for p in self._longest_first if p in text), None)
+
+
 def _continue(prefill: str, words: list[str]) -> list[str]:
     """The pieces that continue ``prefill``: the rest of the answer when it is the answer's start, else the
     whole answer after a space. Pieces keep their leading whitespace (``_events`` joins them as they are)."""
@@ -144,7 +174,7 @@ def _error(status: int, anthropic: bool) -> Response:
     )
 
 
-def build_app(api_key: str | None = None) -> Starlette:
+def build_app(api_key: str | None = None, key: AnswerKey | None = None) -> Starlette:
     stats = Stats()
 
     async def handle(request: Request) -> Response:
@@ -182,7 +212,11 @@ def build_app(api_key: str | None = None) -> Starlette:
             everything += " " + _text(body.get("system"))
         prompt_tokens = faults.get("prompt_tokens", len(everything.split()))
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 64)
-        words = _reply_words(prompt, max_tokens, faults.get("chunks"))
+        known = key.lookup(prompt) if key is not None else None
+        if known is not None:
+            words = [BANNER, *known.split()][: max(1, max_tokens)]
+        else:
+            words = _reply_words(prompt, max_tokens, faults.get("chunks"))
         last = messages[-1] if messages and isinstance(messages[-1], Mapping) else {}
         prefill = _text(last.get("content")) if last.get("role") == "assistant" else ""
         if prefill:
@@ -196,7 +230,9 @@ def build_app(api_key: str | None = None) -> Starlette:
                 _stream(stats, kind, model, words, prompt_tokens, faults, include_usage),
                 media_type="text/event-stream",
             )
-        whole = _whole(kind, model, words, prompt_tokens, len(words) < max_tokens)
+        n = body.get("n")
+        choices = n if isinstance(n, int) and n > 1 and not anthropic else 1
+        whole = _whole(kind, model, words, prompt_tokens, len(words) < max_tokens, choices)
         if faults.get("drop_after") is not None:  # a plain answer cut off: half the promised body, then close
             body = json.dumps(whole).encode()
             return StreamingResponse(
@@ -246,7 +282,10 @@ def _pieces(words: list[str]) -> list[str]:
     return [w[1:] if w.startswith("\0") else w if i == 0 else " " + w for i, w in enumerate(words)]
 
 
-def _whole(kind: str, model: str, words: list[str], prompt_tokens: int, stopped: bool) -> dict[str, Any]:
+def _whole(
+    kind: str, model: str, words: list[str], prompt_tokens: int, stopped: bool, choices: int = 1
+) -> dict[str, Any]:
+    """The whole answer; ``choices`` (OpenAI's ``n``) copies of it, each a numbered choice."""
     text, n = "".join(_pieces(words)), len(words)
     if kind == "anthropic":
         return {
@@ -265,13 +304,18 @@ def _whole(kind: str, model: str, words: list[str], prompt_tokens: int, stopped:
         if kind == "chat"
         else {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
     )
+    completion = n * choices
     return {
         "id": f"cmpl-{uuid.uuid4().hex}",
         "object": "chat.completion" if kind == "chat" else "text_completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [choice],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n},
+        "choices": [{**choice, "index": i} for i in range(choices)],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": prompt_tokens + completion,
+        },
     }
 
 
@@ -395,9 +439,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--api-key", default=None, help="require this key (Bearer or x-api-key)")
+    parser.add_argument("--answers", default=None, help="JSONL of prompt/answer(/solution): answer from it")
     args = parser.parse_args(argv)
+    key = AnswerKey.load(args.answers) if args.answers else None
     uvicorn.run(
-        build_app(args.api_key), host=args.host, port=args.port, log_level="warning", access_log=False
+        build_app(args.api_key, key), host=args.host, port=args.port, log_level="warning", access_log=False
     )
 
 

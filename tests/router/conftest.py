@@ -109,14 +109,12 @@ def gguf() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def llama(logs_dir: Path, gguf: Path) -> Iterator[str]:
-    """A real llama.cpp server (llama-cpp-python[server]) serving Gemma 3 270M; fails loudly if it can't."""
+def _start_llama(logs_dir: Path, gguf: Path, name: str, *extra: str) -> tuple[Proc, str]:
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.fail("llama-cpp-python is not installed: run scripts/llama-wheel first (builds once, ~10 min)")
     port = free_port()
     proc = Proc(
-        "llama",
+        name,
         [
             PYTHON,
             "-m",
@@ -135,6 +133,7 @@ def llama(logs_dir: Path, gguf: Path) -> Iterator[str]:
             "2048",
             "--n_threads",
             "2",
+            *extra,
         ],
         logs_dir,
     )
@@ -142,7 +141,23 @@ def llama(logs_dir: Path, gguf: Path) -> Iterator[str]:
         proc.wait_http(f"http://127.0.0.1:{port}/v1/models", 180)
     except RuntimeError as exc:
         pytest.fail(f"llama.cpp server did not start: {exc}")
-    yield f"http://127.0.0.1:{port}"
+    return proc, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def llama(logs_dir: Path, gguf: Path) -> Iterator[str]:
+    """A real llama.cpp server (llama-cpp-python[server]) serving Gemma 3 270M; fails loudly if it can't."""
+    proc, url = _start_llama(logs_dir, gguf, "llama")
+    yield url
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_logprobs(logs_dir: Path, gguf: Path) -> Iterator[str]:
+    """The same server able to return logprobs: llama-cpp-python computes them only with ``logits_all``
+    (ggml-org's llama-server, the llamacpp runtime's default image, always can)."""
+    proc, url = _start_llama(logs_dir, gguf, "llama-logprobs", "--logits_all", "true")
+    yield url
     proc.stop()
 
 

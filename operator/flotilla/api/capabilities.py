@@ -38,6 +38,8 @@ class RuntimeCapabilities:
     """RE2/Python-compatible regex the `quantization` value must match in full."""
     quantization_hint: str
     """Allowed quantizations, for the error message."""
+    multiple_choices: bool = False
+    """The server answers an OpenAI request with `n` > 1 (test-time compute then asks once, not n times)."""
 
     def source_message(self) -> str:
         return messages.runtime_source(self.name, self.source_hint)
@@ -67,6 +69,7 @@ VLLM = RuntimeCapabilities(
     source_hint="use an hf:// repository, or a pvc://, s3:// or file:// directory holding the model",
     quantization_pattern="^(awq|gptq|fp8)$",
     quantization_hint="one of awq, gptq, fp8",
+    multiple_choices=True,
 )
 
 LLAMACPP = RuntimeCapabilities(

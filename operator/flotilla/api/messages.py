@@ -83,3 +83,4 @@ OPEN_EXPOSED_ROUTER = (
     "a router Service of type LoadBalancer or NodePort needs spec.access (API keys or JWT) "
     "(an exposed router without access control lets anyone spend the fleet's cloud keys)"
 )
+ESCALATION_CRITERION = "escalation needs minMeanLogprob, minAgreement or at least one verifier"

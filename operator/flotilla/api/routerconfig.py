@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from flotilla.api import messages
+
 CONFIG_KEY = "router.yaml"
 """The ConfigMap key (and file name in the router pod) that holds the serialised ``RouterConfig``."""
 
@@ -25,6 +27,15 @@ ProviderKind = Literal["openai", "anthropic", "openai-compatible"]
 
 ALL_FALLBACK_REASONS: tuple[FallbackReason, ...] = ("unavailable", "error", "timeout", "overload", "cold")
 
+Verifier = Literal["json", "final-answer", "complete", "non-empty"]
+"""A check a fleet model's answer must pass or be escalated (``router.answers.failed_verifier``): ``json``
+(valid JSON when ``response_format`` asks for JSON), ``final-answer`` (a final answer can be extracted: an
+explicit marker such as "Answer: 42" or a number), ``complete`` (not cut off by ``max_tokens``),
+``non-empty``."""
+
+Selection = Literal["majority", "logprob"]
+"""How test-time compute picks one of its samples: a vote on the final answer, or the highest mean token
+logprob."""
 MAX_MID_STREAM_SWITCHES = 8
 """Upper bound of a task's ``maxMidStreamSwitches`` (a stream continued more often is better failed)."""
 
@@ -77,6 +88,9 @@ class ModelUpstream(WireModel):
     scale_from_zero: bool = Field(
         False, description="The model may sit at zero replicas: hold requests (up to the cold-start budget)."
     )
+    multiple_choices: bool = Field(
+        False, description="The server answers `n` > 1 in one request (test-time compute asks once)."
+    )
 
 
 class ProviderUpstream(WireModel):
@@ -100,6 +114,37 @@ class TaskMatch(WireModel):
     examples: list[str] = Field(default_factory=list, description="Example prompts for embedding similarity.")
 
 
+class Escalation(WireModel):
+    """When a fleet model's answer is not served but escalated to the next upstream in the task's chain."""
+
+    min_mean_logprob: float | None = Field(
+        None, ge=-100, le=0, description="Escalate when the answer's mean token logprob is below this."
+    )
+    min_agreement: float | None = Field(
+        None, ge=0, le=1, description="With test-time compute: escalate when fewer samples agree."
+    )
+    verifiers: list[Verifier] = Field(default_factory=list, max_length=4)
+    hold_tokens: int = Field(
+        0, ge=0, le=256, description="Streams: hold this many tokens before deciding; 0: streams unchecked."
+    )
+
+    @model_validator(mode="after")
+    def _decides(self) -> Escalation:
+        if self.min_mean_logprob is None and self.min_agreement is None and not self.verifiers:
+            raise ValueError(messages.ESCALATION_CRITERION)
+        return self
+
+
+class Sampling(WireModel):
+    """Sample a fleet model's answer n times and serve the one selected."""
+
+    samples: int = Field(3, ge=1, le=16, description="Answers asked of the model (all are priced).")
+    select: Selection = "majority"
+    temperature: float = Field(
+        0.7, ge=0, le=2, description="Sampling temperature unless the request sets one above 0."
+    )
+
+
 class TaskRoute(WireModel):
     """A task type and where its requests go, in order: models first, then fallbacks."""
 
@@ -113,6 +158,8 @@ class TaskRoute(WireModel):
     match: TaskMatch = Field(default_factory=TaskMatch)
     models: list[str] = Field(default_factory=list)
     fallbacks: list[str] = Field(default_factory=list)
+    escalation: Escalation | None = Field(None, description="Escalate low-confidence answers; None: never.")
+    test_time_compute: Sampling | None = Field(None, description="Sample n answers; None: one.")
     mid_stream_failover: bool = Field(
         True, description="Continue a stream that broke after it started on the next upstream of the chain."
     )

@@ -32,6 +32,8 @@ from flotilla.api.routerconfig import (
     PresetName,
     Price,
     ProviderKind,
+    Selection,
+    Verifier,
 )
 
 DEFAULT_BASE_URLS: dict[str, str] = {
@@ -151,6 +153,51 @@ class TaskMatchSpec(SpecModel):
         return patterns
 
 
+class EscalationSpec(SpecModel):
+    """Confidence cascade: a fleet model's answer that looks unreliable is not served but escalated to the
+    next model or fallback of the task (both answers are priced). Applies to non-streamed requests, and to
+    streams when `holdTokens` is set."""
+
+    model_config = cel_rules(
+        ("has(self.minMeanLogprob) || has(self.minAgreement) || (has(self.verifiers) && "
+         "size(self.verifiers) > 0)", messages.ESCALATION_CRITERION),
+    )  # fmt: skip
+
+    min_mean_logprob: Annotated[float, Field(ge=-100, le=0)] | None = None
+    """Escalate when the mean logprob of the answer's tokens is below this (e.g. -1.0; the router asks the
+    model for logprobs). Unset: not checked."""
+    min_agreement: Annotated[float, Field(ge=0, le=1)] | None = None
+    """With `testTimeCompute` (select majority): escalate when the share of samples agreeing with the
+    chosen final answer is below this (e.g. 0.6). Unset: not checked."""
+    verifiers: Annotated[list[Verifier], Field(max_length=4)] = Field(default_factory=list)
+    """Checks the answer must pass: json (valid JSON when the request's response_format asks for JSON),
+    final-answer (a final answer can be extracted: "Answer: 42", "#### 42", \\boxed{42} or a number),
+    complete (not cut off by max_tokens), non-empty."""
+    hold_tokens: Annotated[int, Field(ge=0, le=256)] = 0
+    """Streams: hold back the first N tokens, check their mean logprob (and, if the stream ends within
+    them, the verifiers), then either release them or escalate. 0: streams are never escalated."""
+
+    @model_validator(mode="after")
+    def _decides(self) -> EscalationSpec:
+        if self.min_mean_logprob is None and self.min_agreement is None and not self.verifiers:
+            raise ValueError(messages.ESCALATION_CRITERION)
+        return self
+
+
+class SamplingSpec(SpecModel):
+    """Test-time compute: ask the task's fleet model for several answers and serve the one selected (every
+    sample is priced). Non-streamed requests only."""
+
+    samples: Annotated[int, Field(ge=1, le=16)] = 3
+    """Answers to sample: one request with `n` where the runtime supports it (vllm), else parallel
+    requests with different seeds."""
+    select: Selection = "majority"
+    """majority: the most frequent final answer (numbers normalised: "$1,440.00" = "1440"), ties to the
+    higher mean logprob; logprob: the sample with the highest mean token logprob (free text)."""
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.7
+    """Sampling temperature, unless the request sets one above 0."""
+
+
 class TaskSpec(SpecModel):
     """A task type and where its requests go, in order: models first, then fallbacks."""
 
@@ -165,6 +212,11 @@ class TaskSpec(SpecModel):
     """Fleet models to try, in order. Unset: the models whose `tasks` include this task, in spec order."""
     fallbacks: Annotated[list[Name], Field(max_length=16)] | None = None
     """Fallbacks to try after the models, in order. Unset: every fallback of the fleet; [] for none."""
+    escalation: EscalationSpec | None = None
+    """Escalate unreliable fleet-model answers to the next in the chain (docs/routing.md, "Escalation")."""
+    test_time_compute: SamplingSpec | None = None
+    """Sample several answers from the fleet model and serve the best (docs/routing.md, "Test-time
+    compute")."""
     mid_stream_failover: bool = True
     """When a streamed answer breaks after it started (connection reset, read timeout, an error event, the
     pod killed), continue the same client stream on the next model or fallback of this task: it is asked

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from flotilla.api import routerconfig as rc
 from flotilla.api import spend
 from flotilla.api.access import AccessPolicy
+from flotilla.api.capabilities import CAPABILITIES
 from flotilla.api.common import parse_duration
 from flotilla.api.fleet import ModelFleet, ModelSpec, TaskSpec
 from flotilla.render import naming
@@ -40,12 +41,16 @@ def _route(fleet: ModelFleet, task: TaskSpec) -> rc.TaskRoute:
     match = rc.TaskMatch(
         keywords=task.match.keywords, patterns=task.match.patterns, examples=task.match.examples
     )
+    escalation = task.escalation
+    sampling = task.test_time_compute
     return rc.TaskRoute(
         name=task.name,
         preset=task.preset,
         match=match,
         models=models,
         fallbacks=fallbacks,
+        escalation=None if escalation is None else rc.Escalation(**escalation.model_dump()),
+        test_time_compute=None if sampling is None else rc.Sampling(**sampling.model_dump()),
         mid_stream_failover=task.mid_stream_failover,
         max_mid_stream_switches=task.max_mid_stream_switches,
     )
@@ -64,6 +69,7 @@ def _upstream(fleet: ModelFleet, model: ModelSpec) -> rc.ModelUpstream:
         price=model.price,
         max_in_flight=model.max_in_flight,
         scale_from_zero=model.replicas.min == 0,
+        multiple_choices=CAPABILITIES[model.runtime].multiple_choices,
     )
 
 

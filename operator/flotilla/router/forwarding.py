@@ -43,6 +43,8 @@ class Target:
     fleet author's choice (maybe an in-cluster service), so its bodies could leak what the router can
     reach; the client gets an OpenAI error naming the provider and the status instead."""
     base_path: str = "/v1"  # fleet pods are listed as base URLs; providers' baseURL already ends in /v1
+    multiple_choices: bool = False
+    """The server answers ``n`` > 1 in one request (test-time compute asks once instead of n times)."""
     continues: bool = True
     """Continues a partial answer given as a final assistant message (a prefill), so a stream that broke
     elsewhere can resume here. False for OpenAI's own API, which would start a new answer instead."""

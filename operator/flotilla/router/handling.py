@@ -6,6 +6,7 @@ reason listed in ``fallbackOn``; every skip is counted in ``flotilla_router_fall
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -21,6 +22,7 @@ from flotilla.router import (
     anthropic,
     continuing,
     decisions,
+    escalating,
     forwarding,
     httpclient,
     pricing,
@@ -78,16 +80,35 @@ async def complete(
             route.probabilities,
             parsed.messages,
         )
+    policy = snapshot.policies.get(route.task)  # escalation / test-time compute: usually none
+    if policy is not None:
+        walk = functools.partial(_walk, ctx, snapshot, route=route, started=started, grant=grant, extra=extra)
+        return await escalating.complete(snapshot, ctx.metrics, policy, parsed, route, walk)
+    counterfactual = snapshot.counterfactual.get(route.task)
+    return await _walk(ctx, snapshot, parsed, route.chain, route, started, grant, extra, counterfactual)
+
+
+async def _walk(
+    ctx: Context,
+    snapshot: Snapshot,
+    parsed: requesting.ParsedRequest,
+    chain: tuple[str, ...],
+    route: routing.Route,
+    started: float,
+    grant: access.Grant | None,
+    extra: dict[str, str],
+    counterfactual: Price | None = None,
+) -> Plain | relaying.Stream:
+    """Try ``chain`` in order until one upstream answers; ``RequestError`` when none could."""
     budget = snapshot.config.cold_start_budget_seconds
     failover = _failover(ctx, snapshot, route, parsed, started, grant)
     failure: UpstreamError | None = None
     last = "none"
-    for position, name in enumerate(route.chain, 1):
+    for position, name in enumerate(chain, 1):
         target = snapshot.targets[name]
         held_started = time.perf_counter()
         try:
             endpoint = await _endpoint(ctx, target, budget)
-            counterfactual = snapshot.counterfactual.get(route.task)
             return await _serve(
                 ctx, target, endpoint, parsed, route, failure, started, counterfactual, grant, extra, failover
             )
@@ -96,7 +117,7 @@ async def complete(
         if target.scale_from_zero:  # the cold-start budget is for the whole request, not per model
             budget = max(0.0, budget - (time.perf_counter() - held_started))
         log.info("task %s: %s failed (%s): %s", route.task, name, failure.reason, failure)
-        if failure.reason not in snapshot.fallback_on or position == len(route.chain):
+        if failure.reason not in snapshot.fallback_on or position == len(chain):
             break
         ctx.metrics.fallbacks.labels(name, route.task, failure.reason).inc()
         ctx.metrics.failovers.labels(name, route.task, "prestream").inc()

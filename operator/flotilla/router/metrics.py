@@ -173,6 +173,46 @@ class Metrics:
             registry=r,
         )
 
+        self.escalation_checks = Counter(
+            "flotilla_router_escalation_checks",
+            "Fleet-model answers checked for escalation, by task (the escalation rate's denominator).",
+            ["task"],
+            registry=r,
+        )
+        self.escalations = Counter(
+            "flotilla_router_escalations",
+            "Fleet-model answers escalated to the next in the chain, by task and reason (logprob, agreement, "
+            "or the verifier that failed).",
+            ["task", "reason"],
+            registry=r,
+        )
+        self.samples = Counter(
+            "flotilla_router_samples",
+            "Answers sampled by test-time compute, by fleet model and task.",
+            ["model", "task"],
+            registry=r,
+        )
+        self.cascade_dollars = Counter(
+            "flotilla_router_cascade_dollars",
+            "US dollars spent on non-streamed requests of tasks with escalation or test-time compute: every "
+            "sample and both answers of an escalated request.",
+            ["task"],
+            registry=r,
+        )
+        self.cascade_saved = Counter(
+            "flotilla_router_cascade_dollars_saved",
+            "US dollars saved by those requests that the fleet model answered: what the task's first cloud "
+            "fallback would have cost for the served answer, minus everything spent on the request.",
+            ["task"],
+            registry=r,
+        )
+        self.escalation_overhead = Counter(
+            "flotilla_router_escalation_overhead_dollars",
+            "US dollars spent on fleet-model answers that were escalated (paid for, not served).",
+            ["task"],
+            registry=r,
+        )
+
         self._served: dict[tuple[str, str], Served] = {}
         self._classified: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._breakers: dict[tuple[str, str], Any] = {}

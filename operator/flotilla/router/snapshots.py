@@ -10,14 +10,14 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from flotilla.api.routerconfig import ModelUpstream, Price, ProviderUpstream, RouterConfig
+from flotilla.api.routerconfig import ModelUpstream, Price, ProviderUpstream, RouterConfig, TaskRoute
 from flotilla.errors import ConfigError
 from flotilla.router import classifying
 from flotilla.router.forwarding import Target
@@ -43,6 +43,8 @@ class Snapshot:
     """upstream name → whether it is a cloud fallback (what an API key's policy restricts)."""
     midstream: dict[str, int]
     """task → how many times one stream may switch upstream mid-way (0: mid-stream failover off)."""
+    policies: dict[str, TaskRoute] = field(default_factory=dict)
+    """task → its route, only for tasks with escalation or test-time compute (the rest skip a lookup)."""
 
 
 def load_config(path: Path) -> RouterConfig:
@@ -91,6 +93,7 @@ def _model_target(model: ModelUpstream, upstreams: Upstreams, config: RouterConf
         max_in_flight=model.max_in_flight,
         scale_from_zero=model.scale_from_zero,
         is_cloud=False,
+        multiple_choices=model.multiple_choices,
         continues=True,
     )
 
@@ -160,6 +163,7 @@ def build(config: RouterConfig, upstreams: Upstreams, classifier: classifying.Cl
         fallback_on=frozenset(config.fallback_on),
         models_body=_models_body(config),
         cloud={name: target.is_cloud for name, target in targets.items()},
+        policies={t.name: t for t in config.tasks if t.escalation or t.test_time_compute},
         midstream={t.name: t.max_mid_stream_switches if t.mid_stream_failover else 0 for t in config.tasks},
     )
 

@@ -39,6 +39,17 @@ _CONSTRAINTS = (
     "enum", "minItems", "maxItems", "const",
 )  # fmt: skip
 
+
+def _escalation(**escalation: Any) -> dict[str, Any]:
+    """A fleet edit: task code escalates with ``escalation`` (verifiers [json] unless given)."""
+    task = {"name": "code", "escalation": {"verifiers": ["json"], **escalation}}
+    return {"spec__routing__tasks": [task]}
+
+
+def _sampling(**sampling: Any) -> dict[str, Any]:
+    return {"spec__routing__tasks": [{"name": "code", "testTimeCompute": sampling}]}
+
+
 REACHABLE: dict[str, tuple[dict[str, Any], str]] = {
     "classifier.model.sha256:pattern": (
         {CLASSIFIER: {"model": {"url": "https://a.example/c.npz", "sha256": HEX.upper()}}},
@@ -102,6 +113,21 @@ REACHABLE: dict[str, tuple[dict[str, Any], str]] = {
     "access.keys[].monthlyBudgetUSD:minimum": (
         {"spec__access": {"keys": [{**KEY, "monthlyBudgetUSD": -1}]}}, "greater than or equal"
     ),
+    "tasks[].escalation.minMeanLogprob:minimum": (_escalation(minMeanLogprob=-101), "greater than or equal"),
+    "tasks[].escalation.minMeanLogprob:maximum": (_escalation(minMeanLogprob=0.5), "less than or equal"),
+    "tasks[].escalation.minAgreement:minimum": (_escalation(minAgreement=-0.1), "greater than or equal"),
+    "tasks[].escalation.minAgreement:maximum": (_escalation(minAgreement=1.1), "less than or equal"),
+    "tasks[].escalation.verifiers:maxItems": (
+        _escalation(verifiers=["json", "complete", "non-empty", "final-answer", "json"]), "at most 4 items"
+    ),
+    "tasks[].escalation.verifiers[]:enum": (_escalation(verifiers=["vibes"]), "Input should be"),
+    "tasks[].escalation.holdTokens:minimum": (_escalation(holdTokens=-1), "greater than or equal"),
+    "tasks[].escalation.holdTokens:maximum": (_escalation(holdTokens=257), "less than or equal"),
+    "tasks[].testTimeCompute.samples:minimum": (_sampling(samples=0), "greater than or equal"),
+    "tasks[].testTimeCompute.samples:maximum": (_sampling(samples=17), "less than or equal"),
+    "tasks[].testTimeCompute.select:enum": (_sampling(select="median"), "Input should be"),
+    "tasks[].testTimeCompute.temperature:minimum": (_sampling(temperature=-1), "greater than or equal"),
+    "tasks[].testTimeCompute.temperature:maximum": (_sampling(temperature=2.5), "less than or equal"),
     "access.keys[].onBudgetExhausted:enum": (
         {"spec__access": {"keys": [{**KEY, "onBudgetExhausted": "maybe"}]}}, "Input should be"
     ),
@@ -185,6 +211,10 @@ VALIDATORS: dict[str, tuple[dict[str, Any], str, Breakage]] = {
         {"spec__routing__tasks": [{"name": "code", "preset": "poetry"}]}, "Input should be 'code'",
         {"task": {"preset": "poetry"}},
     ),
+    "escalation without a criterion": (
+        {"spec__routing__tasks": [{"name": "code", "escalation": {"holdTokens": 8}}]},
+        messages.ESCALATION_CRITERION, {"task": {"escalation": {"holdTokens": 8}}},
+    ),
     "pattern that does not compile": (
         {"spec__routing__tasks": [{"name": "code", "match": {"patterns": ["("]}}]}, messages.INVALID_PATTERN,
         {"task": {"match": {"keywords": [], "patterns": ["("], "examples": []}}},
@@ -193,6 +223,7 @@ VALIDATORS: dict[str, tuple[dict[str, Any], str, Breakage]] = {
 VALIDATOR_RAISES = {
     # how many rejections each router-side validator has, counted in its source below
     RouterConfig._references_resolve: 4,  # duplicates (models, fallbacks, tasks), default, model, fallback
+    routerconfig.Escalation._decides: 1,
     classifying.classifiers._task_preset: 1,
     classifying.rules.TaskRules.__init__: 1,
 }

@@ -105,3 +105,24 @@ def test_config_map_holds_the_wire_form() -> None:
     wire = yaml.safe_load(config_map["data"][routerconfig.CONFIG_KEY])
     assert routerconfig.RouterConfig.model_validate(wire) == render_router_config(parsed)
     assert wire["defaultTask"] == "chat"
+
+
+def test_escalation_and_test_time_compute_reach_the_router() -> None:
+    task = {
+        "name": "math",
+        "models": ["pocket", "coder"],
+        "escalation": {"minMeanLogprob": -1.0, "verifiers": ["final-answer"], "holdTokens": 8},
+        "testTimeCompute": {"samples": 5},
+    }
+    spec = {"models": MODELS, "fallbacks": FALLBACKS, "routing": {"tasks": [task, {"name": "chat"}]}}
+    config = render_router_config(fleet(spec))
+    math, chat = config.tasks
+    assert math.escalation == routerconfig.Escalation(
+        min_mean_logprob=-1.0, verifiers=["final-answer"], hold_tokens=8
+    )
+    assert math.test_time_compute == routerconfig.Sampling(samples=5, select="majority", temperature=0.7)
+    assert chat.escalation is None and chat.test_time_compute is None
+    # vLLM answers n > 1 in one request; llama.cpp does not (the router then sends parallel requests)
+    assert {m.name: m.multiple_choices for m in config.models} == {"coder": True, "pocket": False}
+    wire = routerconfig.RouterConfig.model_validate(config.to_wire())
+    assert wire.tasks[0].escalation == math.escalation
