@@ -121,6 +121,10 @@ async def _wait_unless_gone(request: Request, seconds: float) -> bool:
     return True
 
 
+MAX_CHOICES = 128
+"""The most choices one request may ask for (OpenAI's limit)."""
+
+
 def _reply_words(prompt: str, max_tokens: int, chunks: int | None) -> list[str]:
     words = [BANNER, "echo:", *prompt.split()[:12]]
     if chunks:
@@ -193,6 +197,12 @@ def build_app(api_key: str | None = None, key: AnswerKey | None = None) -> Starl
             assert isinstance(body, dict)
         except (ValueError, AssertionError):
             return JSONResponse({"error": {"message": "invalid JSON", "type": "invalid_request_error"}}, 400)
+        n = body.get("n", 1)
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_CHOICES:
+            # as OpenAI does: a fuzzed n of 2**31 must not make the stand-in build 2**31 choices
+            message = f"n must be an integer from 1 to {MAX_CHOICES}"
+            error = {"message": message, "type": "invalid_request_error", "param": "n", "code": "invalid_value"}
+            return JSONResponse({"error": error}, 400)
         if "prompt" in body:
             messages = [{"role": "user", "content": _text(body["prompt"])}]
         else:
@@ -230,8 +240,7 @@ def build_app(api_key: str | None = None, key: AnswerKey | None = None) -> Starl
                 _stream(stats, kind, model, words, prompt_tokens, faults, include_usage),
                 media_type="text/event-stream",
             )
-        n = body.get("n")
-        choices = n if isinstance(n, int) and n > 1 and not anthropic else 1
+        choices = n if not anthropic else 1
         whole = _whole(kind, model, words, prompt_tokens, len(words) < max_tokens, choices)
         if faults.get("drop_after") is not None:  # a plain answer cut off: half the promised body, then close
             body = json.dumps(whole).encode()
