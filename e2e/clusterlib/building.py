@@ -161,7 +161,7 @@ def targets(cfg: settings.Settings) -> list[Target]:
         Target(
             name="keda",  # the keda scaling test's autoscaler, not needed by `up`
             module_dir=cfg.keda_source_dir,
-            packages={"keda-operator": "./cmd/operator"},
+            packages={"keda-operator": "./cmd/operator", "keda-adapter": "./cmd/adapter"},
             ldflags=keda_ldflags(pins.keda),
             bin_dir=cfg.tool_dir("keda") / "bin",
             prepare=lambda: unpack_keda_source(cfg),
@@ -220,8 +220,9 @@ def build_target(target: Target) -> bool:
     result = subprocess.run(cmd, cwd=target.module_dir, env=env, check=False)
     if result.returncode != 0:
         raise settings.ClusterError(f"go build of {target.name} failed (exit {result.returncode}); see above")
-    for name in missing:
-        os.replace(tmp / name, target.bin_dir / name)
+    for name, pkg in missing.items():
+        built = name if len(missing) == 1 else pkg.rsplit("/", 1)[-1]
+        os.replace(tmp / built, target.bin_dir / name)
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"built {target.name} in {time.monotonic() - started:.0f} s -> {target.bin_dir}", flush=True)
     return True

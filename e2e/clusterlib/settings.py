@@ -21,7 +21,7 @@ CONTROL_PLANE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-sch
 NODE_COMMANDS = ("kubelet", "kube-proxy")
 KUBE_COMMANDS = CONTROL_PLANE_COMMANDS + NODE_COMMANDS
 PROMETHEUS_COMMANDS = ("prometheus", "promtool")
-KEDA_COMMANDS = ("keda-operator",)
+KEDA_COMMANDS = ("keda-operator", "keda-adapter")
 
 
 class ClusterError(Exception):

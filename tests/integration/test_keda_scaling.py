@@ -1,16 +1,19 @@
-"""Acceptance: KEDA's real operator scales a `mode: keda` model 0 -> 1 under router load and back to 0.
+"""Acceptance: KEDA's real operator and metrics apiserver scale a `mode: keda` model 0 -> 1 -> 3 under
+router load and back to 0.
 
-What is real: KEDA's operator (v2.20.2, built from source by `e2e/cluster build`) and its CRDs; the
-ScaledObject the `flotilla operator` process rendered for the fleet (pollingInterval and cooldownPeriod
-from the spec's window and scaleDownDelay); KEDA's prometheus scaler querying a real Prometheus, which
-discovers a real `flotilla router` process through the chart's router ServiceMonitor (as in
-test_observability); the router's in-flight gauge, raised by requests held at the stand-in provider.
+What is real: KEDA's operator and metrics apiserver (v2.20.2, built from source by `e2e/cluster build`)
+and its CRDs; the ScaledObject the `flotilla operator` process rendered for the fleet (pollingInterval
+and cooldownPeriod from the spec's window and scaleDownDelay); KEDA's prometheus scaler querying a real
+Prometheus, which discovers a real `flotilla router` process through the chart's router ServiceMonitor
+(as in test_observability); the router's in-flight gauge, raised by requests held at the stand-in
+provider. KEDA activates the Deployment 0 -> 1 itself; past one replica the HPA it creates (run by the
+real kube-controller-manager) reads the same query as an external metric through the kube-apiserver's
+aggregation layer and KEDA's metrics apiserver.
 
-What is not: the model's pods (kwok runs no process), so the proof is the Deployment's spec.replicas,
-which KEDA sets. The router runs on loopback, published in an EndpointSlice under a host name that the
-scrape config maps to 127.0.0.1, with its rendered config pointed at the stand-in instead of the model's
-Service. Scaling past one replica is not covered: it is done by the HPA that KEDA creates, which reads
-KEDA's metrics apiserver through the apiserver's aggregation layer, which this test cluster does not run.
+What is not: the model's pods (kwok runs no process), so the proof is the Deployment's spec.replicas.
+The router runs on loopback, published in an EndpointSlice under a host name that the scrape config maps
+to 127.0.0.1, with its rendered config pointed at the stand-in instead of the model's Service. The
+metrics apiserver is reached without a front-proxy CA, as system:anonymous (see kedakit).
 """
 
 from __future__ import annotations
@@ -153,7 +156,7 @@ def cloud(tmp_path: Path) -> Iterator[str]:
     proc.stop()
 
 
-def test_keda_scales_a_model_from_zero_under_router_load_and_back(
+def test_keda_scales_a_model_from_zero_to_max_under_router_load_and_back(
     flotilla_crds: None,
     keda_crds: None,
     operator_kubeconfig: Path,
@@ -175,6 +178,7 @@ def test_keda_scales_a_model_from_zero_under_router_load_and_back(
         env={"FLOTILLA_KEDA_PROMETHEUS_URL": prometheus.url},
     )  # fmt: skip
     keda: kedakit.KedaOperator | None = None
+    adapter: kedakit.KedaMetricsServer | None = None
     router: Proc | None = None
     load: Load | None = None
     try:
@@ -207,35 +211,60 @@ def test_keda_scales_a_model_from_zero_under_router_load_and_back(
             return ready if ready and ready.get("status") == "True" else None
 
         ok.wait_until(ready_condition, SCALE_TIMEOUT, "KEDA to mark the ScaledObject Ready", interval=1)
+
+        # KEDA's metrics apiserver behind the aggregation layer, for the HPA KEDA created (above 1 replica).
+        assert ok.kubectl_try("get", "apiservice", kedakit.EXTERNAL_METRICS_API).returncode != 0, (
+            "an external metrics API is already registered on this cluster"
+        )
+        adapter = kedakit.KedaMetricsServer(keda, kubeconfig, namespace, tmp_path)
+        for doc in adapter.register_docs():
+            ok.apply_doc(doc)
+
+        def available() -> bool | None:
+            found = ok.get_json("apiservice", kedakit.EXTERNAL_METRICS_API)
+            conditions = {c["type"]: c["status"] for c in found.get("status", {}).get("conditions", [])}
+            return conditions.get("Available") == "True" or None
+
+        why = "(a cluster started before e2e/cluster set --enable-aggregator-routing needs a restart)"
+        ok.wait_until(available, SCALE_TIMEOUT, f"the external metrics APIService up {why}", interval=1)
         time.sleep(5)  # several polls at zero load: KEDA must leave the model parked
         assert _replicas(namespace) == 0, keda.log()[-3000:]
 
-        # Load step up: KEDA's query sees the router's in-flight gauge and activates the Deployment.
-        load = Load(f"http://127.0.0.1:{port}/v1/chat/completions", clients=3)
+        # Load step up: KEDA's query sees the router's in-flight gauge and activates the Deployment (0 -> 1),
+        # then the HPA reads the same query through the adapter: 5 in flight / targetInFlight 2 -> 3 = max.
+        load = Load(f"http://127.0.0.1:{port}/v1/chat/completions", clients=5)
         started = time.monotonic()
         ok.wait_until(lambda: (_replicas(namespace) or 0) >= 1 or None, SCALE_TIMEOUT,
                       f"KEDA to scale {FLEET}-{MODEL} 0 -> 1 under load", interval=0.5)  # fmt: skip
         up_seconds = time.monotonic() - started
-        assert _replicas(namespace) == 1, "only KEDA's activation (the HPA it creates reads no metrics)"
         owners = ok.replicas_owners(namespace, f"{FLEET}-{MODEL}")
-        assert any("keda" in owner for owner in owners), f"spec.replicas set by {owners}, not KEDA"
+        if _replicas(namespace) == 1:  # not yet taken over by the HPA
+            assert any("keda" in owner for owner in owners), f"spec.replicas set by {owners}, not KEDA"
         active = ok.get_json("scaledobject.keda.sh", f"{FLEET}-{MODEL}", "-n", namespace)["status"]
         assert any(c["type"] == "Active" and c["status"] == "True" for c in active["conditions"]), active
+        ok.wait_until(lambda: _replicas(namespace) == 3 or None, SCALE_TIMEOUT,
+                      f"KEDA's HPA to scale {FLEET}-{MODEL} 1 -> 3", interval=0.5)  # fmt: skip
+        n_seconds = time.monotonic() - started
 
-        # Load step down: once the gauge is 0 for the cooldown, KEDA parks the model at zero again.
+        # Load step down: the HPA goes back to 1, and once the gauge is 0 for the cooldown KEDA parks the
+        # model at zero again.
         load.stop()
         assert load.statuses and set(load.statuses) == {200}, load.statuses
         started = time.monotonic()
         ok.wait_until(lambda: _replicas(namespace) == 0 or None, SCALE_TIMEOUT,
-                      f"KEDA to scale {FLEET}-{MODEL} 1 -> 0 after the cooldown", interval=0.5)  # fmt: skip
+                      f"KEDA to scale {FLEET}-{MODEL} to 0 after the cooldown", interval=0.5)  # fmt: skip
         down_seconds = time.monotonic() - started
         assert down_seconds >= 3, "not at once: after the 5 s cooldown (less a poll and a scrape)"
         errors = [line for line in keda.log().splitlines() if '"level":"error"' in line]
         assert not errors, "\n".join(errors[:5])
-        print(f"KEDA 0->1 after {up_seconds:.1f} s of load, 1->0 {down_seconds:.1f} s after it stopped")
+        print(f"KEDA 0->1 after {up_seconds:.1f} s of load, ->3 after {n_seconds:.1f} s, "
+              f"->0 {down_seconds:.1f} s after it stopped")  # fmt: skip
     finally:
         if load is not None:
             load.stop()
+        if adapter is not None:
+            ok.kubectl("delete", "apiservice", kedakit.EXTERNAL_METRICS_API, "--timeout=60s", check=False)
+            adapter.stop()
         if keda is not None:
             # KEDA puts a finalizer on the ScaledObject: delete it while KEDA runs to remove it, or the
             # namespace (and KEDA's CRDs after it) would hang in deletion.
