@@ -90,6 +90,9 @@ def kube_apiserver(files: Files, ports: Ports) -> list[str]:
         # The real node's name does not resolve on this machine; its InternalIP (the bridge) does, and the
         # kubelet serves logs, exec and port-forward there.
         "--kubelet-preferred-address-types=InternalIP",
+        # Aggregated APIs (KEDA's metrics apiserver in the tests) are reached at their Service's endpoints:
+        # no kube-proxy routes Service IPs here.
+        "--enable-aggregator-routing=true",
         "--profiling=false",
     ]
 

@@ -21,6 +21,7 @@ CONTROL_PLANE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-sch
 NODE_COMMANDS = ("kubelet", "kube-proxy")
 KUBE_COMMANDS = CONTROL_PLANE_COMMANDS + NODE_COMMANDS
 PROMETHEUS_COMMANDS = ("prometheus", "promtool")
+KEDA_COMMANDS = ("keda-operator", "keda-adapter")
 
 
 class ClusterError(Exception):
@@ -38,7 +39,7 @@ class Pins:
     helm_client_go: str  # client-go version helm was built against; helm reports it as its k8s version
     coredns: str  # e.g. v1.14.7 (only for the real node's cluster DNS)
     prometheus: str  # Go module version, e.g. v0.316.0 (Prometheus 3.16.0; for the observability tests)
-    keda: str  # e.g. v2.21.1: only its CRDs are used (fetched from the module, not built)
+    keda: str  # e.g. v2.20.2: its CRDs and its operator (built from the module's own source)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class Settings:
 
     def binary(self, name: str) -> Path:
         """Path of a built binary by command name (kube-apiserver, etcd, kwok, helm, ...)."""
-        tool = "k8s" if name in KUBE_COMMANDS else "prometheus" if name in PROMETHEUS_COMMANDS else name
+        tools = {**dict.fromkeys(KUBE_COMMANDS, "k8s"), **dict.fromkeys(PROMETHEUS_COMMANDS, "prometheus")}
+        tool = {**tools, **dict.fromkeys(KEDA_COMMANDS, "keda")}.get(name, name)
         return self.tool_dir(tool) / "bin" / name
 
     @property
@@ -76,6 +78,11 @@ class Settings:
     def keda_crds_dir(self) -> Path:
         """KEDA's own CustomResourceDefinitions (config/crd/bases of its module), fetched at build time."""
         return self.tool_dir("keda") / "crds"
+
+    @property
+    def keda_source_dir(self) -> Path:
+        """The KEDA module's source, unpacked from its zip: the operator is built in it, CRDs copied."""
+        return self.tool_dir("keda") / "src"
 
     @property
     def bin_dirs(self) -> list[Path]:

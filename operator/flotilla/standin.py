@@ -201,7 +201,12 @@ def build_app(api_key: str | None = None, key: AnswerKey | None = None) -> Starl
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_CHOICES:
             # as OpenAI does: a fuzzed n of 2**31 must not make the stand-in build 2**31 choices
             message = f"n must be an integer from 1 to {MAX_CHOICES}"
-            error = {"message": message, "type": "invalid_request_error", "param": "n", "code": "invalid_value"}
+            error = {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": "n",
+                "code": "invalid_value",
+            }
             return JSONResponse({"error": error}, 400)
         if "prompt" in body:
             messages = [{"role": "user", "content": _text(body["prompt"])}]

@@ -123,7 +123,7 @@ def keda_crds() -> Iterator[None]:
     if kubectl_try("get", "crd", KEDA_SCALED_OBJECTS).returncode == 0:
         raise AssertionError(f"{KEDA_SCALED_OBJECTS} already exists on this cluster (a real KEDA?)")
     names = []
-    for path in sorted(folder.glob("keda.sh_*.yaml")):
+    for path in sorted(folder.glob("*.yaml")):  # keda.sh and eventing.keda.sh: KEDA's operator watches both
         crd = yaml.safe_load(path.read_text())
         crd["metadata"].setdefault("labels", {}).update(KEDA_TEST_LABEL)
         kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(crd))

@@ -2,11 +2,11 @@
 why, and the rest of the fleet is applied) and with KEDA's ScaledObject resource served (the ScaledObject
 is applied, owned by the fleet).
 
-The local cluster has no KEDA. The "served" case installs KEDA's own CustomResourceDefinitions (v2.21.1,
+The local cluster has no KEDA. The "served" case installs KEDA's own CustomResourceDefinitions (v2.20.2,
 from its Go module: `e2e/cluster build` fetches them) for the duration of that test and deletes them
 afterwards, so the ScaledObject the operator applies (server-side apply, which refuses fields the schema
 does not declare) must fit KEDA's real schema; the "not served" case runs first and requires them absent.
-KEDA's operator itself does not run (see docs/observability.md).
+KEDA's operator scaling such a model is test_keda_scaling.py.
 """
 
 from __future__ import annotations

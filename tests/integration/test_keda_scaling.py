@@ -1,0 +1,278 @@
+"""Acceptance: KEDA's real operator and metrics apiserver scale a `mode: keda` model 0 -> 1 -> 3 under
+router load and back to 0.
+
+What is real: KEDA's operator and metrics apiserver (v2.20.2, built from source by `e2e/cluster build`)
+and its CRDs; the ScaledObject the `flotilla operator` process rendered for the fleet (pollingInterval
+and cooldownPeriod from the spec's window and scaleDownDelay); KEDA's prometheus scaler querying a real
+Prometheus, which discovers a real `flotilla router` process through the chart's router ServiceMonitor
+(as in test_observability); the router's in-flight gauge, raised by requests held at the stand-in
+provider. KEDA activates the Deployment 0 -> 1 itself; past one replica the HPA it creates (run by the
+real kube-controller-manager) reads the same query as an external metric through the kube-apiserver's
+aggregation layer and KEDA's metrics apiserver.
+
+What is not: the model's pods (kwok runs no process), so the proof is the Deployment's spec.replicas.
+The router runs on loopback, published in an EndpointSlice under a host name that the scrape config maps
+to 127.0.0.1, with its rendered config pointed at the stand-in instead of the model's Service. The
+metrics apiserver is reached without a front-proxy CA, as system:anonymous (see kedakit).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import operatorkit as ok
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))  # the router tests' process kit
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))  # helm template of the chart
+import chartkit
+import kedakit
+import promkit
+from routerkit import PYTHON, Proc, free_port
+
+pytestmark = pytest.mark.cluster
+
+FLEET = "kedaload"
+MODEL = "sleeper"
+HOST = "router.flotilla.test"
+HOLD = 3.0  # seconds the stand-in holds each request, so the router counts it in flight
+SCALE_TIMEOUT = 120  # generous: a loaded 2-core machine, KEDA polling, Prometheus scraping every second
+
+
+def _fleet(namespace: str) -> dict[str, Any]:
+    model = {
+        "name": MODEL,
+        "source": {"uri": "hf://Qwen/Qwen2.5-0.5B-Instruct"},
+        "runtime": "vllm",
+        "accelerator": {"gpus": 1, "product": "NVIDIA-L4"},
+        "replicas": {"min": 0, "max": 3},
+        "tasks": ["chat"],
+        # window -> KEDA pollingInterval, scaleDownDelay -> cooldownPeriod (and the HPA's scale-down window)
+        "autoscaling": {"mode": "keda", "targetInFlight": 2, "window": "1s", "scaleDownDelay": "5s"},
+    }
+    return {
+        "apiVersion": "flotilla.dev/v1alpha1",
+        "kind": "ModelFleet",
+        "metadata": {"name": FLEET, "namespace": namespace},
+        "spec": {"models": [model], "routing": {"defaultTask": "chat"}},
+    }
+
+
+def _admin_slice(namespace: str, port: int, pod: str) -> dict[str, Any]:
+    """The router admin Service's EndpointSlice for the loopback router, playing the (kwok) router pod `pod`
+    so that Prometheus labels its series with that pod, as KEDA's query selects on."""
+    service = f"{FLEET}-router-admin"
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{service}-loopback",
+            "namespace": namespace,
+            "labels": {"kubernetes.io/service-name": service,
+                       "endpointslice.kubernetes.io/managed-by": "flotilla-tests"},
+        },
+        "addressType": "FQDN",
+        "ports": [{"name": "admin", "port": port, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [HOST], "conditions": {"ready": True},
+                       "targetRef": {"kind": "Pod", "name": pod, "namespace": namespace}}],
+    }  # fmt: skip
+
+
+def _router_config(namespace: str, cloud: str) -> dict[str, Any]:
+    """The router config the operator rendered, with the model's endpoints pointed at the stand-in."""
+
+    def rendered() -> dict[str, Any] | None:
+        done = ok.kubectl_try("get", "configmap", f"{FLEET}-router", "-n", namespace, "-o", "json")
+        return json.loads(done.stdout) if done.returncode == 0 else None
+
+    config: dict[str, Any] = yaml.safe_load(
+        ok.wait_until(rendered, 60, "the router ConfigMap")["data"]["router.yaml"]
+    )
+    (model,) = config["models"]
+    model.pop("service", None)
+    model["endpoints"] = [cloud]
+    return config
+
+
+def _router_pod(namespace: str) -> str:
+    def listed() -> str | None:
+        selector = f"flotilla.dev/fleet={FLEET},flotilla.dev/component=router"
+        pods = ok.get_json("pods", "-n", namespace, "-l", selector)["items"]
+        return min((p["metadata"]["name"] for p in pods), default=None)
+
+    return ok.wait_until(listed, 60, "the fleet's (kwok) router pod")
+
+
+def _replicas(namespace: str) -> int | None:
+    found = ok.get_json("deployment", f"{FLEET}-{MODEL}", "-n", namespace)
+    return found["spec"].get("replicas")
+
+
+class Load:
+    """`clients` threads each sending one request after another to the model, held HOLD s by the stand-in,
+    until stopped: the router's in-flight gauge for the model stays at `clients`."""
+
+    def __init__(self, url: str, clients: int) -> None:
+        self.url = url
+        self.stopped = threading.Event()
+        self.statuses: list[int] = []
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self) -> None:
+        body = {"model": MODEL, "max_tokens": 4,
+                "messages": [{"role": "user", "content": f"[standin delay={HOLD}] hello"}]}  # fmt: skip
+        with httpx.Client(timeout=60) as client:
+            while not self.stopped.is_set():
+                self.statuses.append(client.post(self.url, json=body).status_code)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        for thread in self.threads:
+            thread.join(timeout=HOLD + 30)
+
+
+@pytest.fixture
+def keda_crds(cluster: object) -> Iterator[None]:
+    with ok.keda_crds():
+        yield
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    proc = Proc("standin", [PYTHON, "-m", "flotilla.standin", "--port", str(port)], tmp_path)
+    proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
+    yield f"http://127.0.0.1:{port}"
+    proc.stop()
+
+
+def test_keda_scales_a_model_from_zero_to_max_under_router_load_and_back(
+    flotilla_crds: None,
+    keda_crds: None,
+    operator_kubeconfig: Path,
+    kubeconfig: Path,
+    namespace: str,
+    tmp_path: Path,
+    cloud: str,
+) -> None:
+    chart = chartkit.template(
+        namespace=namespace,
+        values={"metrics.serviceMonitor.enabled": True, "operator.watchNamespaces": [namespace]},
+    )
+    (monitor,) = [
+        m for m in chartkit.by_kind(chart, "ServiceMonitor") if m["metadata"]["name"].endswith("-routers")
+    ]
+    prometheus = promkit.Prometheus([promkit.scrape_config(monitor, kubeconfig)], [], tmp_path)
+    operator = ok.OperatorProcess(
+        operator_kubeconfig, tmp_path, args=("--namespace", namespace),
+        env={"FLOTILLA_KEDA_PROMETHEUS_URL": prometheus.url},
+    )  # fmt: skip
+    keda: kedakit.KedaOperator | None = None
+    adapter: kedakit.KedaMetricsServer | None = None
+    router: Proc | None = None
+    load: Load | None = None
+    try:
+        ok.apply_doc(_fleet(namespace))
+        operator.start()
+        config_path = tmp_path / "router.yaml"
+        config_path.write_text(yaml.safe_dump(_router_config(namespace, cloud)))
+        port, admin_port = free_port(), free_port()
+        router = Proc(
+            "router",
+            [PYTHON, "-m", "flotilla.cli", "router", "--config", str(config_path), "--port", str(port),
+             "--admin-port", str(admin_port)],
+            tmp_path, {"POD_NAME": f"{FLEET}-router-loopback"},
+        )  # fmt: skip
+        router.wait_http(f"http://127.0.0.1:{port}/readyz", 60)
+        ok.apply_doc(_admin_slice(namespace, admin_port, _router_pod(namespace)))
+        prometheus.wait_loopback_targets("servicemonitor/", 1, timeout=90)
+
+        scaled = ok.get_json("scaledobject.keda.sh", f"{FLEET}-{MODEL}", "-n", namespace)["spec"]
+        assert (scaled["pollingInterval"], scaled["cooldownPeriod"], scaled["idleReplicaCount"]) == (1, 5, 0)
+        assert scaled["triggers"][0]["metadata"]["serverAddress"] == prometheus.url
+        assert _replicas(namespace) == 0, "created at replicas.min"
+
+        keda = kedakit.KedaOperator(kubeconfig, namespace, tmp_path)
+
+        def ready_condition() -> dict[str, Any] | None:
+            status = ok.get_json("scaledobject.keda.sh", f"{FLEET}-{MODEL}", "-n", namespace).get("status")
+            conditions = {c["type"]: c for c in (status or {}).get("conditions", [])}
+            ready = conditions.get("Ready")
+            return ready if ready and ready.get("status") == "True" else None
+
+        ok.wait_until(ready_condition, SCALE_TIMEOUT, "KEDA to mark the ScaledObject Ready", interval=1)
+
+        # KEDA's metrics apiserver behind the aggregation layer, for the HPA KEDA created (above 1 replica).
+        assert ok.kubectl_try("get", "apiservice", kedakit.EXTERNAL_METRICS_API).returncode != 0, (
+            "an external metrics API is already registered on this cluster"
+        )
+        adapter = kedakit.KedaMetricsServer(keda, kubeconfig, namespace, tmp_path)
+        for doc in adapter.register_docs():
+            ok.apply_doc(doc)
+
+        def available() -> bool | None:
+            found = ok.get_json("apiservice", kedakit.EXTERNAL_METRICS_API)
+            conditions = {c["type"]: c["status"] for c in found.get("status", {}).get("conditions", [])}
+            return conditions.get("Available") == "True" or None
+
+        why = "(a cluster started before e2e/cluster set --enable-aggregator-routing needs a restart)"
+        ok.wait_until(available, SCALE_TIMEOUT, f"the external metrics APIService up {why}", interval=1)
+        time.sleep(5)  # several polls at zero load: KEDA must leave the model parked
+        assert _replicas(namespace) == 0, keda.log()[-3000:]
+
+        # Load step up: KEDA's query sees the router's in-flight gauge and activates the Deployment (0 -> 1),
+        # then the HPA reads the same query through the adapter: 5 in flight / targetInFlight 2 -> 3 = max.
+        load = Load(f"http://127.0.0.1:{port}/v1/chat/completions", clients=5)
+        started = time.monotonic()
+        ok.wait_until(lambda: (_replicas(namespace) or 0) >= 1 or None, SCALE_TIMEOUT,
+                      f"KEDA to scale {FLEET}-{MODEL} 0 -> 1 under load", interval=0.5)  # fmt: skip
+        up_seconds = time.monotonic() - started
+        owners = ok.replicas_owners(namespace, f"{FLEET}-{MODEL}")
+        if _replicas(namespace) == 1:  # not yet taken over by the HPA
+            assert any("keda" in owner for owner in owners), f"spec.replicas set by {owners}, not KEDA"
+        active = ok.get_json("scaledobject.keda.sh", f"{FLEET}-{MODEL}", "-n", namespace)["status"]
+        assert any(c["type"] == "Active" and c["status"] == "True" for c in active["conditions"]), active
+        ok.wait_until(lambda: _replicas(namespace) == 3 or None, SCALE_TIMEOUT,
+                      f"KEDA's HPA to scale {FLEET}-{MODEL} 1 -> 3", interval=0.5)  # fmt: skip
+        n_seconds = time.monotonic() - started
+
+        # Load step down: the HPA goes back to 1, and once the gauge is 0 for the cooldown KEDA parks the
+        # model at zero again.
+        load.stop()
+        assert load.statuses and set(load.statuses) == {200}, load.statuses
+        started = time.monotonic()
+        ok.wait_until(lambda: _replicas(namespace) == 0 or None, SCALE_TIMEOUT,
+                      f"KEDA to scale {FLEET}-{MODEL} to 0 after the cooldown", interval=0.5)  # fmt: skip
+        down_seconds = time.monotonic() - started
+        assert down_seconds >= 3, "not at once: after the 5 s cooldown (less a poll and a scrape)"
+        errors = [line for line in keda.log().splitlines() if '"level":"error"' in line]
+        assert not errors, "\n".join(errors[:5])
+        print(f"KEDA 0->1 after {up_seconds:.1f} s of load, ->3 after {n_seconds:.1f} s, "
+              f"->0 {down_seconds:.1f} s after it stopped")  # fmt: skip
+    finally:
+        if load is not None:
+            load.stop()
+        if adapter is not None:
+            ok.kubectl("delete", "apiservice", kedakit.EXTERNAL_METRICS_API, "--timeout=60s", check=False)
+            adapter.stop()
+        if keda is not None:
+            # KEDA puts a finalizer on the ScaledObject: delete it while KEDA runs to remove it, or the
+            # namespace (and KEDA's CRDs after it) would hang in deletion.
+            operator.stop()
+            ok.kubectl("delete", "scaledobject.keda.sh", f"{FLEET}-{MODEL}", "-n", namespace,
+                       "--timeout=60s", check=False)  # fmt: skip
+            keda.stop()
+        if router is not None:
+            router.stop()
+        operator.stop()
+        prometheus.stop()
