@@ -12,53 +12,15 @@ router's throughput, and it is far less disturbed by other load on the machine t
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import yaml
 
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait(url: str) -> None:
-    for _ in range(600):
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _start(argv: list[str], tree: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": tree}
-    return subprocess.Popen(
-        argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(10)
+sys.path.insert(0, str(Path(__file__).resolve().parent / "router"))  # the router bench's process helpers
+import procs
 
 
 def main() -> int:
@@ -68,8 +30,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     python = sys.executable
-    pod_port = _port()
-    standin = _start([python, "-m", "flotilla.standin", "--port", str(pod_port)], args.trees[0])
+    pod_port = procs.free_port()
+    logs = Path(tempfile.mkdtemp(prefix="plain-path-cpu-"))  # the processes' output, kept for a failed run
+    standin_argv = [python, "-m", "flotilla.standin", "--port", str(pod_port)]
+    standin = procs.start("standin", standin_argv, logs, env={"PYTHONPATH": args.trees[0]})
     body = {"model": "chat", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 5}
     results: dict[str, list[float]] = {tree: [] for tree in args.trees}
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,10 +42,10 @@ def main() -> int:
         tasks = [{"name": "chat", "models": ["pod"], "fallbacks": []}]
         config.write_text(yaml.safe_dump({"defaultTask": "chat", "tasks": tasks, "models": [pod]}))
         try:
-            _wait(f"http://127.0.0.1:{pod_port}/healthz")
+            procs.wait_http(standin, f"http://127.0.0.1:{pod_port}/healthz", 60)
             for _ in range(args.rounds):
                 for tree in args.trees:
-                    port = _port()
+                    port = procs.free_port()
                     argv = [
                         python,
                         "-m",
@@ -92,21 +56,21 @@ def main() -> int:
                         "--port",
                         str(port),
                     ]
-                    router = _start(argv, tree)
+                    router = procs.start("router", argv, logs, env={"PYTHONPATH": tree})
                     try:
-                        _wait(f"http://127.0.0.1:{port}/readyz")
+                        procs.wait_http(router, f"http://127.0.0.1:{port}/readyz", 60)
                         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
                             for _ in range(200):
                                 client.post("/v1/chat/completions", json=body)
-                            before = _cpu_seconds(router.pid)
+                            before = procs.cpu_seconds([router.pid])
                             for _ in range(args.requests):
                                 client.post("/v1/chat/completions", json=body).raise_for_status()
-                            after = _cpu_seconds(router.pid)
+                            after = procs.cpu_seconds([router.pid])
                         results[tree].append(1e6 * (after - before) / args.requests)
                     finally:
-                        _stop(router)
+                        router.stop()
         finally:
-            _stop(standin)
+            standin.stop()
     for tree, values in results.items():
         ordered = sorted(values)
         each = ", ".join(f"{v:.0f}" for v in ordered)

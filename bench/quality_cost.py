@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -47,6 +44,10 @@ from flotilla.router import answers, escalating
 from flotilla.router.classifying import datasets
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY / "bench" / "router"))  # the router bench's process helpers
+import procs  # noqa: E402
+from procs import Proc, free_port  # noqa: E402
+
 PYTHON = sys.executable
 SMALL_PRICE = Price(input_per_mtok=0.02, output_per_mtok=0.04)  # a self-hosted 270M model, per M tokens
 CLOUD_PRICE = Price(input_per_mtok=0.40, output_per_mtok=1.60)  # gpt-4.1-mini's list price
@@ -90,47 +91,6 @@ class Outcome:
     short: str = ""
 
 
-class Proc:
-    """A child process in its own session, stopped by its PID."""
-
-    def __init__(self, name: str, argv: Sequence[str], logs: Path) -> None:
-        self.name = name
-        self.log = logs / f"{name}.log"
-        with self.log.open("wb") as out:
-            self.popen = subprocess.Popen(
-                list(argv), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def wait(self, url: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.log.read_text(errors='replace')[-3000:]}")
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"{self.name} not ready in {timeout}s")
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            os.kill(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(10)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def router_config(llama: str, cloud: str, **small_task: Any) -> dict[str, Any]:
     """Tasks ``small`` (the model alone, or with ``small_task``'s escalation / testTimeCompute and the cloud
     after it) and ``cloud`` (the stand-in alone)."""
@@ -167,9 +127,9 @@ def start_router(config: dict[str, Any], logs: Path, name: str) -> tuple[Proc, s
     path.write_text(yaml.safe_dump(config))
     port = free_port()
     argv = [PYTHON, "-m", "flotilla.cli", "router", "--config", str(path), "--port", str(port)]
-    proc = Proc(name, argv, logs)
+    proc = procs.start(name, argv, logs)
     url = f"http://127.0.0.1:{port}"
-    proc.wait(f"{url}/readyz", 60)
+    procs.wait_http(proc, f"{url}/readyz", 60)
     return proc, url
 
 
@@ -425,19 +385,22 @@ def main() -> int:
     llama_argv += ["--n_ctx", "1024", "--n_threads", "2", "--logits_all", "true"]
     key = datasets.shared_data() / "math-answers.jsonl"
     standin_argv = [PYTHON, "-m", "flotilla.standin", "--port", str(cloud_port), "--answers", str(key)]
-    procs = [Proc("llama", llama_argv, args.logs), Proc("standin", standin_argv, args.logs)]
+    started_procs = [
+        procs.start("llama", llama_argv, args.logs),
+        procs.start("standin", standin_argv, args.logs),
+    ]
     started = time.perf_counter()
     try:
-        procs[0].wait(f"{llama_url}/v1/models", 180)
-        procs[1].wait(f"{cloud_url}/healthz", 30)
+        procs.wait_http(started_procs[0], f"{llama_url}/v1/models", 180)
+        procs.wait_http(started_procs[1], f"{cloud_url}/healthz", 30)
         router, url = start_router(router_config(llama_url, cloud_url), args.logs, "router-record")
-        procs.append(router)
+        started_procs.append(router)
         record(problems, url, args.max_tokens, args.samples)
         recorded = time.perf_counter() - started
         router.stop()
         live = live_check(problems, llama_url, cloud_url, args.logs, args) if args.live else []
     finally:
-        for proc in procs:
+        for proc in started_procs:
             proc.stop()
     elapsed = time.perf_counter() - started
     print(f"\n{len(problems)} problems, max_tokens {args.max_tokens}, {args.samples} samples; recorded in "

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,13 +30,6 @@ def dist_version(python: Path, dist: str) -> str:
     code = f"import importlib.metadata as m; print(m.version({dist!r}))"
     done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=False)
     return done.stdout.strip() or "?"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
@@ -92,7 +84,7 @@ def _start_flotilla(
     the path, run by the project venv's Python): a before/after comparison in one run."""
     config = setup.work / f"{name}-router.yaml"
     config.write_text(_flotilla_config(setup.backend_url, keyed))
-    port = free_port()
+    port = procs.free_port()
     python = REPO / ".venv" / "bin" / "python"
     cmd = [str(python), "-m", "flotilla.cli", "router", "--config", str(config)]
     cmd += ["--host", "127.0.0.1", "--port", str(port)]
@@ -150,7 +142,7 @@ def _start_litellm(setup: Setup) -> Running:
         )
     config = setup.work / "litellm.yaml"
     config.write_text(LITELLM_CONFIG.format(backend_url=setup.backend_url))
-    port = free_port()
+    port = procs.free_port()
     workers = setup.litellm_workers
     cmd = [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--num_workers", str(workers)]
@@ -179,9 +171,9 @@ def _start_vllm_router(setup: Setup) -> Running:
     exe = VENVS / "vllm-router" / "bin" / "vllm-router"
     if not exe.exists():
         raise procs.StartError(f"{exe} missing: python3 -m venv {exe.parents[1]} && pip install vllm-router")
-    port = free_port()
+    port = procs.free_port()
     cmd = [str(exe), "--host", "127.0.0.1", "--port", str(port), "--worker-urls", setup.backend_url]
-    cmd += ["--policy", "round_robin", "--log-level", "warning", "--prometheus-port", str(free_port())]
+    cmd += ["--policy", "round_robin", "--log-level", "warning", "--prometheus-port", str(procs.free_port())]
     proc = procs.start("vllm-router", procs.pinned(cmd, setup.cpus), setup.work, nice=setup.nice)
     try:
         procs.wait_http(proc, f"http://127.0.0.1:{port}/health", timeout=60)

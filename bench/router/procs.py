@@ -10,6 +10,7 @@ import contextlib
 import os
 import resource
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -25,6 +26,14 @@ PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 class StartError(RuntimeError):
     """A process exited or never became ready; the message carries the tail of its log."""
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def pinned(cmd: Sequence[str], cpus: str | None) -> list[str]:

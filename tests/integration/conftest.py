@@ -57,3 +57,10 @@ def cloud(tmp_path: Path) -> Iterator[str]:
     proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
     yield f"http://127.0.0.1:{port}"
     proc.stop()
+
+
+@pytest.fixture
+def keda_crds(cluster: object) -> Iterator[None]:
+    """KEDA's own CRDs, installed for one test (``operatorkit.keda_crds``)."""
+    with operatorkit.keda_crds():
+        yield

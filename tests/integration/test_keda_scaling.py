@@ -22,7 +22,6 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,21 +138,6 @@ class Load:
         self.stopped.set()
         for thread in self.threads:
             thread.join(timeout=HOLD + 30)
-
-
-@pytest.fixture
-def keda_crds(cluster: object) -> Iterator[None]:
-    with ok.keda_crds():
-        yield
-
-
-@pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    proc = Proc("standin", [PYTHON, "-m", "flotilla.standin", "--port", str(port)], tmp_path)
-    proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
-    yield f"http://127.0.0.1:{port}"
-    proc.stop()
 
 
 def test_keda_scales_a_model_from_zero_to_max_under_router_load_and_back(

@@ -24,7 +24,6 @@ import json
 import re
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -195,12 +194,6 @@ def _keda_load_query(namespace: str) -> str:
 
 def _fill(expr: str, namespace: str) -> str:
     return expr.replace("$namespace", namespace).replace("$__range", "10m").replace("$__rate_interval", "1m")
-
-
-@pytest.fixture
-def keda_crds(cluster: object) -> Iterator[None]:
-    with ok.keda_crds():
-        yield
 
 
 def test_every_dashboard_and_alert_query_returns_series(

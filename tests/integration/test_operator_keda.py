@@ -12,7 +12,6 @@ KEDA's operator scaling such a model is test_keda_scaling.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import operatorkit as ok
@@ -31,12 +30,6 @@ def fleet_doc(namespace: str) -> dict[str, Any]:
 
 def crd_exists() -> bool:
     return ok.kubectl_try("get", "crd", CRD_NAME).returncode == 0
-
-
-@pytest.fixture
-def keda_crd() -> Iterator[None]:
-    with ok.keda_crds():
-        yield
 
 
 def model_status(namespace: str) -> dict[str, Any]:
@@ -61,7 +54,7 @@ def test_keda_model_is_degraded_when_keda_is_not_installed(
 
 
 def test_keda_scaled_object_is_applied_with_owner_when_served(
-    keda_crd: None, operator: ok.OperatorProcess, namespace: str
+    keda_crds: None, operator: ok.OperatorProcess, namespace: str
 ) -> None:
     ok.apply_doc(fleet_doc(namespace))
 

@@ -12,6 +12,14 @@ import pytest
 from routerkit import CLOUD_PRICE, POD_PRICE, chat, fleet_config, sse_events
 
 
+def _stream(router_url: str, body: dict[str, Any], task: str) -> tuple[httpx.Response, list[str]]:
+    """A streamed request to ``task``: the response (headers) and its SSE data payloads."""
+    with httpx.stream(
+        "POST", f"{router_url}/v1/chat/completions", json=body, headers={"x-flotilla-task": task}, timeout=300
+    ) as response:
+        return response, sse_events(list(response.iter_lines()))
+
+
 def _dollars(price: dict[str, float], usage: dict[str, int]) -> float:
     return (
         usage["prompt_tokens"] * price["inputPerMTok"] + usage["completion_tokens"] * price["outputPerMTok"]
@@ -121,14 +129,7 @@ def test_a_held_stream_is_escalated_on_its_first_tokens_logprob(make_router, lla
         )
     )
     body = chat("Count from one to five.", max_tokens=6, temperature=0, stream=True)
-    with httpx.stream(
-        "POST",
-        f"{router.url}/v1/chat/completions",
-        json=body,
-        headers={"x-flotilla-task": "strict"},
-        timeout=300,
-    ) as response:
-        events = sse_events(list(response.iter_lines()))
+    response, events = _stream(router.url, body, "strict")
     assert response.headers["x-flotilla-route-reason"] == "escalated:logprob"
     assert response.headers["x-flotilla-model"] == "frontier"
     text = "".join(
@@ -138,14 +139,7 @@ def test_a_held_stream_is_escalated_on_its_first_tokens_logprob(make_router, lla
     assert router.metric("flotilla_router_escalations_total", task="strict", reason="logprob") == 1
     assert router.metric("flotilla_router_escalation_overhead_dollars_total", task="strict") > 0
 
-    with httpx.stream(
-        "POST",
-        f"{router.url}/v1/chat/completions",
-        json=body,
-        headers={"x-flotilla-task": "lenient"},
-        timeout=300,
-    ) as response:
-        events = sse_events(list(response.iter_lines()))
+    response, events = _stream(router.url, body, "lenient")
     assert response.headers["x-flotilla-model"] == "pod"
     chunks = [json.loads(e) for e in events if e != "[DONE]"]
     content = [c["choices"][0]["delta"].get("content") for c in chunks if c.get("choices")]

@@ -251,9 +251,14 @@ class AccessConfig(WireModel):
         "every replica (``flotilla.api.spend``); None: this replica's own spend only.",
     )
 
+    @property
+    def policies(self) -> list[PolicyConfig]:
+        """Every policy: the keys', then the JWT policies (names are unique across both)."""
+        return [*self.keys, *(self.jwt.policies if self.jwt else [])]
+
     @model_validator(mode="after")
     def _unique(self) -> AccessConfig:
-        names = [k.name for k in self.keys] + [p.name for p in (self.jwt.policies if self.jwt else [])]
+        names = [p.name for p in self.policies]
         hashes = [k.sha256 for k in self.keys]
         if len(set(names)) != len(names) or len(set(hashes)) != len(hashes):
             raise ValueError("access policy names and key hashes must be unique")

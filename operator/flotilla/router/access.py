@@ -74,8 +74,7 @@ class Keyring:
             self._verifier = None
         elif self._verifier is None or self._verifier.config != jwt:
             self._verifier = tokens.Verifier(jwt, self._fetch)
-        policies: list[PolicyConfig] = [*access.keys, *(jwt.policies if jwt else [])] if access else []
-        for policy in policies:
+        for policy in access.policies if access else []:
             old = self._by_name.get(policy.name)
             if old is not None and old.policy.limits == policy.limits:
                 old.policy = policy
