@@ -1,32 +1,34 @@
 """A real Prometheus (built from source by `e2e/cluster build`) for the observability tests.
 
 `scrape_config` turns the chart's ServiceMonitors and PodMonitor into Prometheus scrape configs the way
-prometheus-operator does (its EndpointSlice discovery role): Kubernetes service discovery against the
-local apiserver, kept by the monitor's label selector and port name, with the operator's target labels
-(namespace, service, pod, job, endpoint) and the monitor's own relabelings. So a wrong selector, port name
-or relabeling in the chart shows up here as a missing target or a missing label.
+prometheus-operator does (clusterlib.scraping, shared with `e2e/cluster up --with prometheus`): Kubernetes
+service discovery against the local apiserver, the monitors' selectors, port names and relabelings.
 
-The one test-only addition: the routers and the operator run on loopback, published in EndpointSlices
-under host names (the apiserver refuses loopback IPs), so a last relabeling maps `<name>.flotilla.test:<port>`
-to `127.0.0.1:<port>`, as the operator's FLOTILLA_AUTOSCALER_HOST_ALIASES does for its own scrapes.
+Test-only additions, both last relabelings, because kwok pods run no process:
+- the routers and the operator run on loopback, published in EndpointSlices under host names (the
+  apiserver refuses loopback IPs): `<name>.flotilla.test:<port>` is mapped to `127.0.0.1:<port>`, as the
+  operator's FLOTILLA_AUTOSCALER_HOST_ALIASES does for its own scrapes;
+- a `ModelServer` (e.g. llamakit.LlamaServer) plays one fleet model's pods: the PodMonitor's targets of
+  that model's pods, found through the apiserver, are scraped at `127.0.0.1:<its port>`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))  # the router tests' process kit
 from routerkit import Proc, free_port
 
-from clusterlib import settings
+from clusterlib import scraping, settings
 
 HOST_SUFFIX = r"[a-z0-9-]+\.flotilla\.test"
 """Host names of loopback processes in the tests' EndpointSlices."""
@@ -40,86 +42,58 @@ def binary(name: str = "prometheus") -> Path:
     return path
 
 
-def _sanitize(label: str) -> str:
-    return re.sub(r"[^a-zA-Z0-9_]", "_", label)
+@dataclass(frozen=True)
+class ModelServer:
+    """A real model server on loopback playing the (kwok) pods of one fleet model for Prometheus."""
 
+    namespace: str
+    fleet: str
+    model: str
+    port: int
 
-def _keep_labels(kind: str, match: Mapping[str, str]) -> list[dict[str, Any]]:
-    return [
-        {
-            "action": "keep",
+    def relabeling(self) -> dict[str, Any]:
+        """Sends the PodMonitor's targets of this model's pods to 127.0.0.1:`port`. Test-only: kwok pods
+        run no process, so the server runs beside the test; discovery (selector, port name, the `fleet`,
+        `model`, `runtime` and `pod` labels) is still the chart's, against the apiserver."""
+        return {
             "source_labels": [
-                f"__meta_kubernetes_{kind}_label_{_sanitize(k)}",
-                f"__meta_kubernetes_{kind}_labelpresent_{_sanitize(k)}",
+                "__meta_kubernetes_namespace",
+                "__meta_kubernetes_pod_label_flotilla_dev_fleet",
+                "__meta_kubernetes_pod_label_flotilla_dev_model",
             ],
-            "regex": f"({re.escape(v)});true",
+            "regex": re.escape(f"{self.namespace};{self.fleet};{self.model}"),
+            "target_label": "__address__",
+            "replacement": f"127.0.0.1:{self.port}",
         }
-        for k, v in sorted(match.items())
-    ]
 
 
-def _relabelings(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """prometheus-operator's camelCase relabelings as Prometheus's snake_case relabel_configs."""
-    renamed = {"sourceLabels": "source_labels", "targetLabel": "target_label"}
-    return [{renamed.get(k, k.lower()): v for k, v in item.items()} for item in items]
+LOOPBACK_HOSTS = {
+    "source_labels": ["__address__"], "regex": f"{HOST_SUFFIX}:(\\d+)", "target_label": "__address__",
+    "replacement": "127.0.0.1:$1",
+}  # fmt: skip
+"""Maps the EndpointSlices' `<name>.flotilla.test:<port>` to the loopback process behind it."""
 
 
-def _namespaces(selector: Mapping[str, Any]) -> dict[str, Any]:
-    return {} if selector.get("any") else {"namespaces": {"names": list(selector.get("matchNames") or [])}}
-
-
-def scrape_config(monitor: Mapping[str, Any], kubeconfig: Path, interval: str = "1s") -> dict[str, Any]:
-    """One scrape config for a ServiceMonitor or PodMonitor with one endpoint (the chart's have one)."""
-    kind, meta, spec = monitor["kind"], monitor["metadata"], monitor["spec"]
-    pod = kind == "PodMonitor"
-    (endpoint,) = spec["podMetricsEndpoints" if pod else "endpoints"]
-    sd = {"role": "pod" if pod else "endpointslice", "kubeconfig_file": str(kubeconfig)}
-    sd |= _namespaces(spec.get("namespaceSelector") or {"matchNames": [meta["namespace"]]})
-    port = endpoint["port"]
-    relabel = _keep_labels("pod" if pod else "service", spec["selector"]["matchLabels"])
-    port_label = (
-        "__meta_kubernetes_pod_container_port_name" if pod else "__meta_kubernetes_endpointslice_port_name"
-    )
-    relabel.append({"action": "keep", "source_labels": [port_label], "regex": port})
-    relabel += [
-        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-        {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-    ]
-    if pod:
-        relabel.append({"target_label": "job", "replacement": f"{meta['namespace']}/{meta['name']}"})
-    else:
-        relabel += [
-            {"source_labels": ["__meta_kubernetes_service_name"], "target_label": "service"},
-            {"source_labels": ["__meta_kubernetes_service_name"], "target_label": "job"},
-        ]
-    relabel.append({"target_label": "endpoint", "replacement": port})
-    relabel += _relabelings(endpoint.get("relabelings") or [])
-    relabel.append({
-        "source_labels": ["__address__"], "regex": f"{HOST_SUFFIX}:(\\d+)", "target_label": "__address__",
-        "replacement": "127.0.0.1:$1",
-    })  # fmt: skip
-    return {
-        "job_name": f"{kind.lower()}/{meta['namespace']}/{meta['name']}/0",
-        "honor_labels": bool(endpoint.get("honorLabels", False)),
-        "metrics_path": endpoint.get("path", "/metrics"),
-        "scrape_interval": interval,
-        "scrape_timeout": interval,
-        "kubernetes_sd_configs": [sd],
-        "relabel_configs": relabel,
-    }
+def scrape_config(
+    monitor: Mapping[str, Any],
+    kubeconfig: Path,
+    interval: str = "1s",
+    model_servers: Sequence[ModelServer] = (),
+) -> dict[str, Any]:
+    """The monitor's scrape config (clusterlib.scraping), every `interval`, plus the tests' loopback
+    mappings: `*.flotilla.test` hosts, and for the PodMonitor each of `model_servers`."""
+    extra = [LOOPBACK_HOSTS]
+    if monitor["kind"] == "PodMonitor":
+        extra += [server.relabeling() for server in model_servers]
+    return scraping.scrape_config(monitor, kubeconfig, interval, extra)
 
 
 class Prometheus:
     """`prometheus` on a free loopback port with its own TSDB; queried through its HTTP API."""
 
     def __init__(self, scrape_configs: list[dict[str, Any]], rule_files: Sequence[Path], tmp: Path) -> None:
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(p) for p in rule_files],
-            "scrape_configs": scrape_configs,
-        }
         self.config_path = tmp / "prometheus.yml"
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.config_path.write_text(json.dumps(scraping.config(scrape_configs, rule_files), indent=1))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [

