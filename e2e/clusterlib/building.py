@@ -166,6 +166,13 @@ def targets(cfg: settings.Settings) -> list[Target]:
             bin_dir=cfg.tool_dir("keda") / "bin",
             prepare=lambda: unpack_keda_source(cfg),
         ),
+        Target(
+            name="prometheus-adapter",  # the hpa scaling test's custom-metrics API, not needed by `up`
+            module_dir=settings.GOMOD_DIR / "prometheus-adapter",
+            packages={"prometheus-adapter": "sigs.k8s.io/prometheus-adapter/cmd/adapter"},
+            ldflags="-s -w",  # its Makefile sets no version variables
+            bin_dir=cfg.tool_dir("prometheus-adapter") / "bin",
+        ),
     ]
 
 

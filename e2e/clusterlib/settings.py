@@ -22,6 +22,7 @@ NODE_COMMANDS = ("kubelet", "kube-proxy")
 KUBE_COMMANDS = CONTROL_PLANE_COMMANDS + NODE_COMMANDS
 PROMETHEUS_COMMANDS = ("prometheus", "promtool")
 KEDA_COMMANDS = ("keda-operator", "keda-adapter")
+PROMETHEUS_ADAPTER_COMMANDS = ("prometheus-adapter",)
 
 
 class ClusterError(Exception):
@@ -40,6 +41,7 @@ class Pins:
     coredns: str  # e.g. v1.14.7 (only for the real node's cluster DNS)
     prometheus: str  # Go module version, e.g. v0.316.0 (Prometheus 3.16.0; for the observability tests)
     keda: str  # e.g. v2.20.2: its CRDs and its operator (built from the module's own source)
+    prometheus_adapter: str  # e.g. v0.12.0: the custom-metrics API the hpa scaling test's HPA reads
 
 
 @dataclass(frozen=True)
@@ -60,13 +62,15 @@ class Settings:
             "coredns": self.pins.coredns,
             "prometheus": self.pins.prometheus,
             "keda": self.pins.keda,
+            "prometheus-adapter": self.pins.prometheus_adapter,
         }[tool]
         return self.cache_dir / f"{tool}-{version}"
 
     def binary(self, name: str) -> Path:
         """Path of a built binary by command name (kube-apiserver, etcd, kwok, helm, ...)."""
         tools = {**dict.fromkeys(KUBE_COMMANDS, "k8s"), **dict.fromkeys(PROMETHEUS_COMMANDS, "prometheus")}
-        tool = {**tools, **dict.fromkeys(KEDA_COMMANDS, "keda")}.get(name, name)
+        tools |= dict.fromkeys(KEDA_COMMANDS, "keda")
+        tool = tools.get(name, name)
         return self.tool_dir(tool) / "bin" / name
 
     @property
@@ -116,6 +120,9 @@ def read_pins(gomod_dir: Path = GOMOD_DIR) -> Pins:
         coredns=_required_version(gomod_dir / "coredns" / "go.mod", "github.com/coredns/coredns"),
         prometheus=_required_version(gomod_dir / "prometheus" / "go.mod", "github.com/prometheus/prometheus"),
         keda=_required_version(gomod_dir / "keda" / "go.mod", "github.com/kedacore/keda/v2"),
+        prometheus_adapter=_required_version(
+            gomod_dir / "prometheus-adapter" / "go.mod", "sigs.k8s.io/prometheus-adapter"
+        ),
     )
 
 
