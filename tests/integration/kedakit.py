@@ -11,10 +11,12 @@ scale past one replica; KEDA's own 0 <-> 1 activation needs neither.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import aggregationkit
+from aggregationkit import host_ip, self_signed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))  # the router tests' process kit
 from routerkit import Proc, free_port
@@ -28,22 +30,6 @@ def binary() -> Path:
     if not path.exists():
         raise AssertionError(f"{path} is missing: run `e2e/cluster build --only keda` first")
     return path
-
-
-def self_signed(directory: Path) -> Path:
-    """ca.crt, tls.crt and tls.key (one self-signed P-256 certificate for localhost) in `directory`."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise AssertionError("`openssl` is not on PATH")
-    directory.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(directory / "tls.key"), "-out", str(directory / "tls.crt")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    shutil.copyfile(directory / "tls.crt", directory / "ca.crt")
-    return directory
 
 
 class KedaOperator:
@@ -80,18 +66,8 @@ class KedaOperator:
         self.proc.stop()
 
 
-EXTERNAL_METRICS_API = "v1beta1.external.metrics.k8s.io"
+EXTERNAL_METRICS_GROUP = "external.metrics.k8s.io"
 ADAPTER_SERVICE = "keda-metrics-apiserver"
-
-
-def host_ip() -> str:
-    """This machine's first global IPv4 address: the apiserver's aggregator refuses loopback endpoints."""
-    listed = subprocess.run(["ip", "-o", "-4", "addr", "show", "scope", "global"], capture_output=True,
-                            text=True, check=True).stdout.split()  # fmt: skip
-    addresses = [listed[i + 1].split("/")[0] for i, word in enumerate(listed[:-1]) if word == "inet"]
-    if not addresses:
-        raise AssertionError("no global IPv4 address: KEDA's metrics apiserver needs a non-loopback one")
-    return addresses[0]
 
 
 class KedaMetricsServer:
@@ -99,11 +75,7 @@ class KedaMetricsServer:
 
     The kube-apiserver's aggregation layer (`--enable-aggregator-routing`, set by e2e/cluster) proxies
     `external.metrics.k8s.io` to the endpoints of a selector-less Service in the test's namespace, which
-    hold the host's IP. Test-only: the cluster has no front-proxy CA, so the aggregator's requests reach
-    the adapter as `system:anonymous`: the adapter lets discovery (/apis/*) through, and a Role in the
-    test's namespace lets anonymous read its external metrics (the adapter asks the apiserver, as in a real
-    install, but for the wrong user). The APIService skips TLS verification of the self-signed serving
-    certificate. It asks the operator's gRPC
+    hold the host's IP (aggregationkit, with what is test-only about it). It asks the operator's gRPC
     metrics service (mutual TLS with the operator's certificate) for each metric value, as in a real
     install.
     """
@@ -127,7 +99,7 @@ class KedaMetricsServer:
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
             "--authentication-skip-lookup=true",
-            "--authorization-always-allow-paths=/apis,/apis/*,/openapi/*,/healthz,/readyz,/livez",
+            aggregationkit.ALWAYS_ALLOW,
             f"--port={free_port()}",
         ]
         env = {
@@ -138,34 +110,11 @@ class KedaMetricsServer:
         }
         self.proc = Proc("keda-adapter", argv, tmp, env)
 
-    def register_docs(self) -> list[dict[str, object]]:
-        """The Service, its EndpointSlice and Endpoints (the host's IP) and the APIService."""
-        meta = {"name": ADAPTER_SERVICE, "namespace": self.namespace}
-        port = {"name": "https", "port": self.port, "protocol": "TCP"}
-        return [
-            {"apiVersion": "v1", "kind": "Service", "metadata": meta,
-             "spec": {"ports": [{**port, "targetPort": self.port}]}},
-            {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-             "metadata": {"name": f"{ADAPTER_SERVICE}-host", "namespace": self.namespace,
-                          "labels": {"kubernetes.io/service-name": ADAPTER_SERVICE,
-                                     "endpointslice.kubernetes.io/managed-by": "flotilla-tests"}},
-             "addressType": "IPv4", "ports": [port],
-             "endpoints": [{"addresses": [self.ip], "conditions": {"ready": True}}]},
-            {"apiVersion": "v1", "kind": "Endpoints", "metadata": meta,
-             "subsets": [{"addresses": [{"ip": self.ip}], "ports": [port]}]},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
-             "rules": [{"apiGroups": ["external.metrics.k8s.io"], "resources": ["*"],
-                        "verbs": ["get", "list"]}]},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ADAPTER_SERVICE},
-             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
-                           "name": "system:anonymous"}]},
-            {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
-             "metadata": {"name": EXTERNAL_METRICS_API},
-             "spec": {"service": {"name": ADAPTER_SERVICE, "namespace": self.namespace, "port": self.port},
-                      "group": "external.metrics.k8s.io", "version": "v1beta1",
-                      "insecureSkipTLSVerify": True, "groupPriorityMinimum": 100, "versionPriority": 100}},
-        ]  # fmt: skip
+    def register_docs(self) -> list[dict[str, Any]]:
+        """What registers it as the external metrics API (aggregationkit.register)."""
+        return aggregationkit.register_docs(
+            ADAPTER_SERVICE, self.namespace, self.ip, self.port, EXTERNAL_METRICS_GROUP
+        )
 
     def log(self) -> str:
         return self.proc.log()

@@ -32,6 +32,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))  # the router tests' process kit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))  # helm template of the chart
+import aggregationkit
 import chartkit
 import kedakit
 import promkit
@@ -163,6 +164,7 @@ def test_keda_scales_a_model_from_zero_to_max_under_router_load_and_back(
     )  # fmt: skip
     keda: kedakit.KedaOperator | None = None
     adapter: kedakit.KedaMetricsServer | None = None
+    api: str | None = None
     router: Proc | None = None
     load: Load | None = None
     try:
@@ -197,20 +199,8 @@ def test_keda_scales_a_model_from_zero_to_max_under_router_load_and_back(
         ok.wait_until(ready_condition, SCALE_TIMEOUT, "KEDA to mark the ScaledObject Ready", interval=1)
 
         # KEDA's metrics apiserver behind the aggregation layer, for the HPA KEDA created (above 1 replica).
-        assert ok.kubectl_try("get", "apiservice", kedakit.EXTERNAL_METRICS_API).returncode != 0, (
-            "an external metrics API is already registered on this cluster"
-        )
         adapter = kedakit.KedaMetricsServer(keda, kubeconfig, namespace, tmp_path)
-        for doc in adapter.register_docs():
-            ok.apply_doc(doc)
-
-        def available() -> bool | None:
-            found = ok.get_json("apiservice", kedakit.EXTERNAL_METRICS_API)
-            conditions = {c["type"]: c["status"] for c in found.get("status", {}).get("conditions", [])}
-            return conditions.get("Available") == "True" or None
-
-        why = "(a cluster started before e2e/cluster set --enable-aggregator-routing needs a restart)"
-        ok.wait_until(available, SCALE_TIMEOUT, f"the external metrics APIService up {why}", interval=1)
+        api = aggregationkit.register(adapter.register_docs(), SCALE_TIMEOUT)
         time.sleep(5)  # several polls at zero load: KEDA must leave the model parked
         assert _replicas(namespace) == 0, keda.log()[-3000:]
 
@@ -246,8 +236,9 @@ def test_keda_scales_a_model_from_zero_to_max_under_router_load_and_back(
     finally:
         if load is not None:
             load.stop()
+        if api is not None:
+            aggregationkit.unregister(api)
         if adapter is not None:
-            ok.kubectl("delete", "apiservice", kedakit.EXTERNAL_METRICS_API, "--timeout=60s", check=False)
             adapter.stop()
         if keda is not None:
             # KEDA puts a finalizer on the ScaledObject: delete it while KEDA runs to remove it, or the
