@@ -1,0 +1,283 @@
+"""One fleet, one model per autoscaling mode, and everything each mode needs, on the local cluster: the
+same real load step can then be put on any of them (tests/integration/test_hpa_scaling.py, bench/reaction.py).
+
+What runs: the real `flotilla operator` (its built-in autoscaler ticking every `interval`, reaching the
+loopback router through FLOTILLA_AUTOSCALER_HOST_ALIASES); a real `flotilla router` running the config the
+operator rendered, with every model's upstream pointed at one real `llama-server --metrics` serving
+Gemma 3 270M (llamakit); a real Prometheus scraping the router through the chart's router ServiceMonitor
+and the llama-server as the `hpa` model's (kwok) pods through the chart's PodMonitor (promkit); for `keda`,
+KEDA's operator and metrics apiserver (kedakit); for `hpa`, prometheus-adapter running the documented rule
+(adapterkit). Both metrics apiservers are registered through the aggregation layer (aggregationkit), and
+the real kube-controller-manager's HPA controller reads them.
+
+The load: `clients` threads each streaming one long generation after another through the router (Gemma's
+end tokens banned, so every answer runs to max_tokens); on stop each closes its stream. So the router's
+in-flight gauge (what `builtin` and `keda` read) and llama-server's `requests_processing +
+requests_deferred` (what `hpa` reads) both sit at `clients`.
+
+kwok pods run no process, so the proof is the model Deployment's `spec.replicas`. The one llama-server
+plays all of the `hpa` model's pods, so each reports the whole load (with `clients` = target * max, every
+mode's goal is max either way).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import adapterkit
+import aggregationkit
+import httpx
+import kedakit
+import llamakit
+import operatorkit as ok
+import promkit
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))  # the router tests' process kit
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))  # helm template of the chart
+import chartkit
+from routerkit import PYTHON, Proc, free_port
+
+FLEET = "reaction"
+MODES = ("builtin", "hpa", "keda")
+HOST = "router.flotilla.test"
+MIN, MAX, TARGET = 1, 3, 1
+"""Every model: replicas 1..3, targetInFlight 1; a load of 3 wants 3 in every mode."""
+
+
+def model_spec(mode: str, window: str, down_delay: str) -> dict[str, Any]:
+    """The model named after its mode: the llama.cpp Gemma of the router tests, on kwok CPU pods."""
+    return {
+        "name": mode,
+        "source": {"uri": "hf://unsloth/gemma-3-270m-it-GGUF"},
+        "runtime": "llamacpp",
+        "quantization": "Q4_K_M",
+        "replicas": {"min": MIN, "max": MAX},
+        "tasks": ["chat"],
+        "autoscaling": {
+            "mode": mode,
+            "targetInFlight": TARGET,
+            "window": window,
+            "scaleDownDelay": down_delay,
+        },
+    }
+
+
+def fleet_doc(namespace: str, modes: tuple[str, ...], window: str, down_delay: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "flotilla.dev/v1alpha1",
+        "kind": "ModelFleet",
+        "metadata": {"name": FLEET, "namespace": namespace},
+        "spec": {
+            "models": [model_spec(m, window, down_delay) for m in modes],
+            "routing": {"defaultTask": "chat"},
+        },
+    }
+
+
+def deployment(mode: str) -> str:
+    return f"{FLEET}-{mode}"
+
+
+def replicas(namespace: str, mode: str) -> int:
+    found = ok.get_json("deployment", deployment(mode), "-n", namespace)
+    return int(found["spec"].get("replicas", 0))
+
+
+class Load:
+    """`clients` threads streaming long generations of `model` from `url` one after another until stopped."""
+
+    def __init__(self, url: str, model: str, clients: int, max_tokens: int = 400) -> None:
+        self.body = {
+            "model": model, "stream": True, "max_tokens": max_tokens, "temperature": 0,
+            "messages": [{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
+            # <eos> 1 and <end_of_turn> 106 banned: every answer runs to max_tokens
+            "logit_bias": {"1": -100, "106": -100},
+        }  # fmt: skip
+        self.url = url
+        self.stopped = threading.Event()
+        self.statuses: list[int] = []
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=120) as client:
+            while not self.stopped.is_set():
+                with client.stream("POST", self.url, json=self.body) as response:
+                    self.statuses.append(response.status_code)
+                    for _ in response.iter_lines():
+                        if self.stopped.is_set():
+                            break  # leaving the block closes the stream: the servers see the client go
+
+    def stop(self) -> None:
+        self.stopped.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """Seconds from load start to the first scale-up and to max, and from load stop back to min."""
+
+    mode: str
+    first_up: float
+    at_max: float
+    back_to_min: float
+
+
+def _wait(namespace: str, mode: str, check: Any, timeout: float, what: str, since: float) -> float:
+    ok.wait_until(
+        lambda: check(replicas(namespace, mode)) or None, timeout, f"{deployment(mode)} {what}", 0.5
+    )
+    return time.monotonic() - since
+
+
+class Stack:
+    """The fleet `reaction` with one model per mode in `modes`, and every process they need (see module
+    docstring); `close` stops them all (the namespace is the caller's)."""
+
+    def __init__(
+        self,
+        modes: tuple[str, ...],
+        namespace: str,
+        kubeconfig: Path,
+        operator_kubeconfig: Path,
+        tmp: Path,
+        window: str = "1s",
+        down_delay: str = "5s",
+        interval: float = 5.0,
+    ) -> None:
+        self.modes, self.namespace, self.tmp = modes, namespace, tmp
+        self.stack = contextlib.ExitStack()
+        try:
+            self._start(kubeconfig, operator_kubeconfig, window, down_delay, interval)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(
+        self, kubeconfig: Path, operator_kubeconfig: Path, window: str, down_delay: str, interval: float
+    ) -> None:
+        namespace, tmp, push = self.namespace, self.tmp, self.stack.callback
+        self.llama = llamakit.LlamaServer(tmp, extra=("--parallel", str(MAX * TARGET)))
+        push(self.llama.stop)
+        chart = chartkit.template(
+            namespace=namespace,
+            values={"metrics.serviceMonitor.enabled": True, "metrics.podMonitor.enabled": True,
+                    "operator.watchNamespaces": [namespace]},
+        )  # fmt: skip
+        (routers,) = [
+            m for m in chartkit.by_kind(chart, "ServiceMonitor") if m["metadata"]["name"].endswith("-routers")
+        ]
+        (models,) = chartkit.by_kind(chart, "PodMonitor")
+        server = promkit.ModelServer(namespace, FLEET, "hpa", self.llama.port)
+        scrapes = [
+            promkit.scrape_config(routers, kubeconfig),
+            promkit.scrape_config(models, kubeconfig, model_servers=[server]),
+        ]
+        self.prometheus = promkit.Prometheus(scrapes, [], tmp)
+        push(self.prometheus.stop)
+        self.operator = ok.OperatorProcess(
+            operator_kubeconfig, tmp, args=("--namespace", namespace),
+            env={"FLOTILLA_KEDA_PROMETHEUS_URL": self.prometheus.url,
+                 "FLOTILLA_AUTOSCALER_INTERVAL": f"{interval:g}", "FLOTILLA_AUTOSCALER_SCRAPE_TIMEOUT": "1",
+                 "FLOTILLA_AUTOSCALER_HOST_ALIASES": f"{HOST}=127.0.0.1"},
+        )  # fmt: skip
+        ok.apply_doc(fleet_doc(namespace, self.modes, window, down_delay))
+        self.operator.start()
+        push(self.operator.stop)
+        self._start_router()
+        if "keda" in self.modes:
+            self._start_keda(kubeconfig)
+        if "hpa" in self.modes:
+            adapter = adapterkit.PrometheusAdapter(self.prometheus.url, kubeconfig, namespace, tmp)
+            push(adapter.stop)
+            self.adapter = adapter
+            api = aggregationkit.register(adapter.register_docs())
+            push(aggregationkit.unregister, api)
+
+    def _start_router(self) -> None:
+        namespace = self.namespace
+
+        def rendered() -> dict[str, Any] | None:
+            done = ok.kubectl_try("get", "configmap", f"{FLEET}-router", "-n", namespace, "-o", "json")
+            return json.loads(done.stdout) if done.returncode == 0 else None
+
+        config = yaml.safe_load(ok.wait_until(rendered, 60, "the router ConfigMap")["data"]["router.yaml"])
+        for model in config["models"]:
+            model.pop("service", None)
+            model["endpoints"] = [self.llama.url]
+        path = self.tmp / "router.yaml"
+        path.write_text(yaml.safe_dump(config))
+        port, admin = free_port(), free_port()
+        router = Proc(
+            "router",
+            [PYTHON, "-m", "flotilla.cli", "router", "--config", str(path), "--port", str(port),
+             "--admin-port", str(admin)],
+            self.tmp, {"POD_NAME": f"{FLEET}-router-loopback"},
+        )  # fmt: skip
+        self.stack.callback(router.stop)
+        router.wait_http(f"http://127.0.0.1:{port}/readyz", 60)
+        self.url = f"http://127.0.0.1:{port}/v1/chat/completions"
+
+        def router_pod() -> str | None:
+            selector = f"flotilla.dev/fleet={FLEET},flotilla.dev/component=router"
+            pods = ok.get_json("pods", "-n", namespace, "-l", selector)["items"]
+            return min((p["metadata"]["name"] for p in pods), default=None)
+
+        # The loopback router plays the fleet's (kwok) router pod in the admin Service's endpoints: the
+        # built-in autoscaler and Prometheus both find it there.
+        service, pod = f"{FLEET}-router-admin", ok.wait_until(router_pod, 60, "the router pod")
+        ok.apply_doc({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{service}-loopback", "namespace": namespace,
+                         "labels": {"kubernetes.io/service-name": service,
+                                    "endpointslice.kubernetes.io/managed-by": "flotilla-tests"}},
+            "addressType": "FQDN", "ports": [{"name": "admin", "port": admin, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [HOST], "conditions": {"ready": True},
+                           "targetRef": {"kind": "Pod", "name": pod, "namespace": namespace}}],
+        })  # fmt: skip
+        self.prometheus.wait_loopback_targets("servicemonitor/", 1, timeout=90)
+
+    def _start_keda(self, kubeconfig: Path) -> None:
+        keda = kedakit.KedaOperator(kubeconfig, self.namespace, self.tmp)
+        # KEDA puts a finalizer on the ScaledObject: delete it while KEDA runs (the callbacks run last
+        # first), or the namespace would hang in deletion.
+        self.stack.callback(keda.stop)
+        self.stack.callback(
+            ok.kubectl, "delete", "scaledobject.keda.sh", deployment("keda"), "-n", self.namespace,
+            "--timeout=60s", check=False,
+        )  # fmt: skip
+        self.stack.callback(self.operator.stop)
+        adapter = kedakit.KedaMetricsServer(keda, kubeconfig, self.namespace, self.tmp)
+        self.stack.callback(adapter.stop)
+        api = aggregationkit.register(adapter.register_docs())
+        self.stack.callback(aggregationkit.unregister, api)
+
+    def step(self, mode: str, clients: int, timeout: float = 180) -> Reaction:
+        """Put `clients` on the model of `mode` (which must be at min) until it is at max, then take them
+        off until it is back at min; every Deployment read 0.5 s apart."""
+        assert replicas(self.namespace, mode) == MIN, f"{deployment(mode)} not at min before the step"
+        load = Load(self.url, mode, clients)
+        try:
+            started = time.monotonic()
+            first = _wait(self.namespace, mode, lambda r: r > MIN, timeout, "scaled up under load", started)
+            at_max = _wait(self.namespace, mode, lambda r: r == MAX, timeout, f"at {MAX} under load", started)
+        finally:
+            load.stop()
+        if not load.statuses or set(load.statuses) != {200}:
+            raise AssertionError(f"the load's answers: {load.statuses}")
+        stopped = time.monotonic()
+        down = _wait(self.namespace, mode, lambda r: r == MIN, timeout, f"back at {MIN}", stopped)
+        return Reaction(mode, first, at_max, down)
+
+    def close(self) -> None:
+        self.stack.close()
