@@ -3,19 +3,19 @@ same real load step can then be put on any of them (tests/integration/test_hpa_s
 
 What runs: the real `flotilla operator` (its built-in autoscaler ticking every `interval`, reaching the
 loopback router through FLOTILLA_AUTOSCALER_HOST_ALIASES); a real `flotilla router` running the config the
-operator rendered, with every model's upstream pointed at one real `llama-server --metrics` serving
-Gemma 3 270M (llamakit); a real Prometheus scraping the router through the chart's router ServiceMonitor
-and the llama-server as the `hpa` model's (kwok) pods through the chart's PodMonitor (promkit); for `keda`,
-KEDA's operator and metrics apiserver (kedakit); for `hpa`, prometheus-adapter running the documented rule
-(adapterkit). Both metrics apiservers are registered through the aggregation layer (aggregationkit), and
-the real kube-controller-manager's HPA controller reads them.
+operator rendered, each model's upstream pointed at a real `llama-server --metrics` of its own serving
+Gemma 3 270M (llamakit); a real Prometheus scraping the router through the chart's router ServiceMonitor,
+and the `hpa` model's llama-server as that model's (kwok) pods through the chart's PodMonitor (promkit);
+for `keda`, KEDA's operator and metrics apiserver (kedakit); for `hpa`, prometheus-adapter running the
+documented rule (adapterkit). Both metrics apiservers are registered through the aggregation layer
+(aggregationkit), and the real kube-controller-manager's HPA controller reads them.
 
 The load: `clients` threads each streaming one long generation after another through the router (Gemma's
 end tokens banned, so every answer runs to max_tokens); on stop each closes its stream. So the router's
 in-flight gauge (what `builtin` and `keda` read) and llama-server's `requests_processing +
 requests_deferred` (what `hpa` reads) both sit at `clients`.
 
-kwok pods run no process, so the proof is the model Deployment's `spec.replicas`. The one llama-server
+kwok pods run no process, so the proof is the model Deployment's `spec.replicas`. One llama-server
 plays all of the `hpa` model's pods, so each reports the whole load (with `clients` = target * max, every
 mode's goal is max either way).
 """
@@ -167,8 +167,11 @@ class Stack:
         self, kubeconfig: Path, operator_kubeconfig: Path, window: str, down_delay: str, interval: float
     ) -> None:
         namespace, tmp, push = self.namespace, self.tmp, self.stack.callback
-        self.llama = llamakit.LlamaServer(tmp, extra=("--parallel", str(MAX * TARGET)))
-        push(self.llama.stop)
+        self.servers: dict[str, llamakit.LlamaServer] = {}
+        for mode in self.modes:  # one each: the hpa model's must see only its own load
+            server = llamakit.LlamaServer(tmp, f"llama-{mode}", extra=("--parallel", str(MAX * TARGET)))
+            push(server.stop)
+            self.servers[mode] = server
         chart = chartkit.template(
             namespace=namespace,
             values={"metrics.serviceMonitor.enabled": True, "metrics.podMonitor.enabled": True,
@@ -178,10 +181,14 @@ class Stack:
             m for m in chartkit.by_kind(chart, "ServiceMonitor") if m["metadata"]["name"].endswith("-routers")
         ]
         (models,) = chartkit.by_kind(chart, "PodMonitor")
-        server = promkit.ModelServer(namespace, FLEET, "hpa", self.llama.port)
+        plays = (
+            [promkit.ModelServer(namespace, FLEET, "hpa", self.servers["hpa"].port)]
+            if "hpa" in self.modes
+            else []
+        )
         scrapes = [
             promkit.scrape_config(routers, kubeconfig),
-            promkit.scrape_config(models, kubeconfig, model_servers=[server]),
+            promkit.scrape_config(models, kubeconfig, model_servers=plays),
         ]
         self.prometheus = promkit.Prometheus(scrapes, [], tmp)
         push(self.prometheus.stop)
@@ -214,7 +221,7 @@ class Stack:
         config = yaml.safe_load(ok.wait_until(rendered, 60, "the router ConfigMap")["data"]["router.yaml"])
         for model in config["models"]:
             model.pop("service", None)
-            model["endpoints"] = [self.llama.url]
+            model["endpoints"] = [self.servers[model["name"]].url]
         path = self.tmp / "router.yaml"
         path.write_text(yaml.safe_dump(config))
         port, admin = free_port(), free_port()
