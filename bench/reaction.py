@@ -17,9 +17,12 @@ llama-server's requests_processing both read 3, a load that wants 3 replicas in 
 moment the clients start, the model's Deployment is read every 0.5 s: seconds until spec.replicas first
 rose above 1, and until it was 3; then the clients close their streams and the seconds until it was back
 at 1. kwok pods run no process, so these are control-loop times (metric path, controller sync, scale
-write), without a model's start-up; each is accurate to a read (0.5 s plus an API call).
+write), without a model's start-up; each is accurate to a read (0.5 s plus an API call). Before each step
+the bench idles a random 0..``--jitter`` (15) seconds, so that rounds do not hit the periodic loops (the
+HPA controller's 15 s sync, the built-in tick, KEDA's poll) at the same phase every time.
 
     .venv/bin/python bench/reaction.py [--window 2s] [--down-delay 10s] [--interval 5] [--rounds 1]
+        [--jitter 15]
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[1:1] = [os.path.join(_ROOT, "tests", "integration"), os.path.join(_ROOT, "e2e")]  # e2e: clusterlib
 
 import argparse  # noqa: E402
+import random  # noqa: E402
 import statistics  # noqa: E402
+import time  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -53,6 +58,9 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=5.0, help="built-in autoscaler tick (its default)")
     parser.add_argument("--clients", type=int, default=rk.MAX * rk.TARGET)
     parser.add_argument("--rounds", type=int, default=1, help="load steps per mode")
+    parser.add_argument(
+        "--jitter", type=float, default=15.0, help="idle up to this many seconds (uniform) before each step"
+    )
     args = parser.parse_args()
 
     ok.install_crds()
@@ -70,6 +78,7 @@ def main() -> int:
             try:
                 for _ in range(args.rounds):
                     for mode in rk.MODES:
+                        time.sleep(random.uniform(0, args.jitter))  # no fixed phase to the controllers' loops
                         reaction = stack.step(mode, args.clients)
                         print(f"{mode}: {reaction}", flush=True)
                         results[mode].append(reaction)
