@@ -40,7 +40,10 @@ def url(state: states.State) -> str | None:
 
 
 def _run(cmd: list[str], stdin: str | None = None) -> str:
-    done = subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=False, timeout=120)
+    try:
+        done = subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=False, timeout=120)
+    except subprocess.TimeoutExpired as exc:
+        raise settings.ClusterError(f"{Path(cmd[0]).name} did not finish in 120 s") from exc
     if done.returncode != 0:
         raise settings.ClusterError(f"{Path(cmd[0]).name} failed: {(done.stderr or done.stdout).strip()}")
     return done.stdout
