@@ -11,7 +11,7 @@ demo:  ## Cluster with a real node, images, helm install, examples/03-local, pro
 demo-down:  ## Remove the demo's fleet and release (the cluster keeps running; `make cluster-down` stops it).
 	e2e/demo down
 
-setup:  ## Python venv + Go-built cluster binaries + llama.cpp wheel + model, without running tests.
+setup:  ## Python venv + Go-built cluster binaries + llama.cpp wheel and llama-server + model, without running tests.
 	scripts/test --setup-only
 
 check:  ## Static checks only (ruff, mypy --strict, import-linter, generated files up to date).

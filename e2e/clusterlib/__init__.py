@@ -13,6 +13,8 @@ installed). Modules, from the bottom up:
 - `states`: the `cluster.json` record and its lock;
 - `starting`: `up`; `lifecycle`: `down`, `status`, `env`; `cli`: argument parsing and exit codes;
 - `sessions` and `waiting`: helpers for test harnesses (the root conftest.py uses them);
+- the opt-in Prometheus (`up --with prometheus`): `scraping` (the chart's monitors as scrape configs, pure,
+  shared with tests/integration/promkit.py), `monitoring` (render, configure, start);
 - the opt-in real node: `nodeconfig` (its config files, pure), `nodeimages` (pause/echo images built
   without Docker), `realnode` (start/stop), `relay` (pods -> apiserver on 127.0.0.1).
 """

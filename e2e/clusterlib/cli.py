@@ -57,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
         help="--real-node without the node's taint; kwok-cpu-0 is tainted instead, so every CPU pod "
         "runs for real (the demo)",
     )
+    up.add_argument(
+        "--with",
+        dest="addons",
+        action="append",
+        default=[],
+        choices=["prometheus"],
+        help="also start an add-on (adds it to a running cluster): prometheus = the built Prometheus "
+        "scraping routers, operator and model pods through the chart's monitors (docs/cluster.md)",
+    )
     sub.add_parser("down", help="stop the cluster started by `up` and remove its state")
     status = sub.add_parser("status", help="show whether the cluster runs (exit 0 up, 1 degraded, 3 down)")
     status.add_argument("--quiet", "-q", action="store_true", help="print nothing, only set the exit code")
@@ -96,6 +105,7 @@ def main(argv: list[str]) -> int:
                 build=not args.no_build,
                 real_node=args.real_node or args.real_node_untainted,
                 untainted=args.real_node_untainted,
+                prometheus="prometheus" in args.addons,
             )
             return lifecycle.up(cfg, options)
         if args.command == "down":

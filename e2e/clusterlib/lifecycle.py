@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from clusterlib import kubeapi, nodeconfig, processes, realnode, settings, starting, states
+from clusterlib import kubeapi, monitoring, nodeconfig, processes, realnode, settings, starting, states
 
 COMPONENTS = starting.COMPONENTS + realnode.COMPONENTS
 UpOptions = starting.UpOptions
@@ -52,6 +52,8 @@ def status(cfg: settings.Settings, quiet: bool = False) -> str:
         if realnode.present(state):
             node_ok, node_why = realnode.node_ready(kubeapi.Client(state.server, state.token))
             print(f"  real node: {nodeconfig.NODE_NAME} {'Ready' if node_ok else node_why}")
+        if monitoring.present(state):
+            print(f"  prometheus: {monitoring.url(state)}")
         print(f"  export KUBECONFIG={cfg.kubeconfig}")
     return "up" if ok else "degraded"
 

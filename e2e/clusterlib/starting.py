@@ -19,6 +19,7 @@ from clusterlib import (
     keys,
     kubeapi,
     manifests,
+    monitoring,
     nodeconfig,
     nodeimages,
     processes,
@@ -43,6 +44,7 @@ class UpOptions:
     build: bool = True
     real_node: bool = False  # also start the real worker node real-0 (realnode.py)
     untainted: bool = False  # real-0 without its taint, kwok-cpu-0 tainted instead (the demo)
+    prometheus: bool = False  # also start Prometheus on the chart's monitors (monitoring.py)
 
 
 def _free_ports(count: int) -> list[int]:
@@ -170,10 +172,26 @@ class _Starter:
         )
         if self.options.real_node:
             self.add_node()
+        if self.options.prometheus:
+            self.add_prometheus()
 
     def add_node(self) -> None:
         """Start the real node on the control plane recorded in `self.state`."""
         realnode.start(self.cfg, self.state, self._start, self._wait, tainted=not self.options.untainted)
+        states.write(self.cfg, self.state)
+
+    def add_prometheus(self) -> None:
+        """Start Prometheus on the cluster recorded in `self.state`."""
+        (port,) = _free_ports(1)
+        monitoring.start(self.cfg, self.state, port, self._start, self._wait)
+        states.write(self.cfg, self.state)
+
+    def abort_prometheus(self) -> None:
+        """Stop Prometheus only (a failed `up --with prometheus` on a running cluster keeps the rest)."""
+        ours = [p for p in self.state.procs if p.name == monitoring.NAME]
+        processes.stop(ours)
+        self.state.procs = [p for p in self.state.procs if p.name != monitoring.NAME]
+        self.state.ports.pop(monitoring.NAME, None)
         states.write(self.cfg, self.state)
 
     def abort(self) -> None:
@@ -222,6 +240,10 @@ def _ensure_built(cfg: settings.Settings, options: UpOptions) -> None:
         building.build(cfg, real_node=options.real_node)
     if options.real_node:
         nodeimages.build(cfg)
+    if options.prometheus and not all(cfg.binary(tool).exists() for tool in monitoring.TOOLS):
+        if not options.build:
+            raise settings.ClusterError("Prometheus is not built; run e2e/cluster build --only prometheus")
+        building.build(cfg, only=monitoring.BUILD_TARGETS)
 
 
 def _add_node(cfg: settings.Settings, options: UpOptions, existing: states.State) -> int:
@@ -245,18 +267,36 @@ def _add_node(cfg: settings.Settings, options: UpOptions, existing: states.State
     return 0
 
 
+def _add_prometheus(cfg: settings.Settings, options: UpOptions, existing: states.State) -> int:
+    """`up --with prometheus` on a running cluster: start Prometheus beside it, keep the rest running."""
+    starter = _Starter(cfg, options)
+    starter.state = existing
+    try:
+        starter.add_prometheus()
+    except (settings.ClusterError, kubeapi.Unreachable, KeyboardInterrupt, OSError) as exc:
+        starter.abort_prometheus()
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise settings.ClusterError(f"{exc}\nstopped Prometheus; the cluster still runs") from exc
+    print(f"prometheus ready at {monitoring.url(existing)} (scraping the chart's monitors)")
+    return 0
+
+
 def up(cfg: settings.Settings, options: UpOptions) -> int:
     with states.locked(cfg):
         existing = states.read(cfg)
         if existing is not None:
             ok, why = healthy(existing)
-            if ok and (realnode.present(existing) or not options.real_node):
+            add_node = options.real_node and not realnode.present(existing)
+            add_prometheus = options.prometheus and not monitoring.present(existing)
+            if ok and not add_node and not add_prometheus:
                 print(f"cluster already up at {existing.server} (state {cfg.state_dir}); nothing started")
                 print(f"  export KUBECONFIG={cfg.kubeconfig}")
                 return 0
             if ok:
                 _ensure_built(cfg, options)
-                return _add_node(cfg, options, existing)
+                done = _add_node(cfg, options, existing) if add_node else 0
+                return _add_prometheus(cfg, options, existing) if add_prometheus else done
             print(f"found a broken cluster in {cfg.state_dir} ({why}); stopping it", file=sys.stderr)
             if realnode.present(existing):
                 realnode.stop(cfg, existing)
@@ -280,5 +320,7 @@ def up(cfg: settings.Settings, options: UpOptions) -> int:
     print(f"cluster up in {took:.1f} s: {starter.state.server}, nodes {', '.join(names)} Ready")
     marks = ", ".join(f"{name} {at:.1f}" for name, at in starter.ready_at.items())
     print(f"  ready at (s): {marks}")
+    if options.prometheus:
+        print(f"  prometheus: {monitoring.url(starter.state)} (scraping the chart's monitors)")
     print(f'  export KUBECONFIG={cfg.kubeconfig}    # or: eval "$(e2e/cluster env)"')
     return 0

@@ -21,7 +21,17 @@ from clusterlib import processes, settings
 STATE_FILE = "cluster.json"
 # Everything `up` creates in the state dir. Only these are ever removed, so pointing FLOTILLA_CLUSTER_DIR at
 # a folder holding other files cannot make `down` delete them.
-OWNED = (STATE_FILE, STATE_FILE + ".tmp", "kubeconfig", "kubeconfig.tmp", "etcd", "pki", "logs", "node")
+OWNED = (
+    STATE_FILE,
+    STATE_FILE + ".tmp",
+    "kubeconfig",
+    "kubeconfig.tmp",
+    "etcd",
+    "pki",
+    "logs",
+    "node",
+    "prometheus",
+)
 
 
 @dataclass

@@ -3,19 +3,23 @@
 What is real: Prometheus 3 (built from source by `e2e/cluster build`), discovering its targets through
 the apiserver with the chart's own ServiceMonitors and PodMonitor (promkit.scrape_config translates them
 as prometheus-operator does) and evaluating the chart's rules file; two `flotilla router` processes
-running the router config the operator rendered; the `flotilla operator` process (`--metrics`); the
-stand-in cloud provider, which also stands in for the fleet's one working local model.
+running the router config the operator rendered; the `flotilla operator` process (`--metrics`); ggml-org's
+`llama-server --metrics` serving Gemma 3 270M for the llamacpp model `pocket`, scraped through the
+PodMonitor; the stand-in cloud provider, which also stands in for the vLLM model `coder`.
 
-What is not: the router and operator pods (kwok runs no process): the processes run on loopback and are
-published in EndpointSlices under `*.flotilla.test` host names that the scrape config maps to 127.0.0.1.
-The rendered router config gets static upstream URLs instead of EndpointSlice discovery (a kwok pod's IP
-answers nothing): `coder` -> the stand-in, `broken` -> a closed port, `sleeper` (scaled to zero) -> none.
-The model pods are discovered by the PodMonitor but not scraped (kwok pods serve no /metrics).
+What is not: the router, operator and model pods (kwok runs no process): the processes run on loopback.
+Routers and operator are published in EndpointSlices under `*.flotilla.test` host names that the scrape
+config maps to 127.0.0.1; the PodMonitor's target of `pocket`'s kwok pod is mapped to the llama-server's
+port (promkit.ModelServer). The rendered router config gets static upstream URLs instead of EndpointSlice
+discovery (a kwok pod's IP answers nothing): `coder` -> the stand-in, `broken` -> a closed port,
+`sleeper` (scaled to zero) -> none, `pocket` -> the llama-server. The vLLM pods are discovered by the
+PodMonitor but not scraped, so the dashboard's `vllm:*` alternatives are evaluated, never fed.
 
-Traffic makes every series the queries need: answers from `coder` (tokens, dollars saved), connection
-errors on `broken` until its circuit breaker opens, spills of the cold `sleeper`, a 503 from the cloud
-itself (a 5xx to the client), cloud spend; `broken`'s pod cannot be scheduled (not ready), and a second
-fleet whose router ConfigMap name is taken keeps failing to reconcile.
+Traffic makes every series the queries need: answers from `coder` (tokens, dollars saved) and from
+`pocket` (real completions: the model-server panels), connection errors on `broken` until its circuit
+breaker opens, spills of the cold `sleeper`, a 503 from the cloud itself (a 5xx to the client), cloud
+spend; `broken`'s pod cannot be scheduled (not ready), and a second fleet whose router ConfigMap name is
+taken keeps failing to reconcile.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))  # the router tests' process kit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))  # helm template of the chart
 import chartkit
+import llamakit
 import promkit
 from routerkit import PYTHON, Proc, free_port
 
@@ -47,6 +52,10 @@ OPERATOR_HOST = "operator.flotilla.test"
 RULES = chartkit.CHART / "rules" / "flotilla.rules.yaml"
 DASHBOARD = chartkit.CHART / "dashboards" / "flotilla.json"
 CLOUD_PRICE = {"inputPerMTok": 500000.0, "outputPerMTok": 500000.0}  # ~$0.5 a word: spend shows quickly
+TOKENS_PANEL = "panel 'Model servers: generated tokens per second by model' A"
+KV_CACHE_PANEL = "panel 'Model servers: KV-cache use by model (0-1)' A"
+"""The one query no process here can feed: llama-server stopped exporting a KV-cache gauge in 2025
+(ggml-org/llama.cpp#13660), and vLLM (vllm:kv_cache_usage_perc) does not run in the tests."""
 
 
 def _model(
@@ -66,6 +75,19 @@ def _model(
     return model
 
 
+def _llamacpp_model(name: str, task: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "source": {"uri": "hf://unsloth/gemma-3-270m-it-GGUF"},
+        "runtime": "llamacpp",
+        "quantization": "Q4_K_M",
+        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
+        "replicas": {"min": 1},
+        "tasks": [task],
+        "price": {"inputPerMTok": 0.005, "outputPerMTok": 0.01},
+    }
+
+
 def _fleet(namespace: str, name: str = FLEET) -> dict[str, Any]:
     return {
         "apiVersion": "flotilla.dev/v1alpha1",
@@ -76,6 +98,7 @@ def _fleet(namespace: str, name: str = FLEET) -> dict[str, Any]:
                 _model("coder", "code", {"min": 1}),
                 _model("broken", "math", {"min": 1}, product="NVIDIA-NONE"),  # no such node: never ready
                 _model("sleeper", "chat", {"min": 0, "max": 2}, keda=True),
+                _llamacpp_model("pocket", "summarization"),
             ],
             "fallbacks": [{"name": "frontier", "provider": "openai-compatible", "baseURL": "http://cloud.invalid/v1",
                            "model": "gpt-standin", "price": CLOUD_PRICE}],
@@ -134,15 +157,17 @@ class Router:
 
 
 def _traffic(routers: list[Router]) -> None:
-    """One round: a served request, a failing local model, a cold spill, a 5xx from the cloud itself."""
+    """One round: served requests (one by the real llama-server), a failing local model, a cold spill,
+    a 5xx from the cloud itself."""
     for router in routers:
         assert router.ask("code") == 200
+        assert router.ask("summarization", "Summarize: the sea is wide and deep.") == 200  # pocket
         assert router.ask("math") == 200  # broken -> frontier (error, then unavailable: breaker open)
         assert router.ask("chat") == 200  # sleeper is cold -> frontier (cold)
         assert router.ask("", "[standin status=503] fail", model="frontier") >= 500
 
 
-def _rendered_router_config(namespace: str, cloud: str, closed_port: int) -> dict[str, Any]:
+def _rendered_router_config(namespace: str, cloud: str, closed_port: int, llama: str) -> dict[str, Any]:
     def rendered() -> dict[str, Any] | None:
         done = ok.kubectl_try("get", "configmap", f"{FLEET}-router", "-n", namespace, "-o", "json")
         return json.loads(done.stdout) if done.returncode == 0 else None
@@ -150,11 +175,12 @@ def _rendered_router_config(namespace: str, cloud: str, closed_port: int) -> dic
     config: dict[str, Any] = yaml.safe_load(
         ok.wait_until(rendered, 60, "the router ConfigMap")["data"]["router.yaml"]
     )
-    endpoints = {"coder": [cloud], "broken": [f"http://127.0.0.1:{closed_port}"], "sleeper": []}
+    endpoints = {"coder": [cloud], "broken": [f"http://127.0.0.1:{closed_port}"], "sleeper": [],
+                 "pocket": [llama]}  # fmt: skip
     for model in config["models"]:
         model.pop("service", None)
         model["endpoints"] = endpoints[model["name"]]
-    assert [m["scaleFromZero"] for m in config["models"]] == [False, False, True]
+    assert [m["scaleFromZero"] for m in config["models"]] == [False, False, True, False]
     config["fallbacks"] = [{**config["fallbacks"][0], "baseURL": f"{cloud}/v1"}]
     return config
 
@@ -233,8 +259,10 @@ def test_every_dashboard_and_alert_query_returns_series(
     operator.start()
     routers: list[Router] = []
     prometheus: promkit.Prometheus | None = None
+    llama: llamakit.LlamaServer | None = None
     try:
-        config = _rendered_router_config(namespace, cloud, free_port())
+        llama = llamakit.LlamaServer(tmp_path)
+        config = _rendered_router_config(namespace, cloud, free_port(), llama.url)
         routers = [Router(n, config, tmp_path) for n in ("a", "b")]
         pods = _router_pods(namespace)
         for i, router in enumerate(routers):
@@ -243,7 +271,8 @@ def test_every_dashboard_and_alert_query_returns_series(
             ok.apply_doc(
                 _slice(namespace, f"{FLEET}-router-admin", slice_name, HOST, "admin", router.admin_port, pod)
             )
-        scrape = [promkit.scrape_config(m, kubeconfig) for m in monitors]
+        pocket = promkit.ModelServer(namespace, FLEET, "pocket", llama.port)
+        scrape = [promkit.scrape_config(m, kubeconfig, model_servers=[pocket]) for m in monitors]
         prometheus = promkit.Prometheus(scrape, [RULES], tmp_path)
         up = prometheus.wait_loopback_targets("servicemonitor/", 3)
         assert sorted(t["labels"]["service"] for t in up) == [
@@ -263,6 +292,16 @@ def test_every_dashboard_and_alert_query_returns_series(
         labels = ok.wait_until(model_targets, 60, "the PodMonitor to discover coder's pod")
         coder = next(t for t in labels if t.get("model") == "coder")
         assert coder["fleet"] == FLEET and coder["runtime"] == "vllm" and coder["namespace"] == namespace
+        # ... and scrapes pocket's (kwok) pod from the real llama-server, with the pod's labels.
+        (served,) = prometheus.wait_loopback_targets("podmonitor/", 1)
+        assert served["scrapeUrl"] == f"http://127.0.0.1:{llama.port}/metrics"
+        assert {k: served["labels"].get(k) for k in ("namespace", "fleet", "model", "runtime")} == {
+            "namespace": namespace,
+            "fleet": FLEET,
+            "model": "pocket",
+            "runtime": "llamacpp",
+        }
+        assert served["labels"]["pod"].startswith(f"{FLEET}-pocket-")
 
         # Counters must exist in one scrape before they grow in the next, or rate() sees no increase.
         _traffic(routers)
@@ -271,6 +310,11 @@ def test_every_dashboard_and_alert_query_returns_series(
                       "Prometheus to scrape both routers' series")  # fmt: skip
         exprs = {label: _fill(expr, namespace) for label, expr in _expressions().items()}
         exprs["KEDA ScaledObject query of sleeper"] = _keda_load_query(namespace)
+        kv_cache = exprs.pop(KV_CACHE_PANEL)
+        assert not prom.query(kv_cache), f"{KV_CACHE_PANEL} has data now: prove it like the other panels"
+        exported = set(re.findall(r"^# TYPE (llamacpp:\w+)", llama.metrics(), re.MULTILINE))
+        used = set(re.findall(r"\bllamacpp:\w+", json.dumps(_expressions())))
+        assert used - exported == {"llamacpp:kv_cache_usage_ratio"}, (used, exported)
         empty: dict[str, str] = dict(exprs)
         deadline = time.monotonic() + 90  # the squatted fleet's reconcile is retried every 15 s
         while empty and time.monotonic() < deadline:
@@ -279,6 +323,10 @@ def test_every_dashboard_and_alert_query_returns_series(
             empty = {label: expr for label, expr in empty.items() if not prom.query(expr)}
         listing = "\n".join(f"  {label}: {expr}" for label, expr in empty.items())
         assert not empty, f"{len(empty)} of {len(exprs)} queries returned no series:\n{listing}"
+        # pocket's series carry its fleet and model, and its real completions move the tokens panel.
+        rates = {(r["metric"].get("fleet"), r["metric"].get("model")): float(r["value"][1])
+                 for r in prom.query(exprs[TOKENS_PANEL])}  # fmt: skip
+        assert rates.get((FLEET, "pocket"), 0.0) > 0, rates
 
         rules = [r for g in prom.api("rules")["groups"] for r in g["rules"]]
         assert len(rules) == 7 and all(r["health"] == "ok" for r in rules), rules
@@ -290,4 +338,6 @@ def test_every_dashboard_and_alert_query_returns_series(
             prometheus.stop()
         for router in routers:
             router.proc.stop()
+        if llama is not None:
+            llama.stop()
         operator.stop()
