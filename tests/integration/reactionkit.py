@@ -3,12 +3,13 @@ same real load step can then be put on any of them (tests/integration/test_hpa_s
 
 What runs: the real `flotilla operator` (its built-in autoscaler ticking every `interval`, reaching the
 loopback router through FLOTILLA_AUTOSCALER_HOST_ALIASES); a real `flotilla router` running the config the
-operator rendered, each model's upstream pointed at a real `llama-server --metrics` of its own serving
-Gemma 3 270M (llamakit); a real Prometheus scraping the router through the chart's router ServiceMonitor,
-and the `hpa` model's llama-server as that model's (kwok) pods through the chart's PodMonitor (promkit);
-for `keda`, KEDA's operator and metrics apiserver (kedakit); for `hpa`, prometheus-adapter running the
-documented rule (adapterkit). Both metrics apiservers are registered through the aggregation layer
-(aggregationkit), and the real kube-controller-manager's HPA controller reads them.
+operator rendered, as the fleet's router pod (routerpodkit), each model's upstream pointed at a real
+`llama-server --metrics` of its own serving Gemma 3 270M (llamakit); a real Prometheus scraping the router
+through the chart's router ServiceMonitor, and the `hpa` model's llama-server as that model's (kwok) pods
+through the chart's PodMonitor (promkit); for `keda`, KEDA's operator and metrics apiserver (kedakit); for
+`hpa`, prometheus-adapter running the documented rule (adapterkit). Both metrics apiservers are registered
+through the aggregation layer (aggregationkit), and the real kube-controller-manager's HPA controller
+reads them.
 
 The load: `clients` threads each streaming one long generation after another through the router (Gemma's
 end tokens banned, so every answer runs to max_tokens); on stop each closes its stream. So the router's
@@ -23,7 +24,6 @@ mode's goal is max either way).
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import threading
 import time
@@ -38,16 +38,13 @@ import kedakit
 import llamakit
 import operatorkit as ok
 import promkit
-import yaml
+import routerpodkit
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))  # the router tests' process kit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))  # helm template of the chart
 import chartkit
-from routerkit import PYTHON, Proc, free_port
 
 FLEET = "reaction"
 MODES = ("builtin", "hpa", "keda")
-HOST = "router.flotilla.test"
 MIN, MAX, TARGET = 1, 3, 1
 """Every model: replicas 1..3, targetInFlight 1; a load of 3 wants 3 in every mode."""
 
@@ -196,7 +193,7 @@ class Stack:
             operator_kubeconfig, tmp, args=("--namespace", namespace),
             env={"FLOTILLA_KEDA_PROMETHEUS_URL": self.prometheus.url,
                  "FLOTILLA_AUTOSCALER_INTERVAL": f"{interval:g}", "FLOTILLA_AUTOSCALER_SCRAPE_TIMEOUT": "1",
-                 "FLOTILLA_AUTOSCALER_HOST_ALIASES": f"{HOST}=127.0.0.1"},
+                 "FLOTILLA_AUTOSCALER_HOST_ALIASES": f"{routerpodkit.HOST}=127.0.0.1"},
         )  # fmt: skip
         ok.apply_doc(fleet_doc(namespace, self.modes, window, down_delay))
         self.operator.start()
@@ -212,46 +209,10 @@ class Stack:
             push(aggregationkit.unregister, api)
 
     def _start_router(self) -> None:
-        namespace = self.namespace
-
-        def rendered() -> dict[str, Any] | None:
-            done = ok.kubectl_try("get", "configmap", f"{FLEET}-router", "-n", namespace, "-o", "json")
-            return json.loads(done.stdout) if done.returncode == 0 else None
-
-        config = yaml.safe_load(ok.wait_until(rendered, 60, "the router ConfigMap")["data"]["router.yaml"])
-        for model in config["models"]:
-            model.pop("service", None)
-            model["endpoints"] = [self.servers[model["name"]].url]
-        path = self.tmp / "router.yaml"
-        path.write_text(yaml.safe_dump(config))
-        port, admin = free_port(), free_port()
-        router = Proc(
-            "router",
-            [PYTHON, "-m", "flotilla.cli", "router", "--config", str(path), "--port", str(port),
-             "--admin-port", str(admin)],
-            self.tmp, {"POD_NAME": f"{FLEET}-router-loopback"},
-        )  # fmt: skip
+        config = routerpodkit.rendered_config(self.namespace, FLEET, lambda name: self.servers[name].url)
+        router = routerpodkit.LoopbackRouter(self.namespace, FLEET, config, self.tmp)
         self.stack.callback(router.stop)
-        router.wait_http(f"http://127.0.0.1:{port}/readyz", 60)
-        self.url = f"http://127.0.0.1:{port}/v1/chat/completions"
-
-        def router_pod() -> str | None:
-            selector = f"flotilla.dev/fleet={FLEET},flotilla.dev/component=router"
-            pods = ok.get_json("pods", "-n", namespace, "-l", selector)["items"]
-            return min((p["metadata"]["name"] for p in pods), default=None)
-
-        # The loopback router plays the fleet's (kwok) router pod in the admin Service's endpoints: the
-        # built-in autoscaler and Prometheus both find it there.
-        service, pod = f"{FLEET}-router-admin", ok.wait_until(router_pod, 60, "the router pod")
-        ok.apply_doc({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": f"{service}-loopback", "namespace": namespace,
-                         "labels": {"kubernetes.io/service-name": service,
-                                    "endpointslice.kubernetes.io/managed-by": "flotilla-tests"}},
-            "addressType": "FQDN", "ports": [{"name": "admin", "port": admin, "protocol": "TCP"}],
-            "endpoints": [{"addresses": [HOST], "conditions": {"ready": True},
-                           "targetRef": {"kind": "Pod", "name": pod, "namespace": namespace}}],
-        })  # fmt: skip
+        self.url = f"{router.url}/v1/chat/completions"
         self.prometheus.wait_loopback_targets("servicemonitor/", 1, timeout=90)
 
     def _start_keda(self, kubeconfig: Path) -> None:

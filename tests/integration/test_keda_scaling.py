@@ -18,7 +18,6 @@ metrics apiserver is reached without a front-proxy CA, as system:anonymous (see 
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -28,21 +27,18 @@ from typing import Any
 import httpx
 import operatorkit as ok
 import pytest
-import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))  # the router tests' process kit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))  # helm template of the chart
 import aggregationkit
 import chartkit
 import kedakit
 import promkit
-from routerkit import PYTHON, Proc, free_port
+import routerpodkit
 
 pytestmark = pytest.mark.cluster
 
 FLEET = "kedaload"
 MODEL = "sleeper"
-HOST = "router.flotilla.test"
 HOLD = 3.0  # seconds the stand-in holds each request, so the router counts it in flight
 SCALE_TIMEOUT = 120  # generous: a loaded 2-core machine, KEDA polling, Prometheus scraping every second
 
@@ -64,51 +60,6 @@ def _fleet(namespace: str) -> dict[str, Any]:
         "metadata": {"name": FLEET, "namespace": namespace},
         "spec": {"models": [model], "routing": {"defaultTask": "chat"}},
     }
-
-
-def _admin_slice(namespace: str, port: int, pod: str) -> dict[str, Any]:
-    """The router admin Service's EndpointSlice for the loopback router, playing the (kwok) router pod `pod`
-    so that Prometheus labels its series with that pod, as KEDA's query selects on."""
-    service = f"{FLEET}-router-admin"
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": f"{service}-loopback",
-            "namespace": namespace,
-            "labels": {"kubernetes.io/service-name": service,
-                       "endpointslice.kubernetes.io/managed-by": "flotilla-tests"},
-        },
-        "addressType": "FQDN",
-        "ports": [{"name": "admin", "port": port, "protocol": "TCP"}],
-        "endpoints": [{"addresses": [HOST], "conditions": {"ready": True},
-                       "targetRef": {"kind": "Pod", "name": pod, "namespace": namespace}}],
-    }  # fmt: skip
-
-
-def _router_config(namespace: str, cloud: str) -> dict[str, Any]:
-    """The router config the operator rendered, with the model's endpoints pointed at the stand-in."""
-
-    def rendered() -> dict[str, Any] | None:
-        done = ok.kubectl_try("get", "configmap", f"{FLEET}-router", "-n", namespace, "-o", "json")
-        return json.loads(done.stdout) if done.returncode == 0 else None
-
-    config: dict[str, Any] = yaml.safe_load(
-        ok.wait_until(rendered, 60, "the router ConfigMap")["data"]["router.yaml"]
-    )
-    (model,) = config["models"]
-    model.pop("service", None)
-    model["endpoints"] = [cloud]
-    return config
-
-
-def _router_pod(namespace: str) -> str:
-    def listed() -> str | None:
-        selector = f"flotilla.dev/fleet={FLEET},flotilla.dev/component=router"
-        pods = ok.get_json("pods", "-n", namespace, "-l", selector)["items"]
-        return min((p["metadata"]["name"] for p in pods), default=None)
-
-    return ok.wait_until(listed, 60, "the fleet's (kwok) router pod")
 
 
 def _replicas(namespace: str) -> int | None:
@@ -165,22 +116,13 @@ def test_keda_scales_a_model_from_zero_to_max_under_router_load_and_back(
     keda: kedakit.KedaOperator | None = None
     adapter: kedakit.KedaMetricsServer | None = None
     api: str | None = None
-    router: Proc | None = None
+    router: routerpodkit.LoopbackRouter | None = None
     load: Load | None = None
     try:
         ok.apply_doc(_fleet(namespace))
         operator.start()
-        config_path = tmp_path / "router.yaml"
-        config_path.write_text(yaml.safe_dump(_router_config(namespace, cloud)))
-        port, admin_port = free_port(), free_port()
-        router = Proc(
-            "router",
-            [PYTHON, "-m", "flotilla.cli", "router", "--config", str(config_path), "--port", str(port),
-             "--admin-port", str(admin_port)],
-            tmp_path, {"POD_NAME": f"{FLEET}-router-loopback"},
-        )  # fmt: skip
-        router.wait_http(f"http://127.0.0.1:{port}/readyz", 60)
-        ok.apply_doc(_admin_slice(namespace, admin_port, _router_pod(namespace)))
+        config = routerpodkit.rendered_config(namespace, FLEET, lambda _: cloud)
+        router = routerpodkit.LoopbackRouter(namespace, FLEET, config, tmp_path)
         prometheus.wait_loopback_targets("servicemonitor/", 1, timeout=90)
 
         scaled = ok.get_json("scaledobject.keda.sh", f"{FLEET}-{MODEL}", "-n", namespace)["spec"]
@@ -206,7 +148,7 @@ def test_keda_scales_a_model_from_zero_to_max_under_router_load_and_back(
 
         # Load step up: KEDA's query sees the router's in-flight gauge and activates the Deployment (0 -> 1),
         # then the HPA reads the same query through the adapter: 5 in flight / targetInFlight 2 -> 3 = max.
-        load = Load(f"http://127.0.0.1:{port}/v1/chat/completions", clients=5)
+        load = Load(f"{router.url}/v1/chat/completions", clients=5)
         started = time.monotonic()
         ok.wait_until(lambda: (_replicas(namespace) or 0) >= 1 or None, SCALE_TIMEOUT,
                       f"KEDA to scale {FLEET}-{MODEL} 0 -> 1 under load", interval=0.5)  # fmt: skip
