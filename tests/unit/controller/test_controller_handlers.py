@@ -32,9 +32,11 @@ def test_every_child_kind_is_watched_by_label() -> None:
             assert handler.labels == handlers.MANAGED
 
 
-def test_indexes_cover_fleets_and_deployments() -> None:
+def test_indexes_cover_fleets_deployments_and_unschedulable_pods() -> None:
     indexing = handlers.registry._indexing.get_all_handlers()
-    assert {h.id for h in indexing} == {"fleet_index", "deployment_index"}
+    assert {h.id for h in indexing} == {"fleet_index", "deployment_index", "pod_index"}
+    pods = next(h for h in indexing if h.id == "pod_index")
+    assert pods.labels == handlers.MANAGED  # only the fleets' own pods
 
 
 def test_fleet_entry_keeps_what_reconciling_needs() -> None:
