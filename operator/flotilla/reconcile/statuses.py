@@ -298,7 +298,8 @@ def condition_status(status: Mapping[str, Any] | None, kind: str) -> str | None:
 
 
 def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[Notice]:
-    """Events for notable changes between two statuses: fleet (not) ready, model degraded / recovered."""
+    """Events for notable changes between two statuses: fleet (not) ready, model degraded / recovered, a
+    model that no longer fits the packing plan."""
     notices: list[Notice] = []
     was_ready = condition_status(previous, "Ready") == "True"
     if condition_status(current, "Ready") == "True" and not was_ready:
@@ -321,6 +322,13 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
         and (before_access or {}).get("message") != after_access["message"]
     ):
         notices.append(Notice("Warning", "AccessKeysMissing", after_access["message"]))
+    before_packed, after_packed = _condition_of(previous, "Packed"), _condition_of(current, "Packed")
+    if (
+        after_packed is not None
+        and after_packed["status"] == "False"
+        and (before_packed or {}).get("message") != after_packed["message"]
+    ):
+        notices.append(Notice("Warning", "ModelsDoNotFit", after_packed["message"]))
     before = {m.get("name"): m.get("phase") for m in _models(previous)}
     for model in _models(current):
         then, now = before.get(model.get("name")), model.get("phase")

@@ -111,3 +111,23 @@ def test_a_model_that_fits_no_pod_gets_a_false_packed_condition_and_the_stored_p
     assert restarted["packs"] == status["packs"] and condition(restarted, "Packed") == packed
     unpacked = statuses.compute(observed(packing=plans.Plan()), status, NOW)  # packing turned off
     assert "packs" not in unpacked and not any(c["type"] == "Packed" for c in unpacked["conditions"])
+
+
+def test_an_unschedulable_router_says_why_in_router_ready() -> None:
+    deployments = (view("coder", ready=1), view("pocket", ready=1), view(None, ready=0))
+    status = statuses.compute(
+        observed(deployments=deployments, unschedulable=[Unschedulable("router", None, INSUFFICIENT)]),
+        None,
+        NOW,
+    )
+    router = condition(status, "RouterReady")
+    assert router["status"] == "False" and router["message"].endswith(f"pods unschedulable: {INSUFFICIENT}")
+
+
+def test_a_model_that_stops_fitting_posts_one_warning() -> None:
+    fits = statuses.compute(observed(packing=_plan("250Mi")), None, NOW)
+    too_large = statuses.compute(observed(packing=_plan("20Gi")), fits, NOW)
+    [notice] = [n for n in statuses.transitions(fits, too_large) if n.reason == "ModelsDoNotFit"]
+    assert notice.type == "Warning" and "pocket: TooLarge" in notice.message
+    again = statuses.compute(observed(packing=_plan("20Gi")), too_large, NOW)
+    assert not [n for n in statuses.transitions(too_large, again) if n.reason == "ModelsDoNotFit"]
