@@ -330,11 +330,7 @@ async def handle_event_deployment(
 ) -> None:
     """A watched Deployment changed: restore it if needed, then refresh its fleet's status."""
     await handle_event_child(event_type, body, fleet, context, logger)
-    if fleet is not None and not fleet["metadata"].get("deletionTimestamp"):
-        try:
-            await refresh_fleet_status(fleet, context, views, logger)
-        except kubeapi.ApiError as exc:
-            logger.warning("could not refresh the status of fleet %s: %s", fleet["metadata"]["name"], exc)
+    await handle_event_pod(fleet, context, views, logger)
 
 
 async def handle_event_pod(
@@ -343,7 +339,8 @@ async def handle_event_pod(
     views: Iterable[statuses.DeploymentView],
     logger: Logger,
 ) -> None:
-    """A fleet's pod changed: refresh the status, which says why the scheduler cannot place a pod."""
+    """A fleet's pod (or Deployment) changed: refresh its status, which follows replicas and says why the
+    scheduler cannot place a pod; an API failure is logged (the next event refreshes it again)."""
     if fleet is None or fleet["metadata"].get("deletionTimestamp"):
         return
     try:
