@@ -109,3 +109,10 @@ def test_the_packing_plan_is_in_status_and_a_model_that_fits_nowhere_is_named(
     assert sorted(d["metadata"]["name"] for d in deployments) == [f"packed-{m}" for m in "abcde"]
     described = ok.kubectl("describe", "modelfleet", "packed", "-n", namespace)
     assert "small-2" in described and "Memory Budget" in described
+    selector = "reason=ModelsDoNotFit,involvedObject.name=packed"
+    warnings = ok.wait_until(
+        lambda: ok.get_json("events", "-n", namespace, f"--field-selector={selector}")["items"],
+        30,
+        "the Event",
+    )
+    assert [w["type"] for w in warnings] == ["Warning"] and "e: TooLarge" in warnings[0]["message"]
