@@ -70,11 +70,11 @@ class ModelFleetSpec(SpecModel):
          messages.DUPLICATE_PACK),
         (f"!has(self.placement) || !has(self.placement.pack) || self.placement.pack in ['{AUTO}', '{NONE}'] "
          "|| (has(self.packs) && self.packs.exists(p, p.name == self.placement.pack))",
-         messages.UNKNOWN_PACK),
+         messages.UNKNOWN_FLEET_PACK),
         (f"!has(self.models) || self.models.all(m, !has(m.placement) || !has(m.placement.pack) || "
          f"m.placement.pack in ['{AUTO}', '{NONE}'] || "
          "(has(self.packs) && self.packs.exists(p, p.name == m.placement.pack)))",
-         messages.UNKNOWN_PACK),
+         messages.UNKNOWN_MODEL_PACK),
     )  # fmt: skip
 
     models: Annotated[list[ModelSpec], Field(max_length=MAX_LIST)] = Field(default_factory=list)
@@ -144,11 +144,13 @@ class ModelFleetSpec(SpecModel):
         if duplicates:
             raise ValueError(f"{messages.DUPLICATE_PACK} ({', '.join(duplicates)})")
         known = {AUTO, NONE, *pack_names}
-        wanted = [("spec.placement", self.placement.pack)]
-        wanted += [(f"model {m.name!r}", m.placement.pack) for m in self.models if m.placement.pack]
-        for where, pack in wanted:
-            if pack not in known:
-                raise ValueError(f"{messages.UNKNOWN_PACK} ({where} names {pack!r})")
+        if self.placement.pack not in known:
+            raise ValueError(f"{messages.UNKNOWN_FLEET_PACK} (got {self.placement.pack!r})")
+        for model in self.models:
+            if model.placement.pack is not None and model.placement.pack not in known:
+                raise ValueError(
+                    f"{messages.UNKNOWN_MODEL_PACK} (model {model.name!r} names {model.placement.pack!r})"
+                )
         return self
 
 

@@ -19,8 +19,14 @@ ACCESS_KEY = {"name": "web", "secretRef": {"name": "keys", "key": "web"}}
 JWT = {"jwksURL": "https://idp.example/jwks", "issuer": "https://idp.example", "audience": "f",
        "policies": [{"name": "team"}]}  # fmt: skip
 INVALID: dict[str, tuple[dict[str, Any], str]] = {
-    "model placed in an unknown pack": ({f"{POCKET}__placement": {"pack": "tiny"}}, messages.UNKNOWN_PACK),
-    "fleet placement in an unknown pack": ({"spec__placement": {"pack": "tiny"}}, messages.UNKNOWN_PACK),
+    "model placed in an unknown pack": (
+        {f"{POCKET}__placement": {"pack": "tiny"}},
+        messages.UNKNOWN_MODEL_PACK,
+    ),
+    "fleet placement in an unknown pack": (
+        {"spec__placement": {"pack": "tiny"}},
+        messages.UNKNOWN_FLEET_PACK,
+    ),
     "pack named auto": ({"spec__packs": [{"name": "auto"}]}, messages.RESERVED_PACK_NAME),
     "duplicate pack names": ({"spec__packs": [{"name": "a"}, {"name": "a"}]}, messages.DUPLICATE_PACK),
     "memory hint not a quantity": (
