@@ -198,7 +198,18 @@ async def deployment_event(
     await handling.handle_event_deployment(type, body, fleet, _context(memo), views, logger)
 
 
-@kopf.on.event("v1", "pods", labels=MANAGED, registry=registry)
+def _scheduling_news(
+    *, status: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
+) -> bool:
+    """Only a pod the scheduler cannot place, or one of a fleet whose status says one could not be placed,
+    is worth a status refresh: the other pod events (hundreds in a burst of new fleets) are skipped."""
+    if statuses.scheduling_failure(status) is not None:
+        return True
+    state = _context(memo).fleets.get((namespace or "", labels.get(planning.FLEET_LABEL, "")))
+    return state is not None and statuses.reports_unschedulable(state.published)
+
+
+@kopf.on.event("v1", "pods", labels=MANAGED, when=_scheduling_news, registry=registry)
 async def pod_event(
     *, namespace: str | None, labels: Mapping[str, str], memo: Any, logger: Logger,
     **kwargs: Any,

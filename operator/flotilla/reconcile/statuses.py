@@ -71,6 +71,10 @@ class DeploymentView:
         return "Progressing", f"{self.ready}/{self.replicas} replicas ready"
 
 
+UNSCHEDULABLE = "pods unschedulable: "
+"""Marks the scheduler's message in a model's (or RouterReady's) message."""
+
+
 def scheduling_failure(pod_status: Mapping[str, Any] | None) -> str | None:
     """Why the scheduler cannot place a pod (PodScheduled=False, reason Unschedulable), e.g. "0/3 nodes are
     available: 1 Insufficient nvidia.com/gpu, ..."; None when it is placed or not judged yet."""
@@ -79,6 +83,15 @@ def scheduling_failure(pod_status: Mapping[str, Any] | None) -> str | None:
         if scheduled == ("PodScheduled", "False", "Unschedulable"):
             return str(cond.get("message") or "no node fits the pod")
     return None
+
+
+def reports_unschedulable(status: Mapping[str, Any] | None) -> bool:
+    """True when a status says the scheduler could not place some pod (so a pod's news may clear it)."""
+    messages = [str(m.get("message", "")) for m in _models(status)]
+    messages += [
+        str(c.get("message", "")) for c in (status or {}).get("conditions") or [] if isinstance(c, Mapping)
+    ]
+    return any(UNSCHEDULABLE in message for message in messages)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +178,7 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
         if name in observed.model_errors:
             phase, message = "Degraded", observed.model_errors[name]
         elif phase not in SERVING and ("model", name) in unplaceable:
-            message = f"{message}; pods unschedulable: {unplaceable[('model', name)]}"[:MAX_TEXT]
+            message = f"{message}; {UNSCHEDULABLE}{unplaceable[('model', name)]}"[:MAX_TEXT]
         entry = {
             "name": name,
             "phase": phase,
@@ -182,7 +195,7 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
     degraded = [m for m in models if m["phase"] == "Degraded"]
     router_phase, router_message = router.phase() if router else ("Pending", "Deployment not created yet")
     if router_phase not in SERVING and ("router", None) in unplaceable:
-        router_message = f"{router_message}; pods unschedulable: {unplaceable[('router', None)]}"
+        router_message = f"{router_message}; {UNSCHEDULABLE}{unplaceable[('router', None)]}"
     current = observed.applied_generation == observed.generation
 
     models_ok = not not_ready

@@ -131,3 +131,12 @@ def test_a_model_that_stops_fitting_posts_one_warning() -> None:
     assert notice.type == "Warning" and "pocket: TooLarge" in notice.message
     again = statuses.compute(observed(packing=_plan("20Gi")), too_large, NOW)
     assert not [n for n in statuses.transitions(too_large, again) if n.reason == "ModelsDoNotFit"]
+
+
+def test_reports_unschedulable_tells_whether_a_pod_event_may_clear_something() -> None:
+    stuck = statuses.compute(
+        observed(unschedulable=[Unschedulable("model", "coder", INSUFFICIENT)]), None, NOW
+    )
+    placed = statuses.compute(observed(), None, NOW)
+    assert statuses.reports_unschedulable(stuck) and not statuses.reports_unschedulable(placed)
+    assert not statuses.reports_unschedulable(None)
