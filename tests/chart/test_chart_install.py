@@ -76,7 +76,7 @@ def test_the_service_account_has_exactly_the_operators_permissions(release: Rele
     ]:  # fmt: skip
         assert _can(release, verb, resource, "default"), f"cannot {verb} {resource}"
     for verb, resource in [
-        ("list", "secrets"), ("watch", "secrets"), ("list", "pods"), ("create", "namespaces"),
+        ("list", "secrets"), ("watch", "secrets"), ("create", "pods"), ("create", "namespaces"),
         ("list", "customresourcedefinitions.apiextensions.k8s.io"), ("delete", "modelfleets.flotilla.dev"),
         ("create", "endpointslices.discovery.k8s.io"), ("escalate", "roles.rbac.authorization.k8s.io"),
     ]:  # fmt: skip

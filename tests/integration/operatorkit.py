@@ -101,9 +101,10 @@ def install_crds() -> None:
     """Apply the generated CRDs (`flotilla crds | kubectl apply -f -`) and wait until they are served."""
     crds = subprocess.run([_flotilla(), "crds"], capture_output=True, text=True, check=True).stdout
     kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=crds)
-    kubectl(
-        "wait", "--for=condition=Established", f"crd/{fleet_api.PLURAL}.{fleet_api.GROUP}", "--timeout=60s"
-    )
+    # Retried: on a fresh apiserver `kubectl wait` fails at once while the new CRD has no conditions yet
+    # (".status.conditions accessor error: <nil>").
+    established = ("wait", "--for=condition=Established", f"crd/{fleet_api.PLURAL}.{fleet_api.GROUP}")
+    wait_until(lambda: kubectl_try(*established, "--timeout=10s").returncode == 0, 60, "the CRD Established")
 
 
 KEDA_SCALED_OBJECTS = "scaledobjects.keda.sh"

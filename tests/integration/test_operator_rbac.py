@@ -28,6 +28,7 @@ def can(verb: str, resource: str, *extra: str) -> bool:
         ("escalate", "roles", ["-A"]),
         ("bind", "roles", ["-A"]),
         ("create", "pods", ["-A"]),
+        ("delete", "pods", ["-A"]),  # pods are read (scheduling reasons), never written
         ("delete", "modelfleets.flotilla.dev", ["-A"]),
         ("update", "modelfleets.flotilla.dev", ["-A"]),
         ("list", "customresourcedefinitions", []),
@@ -48,6 +49,7 @@ def test_operator_cannot(operator_kubeconfig: Path, verb: str, resource: str, ex
         ("watch", "horizontalpodautoscalers.autoscaling"),
         ("patch", "modelfleets.flotilla.dev/status"),
         ("create", "events"),
+        ("watch", "pods"),  # why the scheduler cannot place a fleet's pod
         ("get", "secrets"),  # spec.access keys, by name
         # the built-in autoscaler
         ("get", "deployments.apps/scale"),

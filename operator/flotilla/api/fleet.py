@@ -18,6 +18,7 @@ from flotilla.api import messages
 from flotilla.api.access import AccessKey, AccessSpec, KeyLimits
 from flotilla.api.common import MAX_LIST, SpecModel, cel_rules, object_default
 from flotilla.api.modelspec import Accelerator, Autoscaling, ModelSource, ModelSpec, Replicas
+from flotilla.api.placement import AUTO, NONE, FleetPlacement, PackSpec, Placement
 from flotilla.api.routing import ApiKeyRef, FallbackSpec, RouterSpec, RoutingSpec, TaskMatchSpec, TaskSpec
 from flotilla.api.status import Condition, FleetStatus, ModelStatus
 
@@ -65,6 +66,15 @@ class ModelFleetSpec(SpecModel):
         ("!has(self.router) || !has(self.router.serviceType) || self.router.serviceType == 'ClusterIP' || "
          "has(self.access)",
          messages.OPEN_EXPOSED_ROUTER),
+        ("!has(self.packs) || self.packs.all(a, self.packs.exists_one(b, b.name == a.name))",
+         messages.DUPLICATE_PACK),
+        (f"!has(self.placement) || !has(self.placement.pack) || self.placement.pack in ['{AUTO}', '{NONE}'] "
+         "|| (has(self.packs) && self.packs.exists(p, p.name == self.placement.pack))",
+         messages.UNKNOWN_FLEET_PACK),
+        (f"!has(self.models) || self.models.all(m, !has(m.placement) || !has(m.placement.pack) || "
+         f"m.placement.pack in ['{AUTO}', '{NONE}'] || "
+         "(has(self.packs) && self.packs.exists(p, p.name == m.placement.pack)))",
+         messages.UNKNOWN_MODEL_PACK),
     )  # fmt: skip
 
     models: Annotated[list[ModelSpec], Field(max_length=MAX_LIST)] = Field(default_factory=list)
@@ -75,6 +85,11 @@ class ModelFleetSpec(SpecModel):
     """How requests are classified into tasks and routed."""
     router: RouterSpec = Field(default_factory=RouterSpec, json_schema_extra=object_default())
     """The router pods."""
+    placement: FleetPlacement = Field(default_factory=FleetPlacement, json_schema_extra=object_default())
+    """The default placement of the models (pack none: one pod per model)."""
+    packs: Annotated[list[PackSpec], Field(max_length=16)] = Field(default_factory=list)
+    """Named packs with their own memory budget and options (at most 16); models join one with
+    placement.pack."""
     access: AccessSpec | None = None
     """Who may call the router (API keys and their limits and cloud budgets); the router is open without
     it, which only a ClusterIP router Service may be."""
@@ -85,6 +100,10 @@ class ModelFleetSpec(SpecModel):
             if model.name == name:
                 return model
         raise KeyError(name)
+
+    def pack_of(self, model: ModelSpec) -> str:
+        """The pack a model is placed in: its own placement.pack, else the fleet's (none: not packed)."""
+        return model.placement.pack or self.placement.pack
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelFleetSpec:
@@ -120,6 +139,18 @@ class ModelFleetSpec(SpecModel):
             raise ValueError(f"{messages.UNKNOWN_DEFAULT_TASK} (got {default!r})")
         if self.router.service_type != "ClusterIP" and self.access is None:
             raise ValueError(messages.OPEN_EXPOSED_ROUTER)
+        pack_names = [p.name for p in self.packs]
+        duplicates = sorted({n for n in pack_names if pack_names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"{messages.DUPLICATE_PACK} ({', '.join(duplicates)})")
+        known = {AUTO, NONE, *pack_names}
+        if self.placement.pack not in known:
+            raise ValueError(f"{messages.UNKNOWN_FLEET_PACK} (got {self.placement.pack!r})")
+        for model in self.models:
+            if model.placement.pack is not None and model.placement.pack not in known:
+                raise ValueError(
+                    f"{messages.UNKNOWN_MODEL_PACK} (model {model.name!r} names {model.placement.pack!r})"
+                )
         return self
 
 
@@ -202,6 +233,7 @@ __all__ = [
     "Autoscaling",
     "Condition",
     "FallbackSpec",
+    "FleetPlacement",
     "FleetStatus",
     "KeyLimits",
     "ModelFleet",
@@ -210,6 +242,8 @@ __all__ = [
     "ModelSpec",
     "ModelStatus",
     "ObjectMeta",
+    "PackSpec",
+    "Placement",
     "Replicas",
     "RouterSpec",
     "RoutingSpec",

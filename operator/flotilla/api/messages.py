@@ -84,3 +84,8 @@ OPEN_EXPOSED_ROUTER = (
     "(an exposed router without access control lets anyone spend the fleet's cloud keys)"
 )
 ESCALATION_CRITERION = "escalation needs minMeanLogprob, minAgreement or at least one verifier"
+MEMORY_QUANTITY = "memory must be a quantity of bytes such as 1536Mi, 4Gi or 3G"
+RESERVED_PACK_NAME = "pack names auto and none are reserved: name spec.packs entries something else"
+DUPLICATE_PACK = "pack names must be unique: two entries in spec.packs have the same name"
+UNKNOWN_FLEET_PACK = "spec.placement.pack must be auto, none or the name of an entry of spec.packs"
+UNKNOWN_MODEL_PACK = "spec.models[].placement.pack must be auto, none or the name of an entry of spec.packs"

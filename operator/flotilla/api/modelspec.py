@@ -24,6 +24,7 @@ from flotilla.api.common import (
     cel_rules,
     object_default,
 )
+from flotilla.api.placement import Placement
 from flotilla.api.routerconfig import Price
 
 SOURCE_SCHEME_RE = r"^(hf|pvc|s3|http|https|file)://"
@@ -232,6 +233,9 @@ class ModelSpec(SpecModel):
     """Extra node labels the pods require."""
     tolerations: Annotated[list[Toleration], Field(max_length=MAX_LIST)] = Field(default_factory=list)
     """Extra tolerations of the pods."""
+    placement: Placement = Field(default_factory=Placement, json_schema_extra=object_default())
+    """Whether the model may share a pod with other small models (memory-budget packing, planned only
+    for now: see docs/packing.md)."""
 
     @property
     def caps(self) -> capabilities.RuntimeCapabilities:

@@ -11,7 +11,9 @@ from pydantic.alias_generators import to_camel
 
 from flotilla.api.common import MAX_SHORT, MAX_TEXT
 
-ConditionType = Literal["Ready", "ModelsReady", "RouterReady", "Degraded", "ClassifierReady", "AccessReady"]
+ConditionType = Literal[
+    "Ready", "ModelsReady", "RouterReady", "Degraded", "ClassifierReady", "AccessReady", "Packed"
+]
 CONDITION_TYPES: tuple[ConditionType, ...] = (
     "Ready",
     "ModelsReady",
@@ -19,6 +21,7 @@ CONDITION_TYPES: tuple[ConditionType, ...] = (
     "Degraded",
     "ClassifierReady",
     "AccessReady",
+    "Packed",
 )
 ModelPhase = Literal["Pending", "Progressing", "Ready", "Degraded", "ScaledToZero"]
 
@@ -39,8 +42,9 @@ class Condition(StatusModel):
     """A condition in the Kubernetes style."""
 
     type: Annotated[str, Field(max_length=64)]
-    """Ready, ModelsReady, RouterReady, Degraded, ClassifierReady (only with routing.classifier.model) or
-    AccessReady (only with spec.access: every key's Secret was read)."""
+    """Ready, ModelsReady, RouterReady, Degraded, ClassifierReady (only with routing.classifier.model),
+    AccessReady (only with spec.access: every key's Secret was read) or Packed (only when a model opts in
+    to packing: every such model has a pack pod in the plan)."""
     status: Literal["True", "False", "Unknown"]
     """True, False or Unknown."""
     reason: Annotated[str, Field(max_length=128)] = ""
@@ -67,7 +71,31 @@ class ModelStatus(StatusModel):
     phase: ModelPhase = "Pending"
     """Pending, Progressing, Ready, Degraded or ScaledToZero."""
     message: Annotated[str, Field(max_length=MAX_TEXT)] = ""
-    """Why the model is not Ready, if it is not."""
+    """Why the model is not Ready, if it is not (including why the scheduler cannot place its pods)."""
+    pack: Annotated[str, Field(max_length=64)] | None = None
+    """The planned pack pod (status.packs[].name) when the model opts in to packing and fits one."""
+
+
+class PackStatus(StatusModel):
+    """One pod of the packing plan: the models it would serve and its memory budget. Planned only: each
+    model still runs in a pod of its own until the ray runtime serves a pack from one pod."""
+
+    name: Annotated[str, Field(max_length=64)]
+    """<pack>-<n>, e.g. auto-1."""
+    pack: Annotated[str, Field(max_length=64)]
+    """auto or the spec.packs entry."""
+    accelerator: Annotated[str, Field(max_length=MAX_SHORT)]
+    """The models' accelerator kind: cpu, or GPUs per pod and product (e.g. 1x NVIDIA-L4)."""
+    models: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=32)] = Field(
+        default_factory=list
+    )
+    """Models sharing the pod, largest first."""
+    memory_used: Annotated[str, Field(max_length=32)] = ""
+    """Their weights, KV cache and overhead together (e.g. 2.1Gi)."""
+    memory_budget: Annotated[str, Field(max_length=32)] = ""
+    """The pod's memory less the safety margin (a lone model larger than this gets a pod of its own)."""
+    memory_capacity: Annotated[str, Field(max_length=32)] = ""
+    """The pod's memory: the GPU's (times GPUs) or the CPU pack's."""
 
 
 class ModelAutoscaling(StatusModel):
@@ -168,6 +196,10 @@ class FleetStatus(StatusModel):
 
     access: AccessStatus | None = None
     """Cloud spend per API key this month (with spec.access)."""
+
+    packs: Annotated[list[PackStatus], Field(max_length=32)] | None = None
+    """The packing plan (models with placement.pack other than none): which models share which pod.
+    Models that fit no pod are in the Packed condition."""
 
     def condition(self, type_: str) -> Condition | None:
         """The condition of that type, if present."""

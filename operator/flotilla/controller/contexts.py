@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flotilla.autoscaler.settings import AutoscalerSettings
 from flotilla.controller import configuring
+from flotilla.packing import plans
 from flotilla.reconcile import desiring, keying, kube, planning, statuses, vetting
 
 FleetKey = tuple[str, str]
@@ -88,6 +89,8 @@ class FleetState:
     """This process's last vetting of the spec's classifier; None before the first (status keeps its own)."""
     keys: keying.Keys = dataclasses.field(default_factory=keying.Keys)
     """The API key hashes last read from the Secrets spec.access names."""
+    packing: plans.Plan | None = None
+    """The packing plan of the applied generation; None before this process planned it."""
 
 
 @dataclasses.dataclass
@@ -101,6 +104,13 @@ class Context:
     fleets: dict[FleetKey, FleetState] = dataclasses.field(default_factory=dict)
     vetter: vetting.Vetter = dataclasses.field(default_factory=vetting.Vetter)
     """Checks fleets' own classifiers before they are rendered."""
+    pods: Mapping[FleetKey, Iterable[statuses.Unschedulable]] = dataclasses.field(default_factory=dict)
+    """kopf's live index of each fleet's pods the scheduler cannot place (set by the handlers)."""
+
+    def unschedulable(self, fleet: Mapping[str, Any]) -> list[statuses.Unschedulable]:
+        """The fleet's pods the scheduler cannot place, as the pods index has them now."""
+        meta = fleet["metadata"]
+        return list(self.pods.get((meta["namespace"], meta["name"]), []))
 
     def state(self, fleet: Mapping[str, Any]) -> FleetState:
         """The fleet's state, seeded from its stored status the first time this process sees it."""

@@ -1,9 +1,9 @@
 """Every kopf handler of the operator, registered in one place on one explicit registry.
 
 Each handler is a short stub that unpacks kopf's kwargs and calls a ``handle_<verb>_<object>`` function in
-:mod:`flotilla.controller.handling`. Two indexes, kept current by kopf's watch streams, feed them: fleets
-by (namespace, name), and each fleet's Deployments summarised for status — which is how status follows
-the Deployments by watching them rather than by polling.
+:mod:`flotilla.controller.handling`. Three indexes, kept current by kopf's watch streams, feed them: fleets
+by (namespace, name), each fleet's Deployments summarised for status, and each fleet's pods the scheduler
+cannot place (with its reason) — which is how status follows the cluster by watching rather than polling.
 
 No handler is a deletion handler, so kopf never adds a finalizer: deleting a fleet is left to the
 garbage collector through the owner references on every child.
@@ -49,7 +49,9 @@ def _fleet(
     return next(iter(index.get((namespace or "", name or ""), [])), None)
 
 
-def _deployments(kwargs: Mapping[str, Any]) -> DeploymentIndex:
+def _deployments(kwargs: Mapping[str, Any], memo: Any) -> DeploymentIndex:
+    """The Deployments index; also hands the (live) pods index to the context, for status."""
+    _context(memo).pods = kwargs["pod_index"]
     index: DeploymentIndex = kwargs["deployment_index"]
     return index
 
@@ -123,6 +125,21 @@ def deployment_index(
     return {(namespace or "", fleet): statuses.DeploymentView.from_body(body)} if fleet else {}
 
 
+@kopf.index("v1", "pods", labels=MANAGED, registry=registry)
+def pod_index(
+    *, namespace: str | None, labels: Mapping[str, str], status: Mapping[str, Any], **_: Any
+) -> dict[tuple[str, str], statuses.Unschedulable]:
+    """Each fleet's pods the scheduler cannot place (PodScheduled=False, Unschedulable), with its message."""
+    fleet = labels.get(planning.FLEET_LABEL)
+    message = statuses.scheduling_failure(status)
+    if not fleet or message is None:
+        return {}
+    component = labels.get(planning.COMPONENT_LABEL, "")
+    return {
+        (namespace or "", fleet): statuses.Unschedulable(component, labels.get(planning.MODEL_LABEL), message)
+    }
+
+
 @kopf.on.resume(*FLEETS, registry=registry)
 @kopf.on.create(*FLEETS, registry=registry)
 @kopf.on.update(*FLEETS, registry=registry)
@@ -130,7 +147,7 @@ async def reconcile_fleet(
     *, body: kopf.Body, namespace: str | None, name: str, memo: Any, logger: Logger, **kwargs: Any
 ) -> None:
     """A fleet appeared, changed, or the operator (re)started: converge its children."""
-    views = list(_deployments(kwargs).get((namespace or "", name), []))
+    views = list(_deployments(kwargs, memo).get((namespace or "", name), []))
     outcome = "failed"
     try:
         await handling.handle_reconcile_fleet(body, _context(memo), views, logger)
@@ -158,7 +175,7 @@ async def recheck_access(
     *, body: kopf.Body, namespace: str | None, name: str, memo: Any, logger: Logger, **kwargs: Any
 ) -> None:
     """A rotated or newly created key Secret reaches the router config within one interval."""
-    views = list(_deployments(kwargs).get((namespace or "", name), []))
+    views = list(_deployments(kwargs, memo).get((namespace or "", name), []))
     await handling.handle_recheck_access(body, _context(memo), views, logger)
 
 
@@ -177,8 +194,30 @@ async def deployment_event(
 ) -> None:  # fmt: skip
     """A Deployment of a fleet changed or vanished: restore it and refresh the fleet's status."""
     fleet = _fleet(kwargs, namespace, labels)
-    views = list(_deployments(kwargs).get((namespace or "", labels.get(planning.FLEET_LABEL, "")), []))
+    views = list(_deployments(kwargs, memo).get((namespace or "", labels.get(planning.FLEET_LABEL, "")), []))
     await handling.handle_event_deployment(type, body, fleet, _context(memo), views, logger)
+
+
+def _scheduling_news(
+    *, status: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
+) -> bool:
+    """Only a pod the scheduler cannot place, or one of a fleet whose status says one could not be placed,
+    is worth a status refresh: the other pod events (hundreds in a burst of new fleets) are skipped."""
+    if statuses.scheduling_failure(status) is not None:
+        return True
+    state = _context(memo).fleets.get((namespace or "", labels.get(planning.FLEET_LABEL, "")))
+    return state is not None and statuses.reports_unschedulable(state.published)
+
+
+@kopf.on.event("v1", "pods", labels=MANAGED, when=_scheduling_news, registry=registry)
+async def pod_event(
+    *, namespace: str | None, labels: Mapping[str, str], memo: Any, logger: Logger,
+    **kwargs: Any,
+) -> None:  # fmt: skip
+    """A fleet's pod changed (scheduled or not): refresh the fleet's status (pods are read, never written)."""
+    fleet = _fleet(kwargs, namespace, labels)
+    views = list(_deployments(kwargs, memo).get((namespace or "", labels.get(planning.FLEET_LABEL, "")), []))
+    await handling.handle_event_pod(fleet, _context(memo), views, logger)
 
 
 @kopf.on.event("v1", "services", labels=MANAGED, registry=registry)

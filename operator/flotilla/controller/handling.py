@@ -97,6 +97,7 @@ async def handle_reconcile_fleet(
         state.classifier_verdict, state.classifier = verdict, verdict.accepted
         state.keys = await keying.resolve(context.kube, fleet)
         desired = context.desired(fleet)
+        packing = desiring.packing_plan(fleet)
     except errors.PolicyError as exc:
         refused = f"not allowed: {exc}"
         await _reject(fleet, context, views, logger, "NotAllowed", str(exc), str(exc), refused)
@@ -121,6 +122,7 @@ async def handle_reconcile_fleet(
     state.applied_generation, state.spec_error, state.spec_error_reason = generation, None, None
     state.name_conflict = None
     state.model_errors = dict(outcome.unserved)
+    state.packing = packing
     logger.info("generation %d applied: %s", generation, outcome.describe())
     for model, why in outcome.unserved.items():
         logger.warning("model %s: %s", model, why)
@@ -223,6 +225,8 @@ async def _write_status(
         model_errors=state.model_errors,
         classifier=state.classifier_verdict,
         access_problems=list(state.keys.problems) if state.keys.wanted else None,
+        unschedulable=context.unschedulable(fleet),
+        packing=state.packing,
     )
     status = statuses.compute(observed, state.published, _now())
     if state.published is not None and _settled(state.published) == _settled(status):
@@ -326,8 +330,20 @@ async def handle_event_deployment(
 ) -> None:
     """A watched Deployment changed: restore it if needed, then refresh its fleet's status."""
     await handle_event_child(event_type, body, fleet, context, logger)
-    if fleet is not None and not fleet["metadata"].get("deletionTimestamp"):
-        try:
-            await refresh_fleet_status(fleet, context, views, logger)
-        except kubeapi.ApiError as exc:
-            logger.warning("could not refresh the status of fleet %s: %s", fleet["metadata"]["name"], exc)
+    await handle_event_pod(fleet, context, views, logger)
+
+
+async def handle_event_pod(
+    fleet: Mapping[str, Any] | None,
+    context: contexts.Context,
+    views: Iterable[statuses.DeploymentView],
+    logger: Logger,
+) -> None:
+    """A fleet's pod (or Deployment) changed: refresh its status, which follows replicas and says why the
+    scheduler cannot place a pod; an API failure is logged (the next event refreshes it again)."""
+    if fleet is None or fleet["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        await refresh_fleet_status(fleet, context, views, logger)
+    except kubeapi.ApiError as exc:
+        logger.warning("could not refresh the status of fleet %s: %s", fleet["metadata"]["name"], exc)

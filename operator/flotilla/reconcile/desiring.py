@@ -15,6 +15,7 @@ import pydantic
 from flotilla import errors
 from flotilla.api import fleet as fleet_api
 from flotilla.api import routerconfig
+from flotilla.packing import plans
 from flotilla.reconcile import admitting, planning
 from flotilla.render import fleet as fleet_render
 from flotilla.render import settings as render_settings
@@ -62,6 +63,11 @@ def _children(fleet: fleet_api.ModelFleet, key_hashes: Mapping[str, str] | None)
 def router_config(body: Mapping[str, Any]) -> routerconfig.RouterConfig:
     """The fleet's routing table as its spec says (tasks, default task, classifier)."""
     return _rendered(body, fleet_render.render_router_config)
+
+
+def packing_plan(body: Mapping[str, Any]) -> plans.Plan:
+    """Which opted-in models would share which pod (``flotilla.packing``); planned, not rendered yet."""
+    return _rendered(body, lambda fleet: plans.plan(fleet.spec))
 
 
 def with_classifier(body: Mapping[str, Any], model: Mapping[str, str] | None) -> Mapping[str, Any]:

@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from flotilla.api import status as status_api
 from flotilla.api.common import MAX_TEXT
-from flotilla.reconcile import planning, vetting
+from flotilla.packing import plans
+from flotilla.reconcile import placing, planning, vetting
 
 Phase = status_api.ModelPhase
 SERVING: frozenset[str] = frozenset({"Ready", "ScaledToZero"})
@@ -70,6 +71,38 @@ class DeploymentView:
         return "Progressing", f"{self.ready}/{self.replicas} replicas ready"
 
 
+UNSCHEDULABLE = "pods unschedulable: "
+"""Marks the scheduler's message in a model's (or RouterReady's) message."""
+
+
+def scheduling_failure(pod_status: Mapping[str, Any] | None) -> str | None:
+    """Why the scheduler cannot place a pod (PodScheduled=False, reason Unschedulable), e.g. "0/3 nodes are
+    available: 1 Insufficient nvidia.com/gpu, ..."; None when it is placed or not judged yet."""
+    for cond in (pod_status or {}).get("conditions") or []:
+        scheduled = (cond.get("type"), cond.get("status"), cond.get("reason"))
+        if scheduled == ("PodScheduled", "False", "Unschedulable"):
+            return str(cond.get("message") or "no node fits the pod")
+    return None
+
+
+def reports_unschedulable(status: Mapping[str, Any] | None) -> bool:
+    """True when a status says the scheduler could not place some pod (so a pod's news may clear it)."""
+    messages = [str(m.get("message", "")) for m in _models(status)]
+    messages += [
+        str(c.get("message", "")) for c in (status or {}).get("conditions") or [] if isinstance(c, Mapping)
+    ]
+    return any(UNSCHEDULABLE in message for message in messages)
+
+
+@dataclasses.dataclass(frozen=True)
+class Unschedulable:
+    """A pod of a fleet the scheduler cannot place (what the pods index keeps)."""
+
+    component: str
+    model: str | None
+    message: str
+
+
 @dataclasses.dataclass(frozen=True)
 class Observed:
     """Everything status is computed from, gathered by the controller."""
@@ -91,6 +124,11 @@ class Observed:
     ClassifierReady condition and status.classifier stand)."""
     access_problems: Sequence[str] | None = None
     """Keys of spec.access left out, with why; None: the fleet has no spec.access."""
+    unschedulable: Sequence[Unschedulable] = ()
+    """The fleet's pods the scheduler cannot place."""
+    packing: plans.Plan | None = None
+    """The packing plan of the applied generation; None: not planned by this process yet (the stored
+    status.packs and Packed condition stand)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,29 +170,41 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
     router = next((d for d in observed.deployments if d.component == "router"), None)
     gen = observed.applied_generation if observed.applied_generation is not None else 0
 
+    unplaceable = _unschedulable_by_component(observed.unschedulable)
     models: list[dict[str, Any]] = []
     for name in observed.models:
         view = by_model.get(name)
         phase, message = view.phase() if view else ("Pending", "Deployment not created yet")
         if name in observed.model_errors:
             phase, message = "Degraded", observed.model_errors[name]
-        models.append({
+        elif phase not in SERVING and ("model", name) in unplaceable:
+            message = f"{message}; {UNSCHEDULABLE}{unplaceable[('model', name)]}"[:MAX_TEXT]
+        entry = {
             "name": name,
             "phase": phase,
             "readyReplicas": view.ready if view else 0,
             "desiredReplicas": view.replicas if view else 0,
             "message": message,
-        })  # fmt: skip
+        }
+        pod = observed.packing.pod_of(name) if observed.packing else None
+        if pod is not None:
+            entry["pack"] = pod.name
+        models.append(entry)
     not_ready = [m for m in models if m["phase"] not in SERVING]
+    stuck = [m for m in not_ready if ("model", m["name"]) in unplaceable]
     degraded = [m for m in models if m["phase"] == "Degraded"]
     router_phase, router_message = router.phase() if router else ("Pending", "Deployment not created yet")
+    if router_phase not in SERVING and ("router", None) in unplaceable:
+        router_message = f"{router_message}; {UNSCHEDULABLE}{unplaceable[('router', None)]}"
     current = observed.applied_generation == observed.generation
 
     models_ok = not not_ready
     models_msg = "; ".join(f"{m['name']}: {m['phase']} ({m['message']})" for m in not_ready)
+    models_reason = "ModelsUnschedulable" if stuck else "ModelsNotReady"
     conditions = [
-        _condition("ModelsReady", models_ok, "AllModelsReady" if models_ok else "ModelsNotReady",
-                   models_msg or f"{len(models)} of {len(models)} models ready", prev_conds, now, gen),
+        _condition("ModelsReady", models_ok, "AllModelsReady" if models_ok else models_reason,
+                   (models_msg or f"{len(models)} of {len(models)} models ready")[:MAX_TEXT], prev_conds, now,
+                   gen),
         _condition("RouterReady", router_phase == "Ready",
                    "RouterAvailable" if router_phase == "Ready" else f"Router{router_phase}",
                    router_message, prev_conds, now, gen),
@@ -178,7 +228,7 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
     elif bad[0]:
         ready = (False, bad[1], bad[2])
     elif not models_ok:
-        ready = (False, "ModelsNotReady", models_msg)
+        ready = (False, models_reason, models_msg[:MAX_TEXT])
     elif router_phase != "Ready":
         ready = (False, "RouterNotReady", router_message)
     else:
@@ -201,17 +251,37 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
                        "; ".join(problems)[:MAX_TEXT] or "every API key was read", prev_conds, now, gen)
         )  # fmt: skip
 
+    packs = previous.get("packs")
+    if observed.packing is None:
+        if "Packed" in prev_conds:
+            conditions.append(dict(prev_conds["Packed"]))
+    elif observed.packing.wanted:
+        conditions.append(_condition("Packed", *placing.condition(observed.packing), prev_conds, now, gen))
+        packs = placing.packs(observed.packing)
+    else:
+        packs = None
+
     status: dict[str, Any] = {
         "observedGeneration": gen,
         "conditions": conditions,
         "models": models,
         "modelsReady": f"{len(models) - len(not_ready)}/{len(models)}",
     }
+    if packs:
+        status["packs"] = packs
     if observed.endpoint:
         status["endpoint"] = observed.endpoint
     if classifier:
         status["classifier"] = classifier
     return status_api.FleetStatus.model_validate(status).to_wire()  # the CRD's schema, checked here
+
+
+def _unschedulable_by_component(pods: Sequence[Unschedulable]) -> dict[tuple[str, str | None], str]:
+    """The scheduler's message per (component, model), the first pod's (sorted, so it does not flap)."""
+    found: dict[tuple[str, str | None], str] = {}
+    for pod in sorted(pods, key=lambda p: (p.component, p.model or "", p.message)):
+        found.setdefault((pod.component, pod.model), pod.message)
+    return found
 
 
 def _classifier_condition(
@@ -241,7 +311,8 @@ def condition_status(status: Mapping[str, Any] | None, kind: str) -> str | None:
 
 
 def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[Notice]:
-    """Events for notable changes between two statuses: fleet (not) ready, model degraded / recovered."""
+    """Events for notable changes between two statuses: fleet (not) ready, model degraded / recovered, a
+    model that no longer fits the packing plan."""
     notices: list[Notice] = []
     was_ready = condition_status(previous, "Ready") == "True"
     if condition_status(current, "Ready") == "True" and not was_ready:
@@ -264,6 +335,13 @@ def transitions(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) 
         and (before_access or {}).get("message") != after_access["message"]
     ):
         notices.append(Notice("Warning", "AccessKeysMissing", after_access["message"]))
+    before_packed, after_packed = _condition_of(previous, "Packed"), _condition_of(current, "Packed")
+    if (
+        after_packed is not None
+        and after_packed["status"] == "False"
+        and (before_packed or {}).get("message") != after_packed["message"]
+    ):
+        notices.append(Notice("Warning", "ModelsDoNotFit", after_packed["message"]))
     before = {m.get("name"): m.get("phase") for m in _models(previous)}
     for model in _models(current):
         then, now = before.get(model.get("name")), model.get("phase")

@@ -2,6 +2,8 @@
 
 For GitOps review: commit the fleet, diff what it will create. Other documents in the file (a Secret, a
 Namespace) are skipped; a file without a ModelFleet, unreadable YAML or an invalid spec is a one-line error.
+A fleet whose models opt in to packing gets its packing plan first, as YAML comments (the output stays
+valid YAML for `kubectl apply`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import yaml
 
 from flotilla import errors
 from flotilla.api import fleet as fleet_api
+from flotilla.packing import plans
 from flotilla.render import documents, settings
 from flotilla.render.fleet import render_fleet
 
@@ -62,9 +65,20 @@ def read_fleets(path: str, namespace: str | None = None) -> list[fleet_api.Model
     return fleets
 
 
+def plan_comment(fleet: fleet_api.ModelFleet) -> str:
+    """The fleet's packing plan as YAML comment lines ("" when no model opts in)."""
+    plan = plans.plan(fleet.spec)
+    if not plan.wanted:
+        return ""
+    lines = [f"packing plan of {fleet.namespace}/{fleet.name} ({plans.NOT_BUILT}):"]
+    lines += [f"  {line}" for line in plan.describe()]
+    return "".join(f"# {line}\n" for line in lines)
+
+
 def run(name: str, args: argparse.Namespace) -> int:
     fleets = read_fleets(args.file, args.namespace)
     render_settings = settings.load()
     objects = [obj for fleet in fleets for obj in render_fleet(fleet, render_settings)]
+    sys.stdout.write("".join(plan_comment(fleet) for fleet in fleets))
     sys.stdout.write(documents.dump_all(objects))
     return 0

@@ -18,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from test_api_router_parity import REACHABLE, VALIDATORS
 from test_api_validation import CODER, INVALID, SCALE_TO_ZERO
 
+from clusterlib.waiting import wait_until
 from flotilla.api import fleet as fleet_api
 from flotilla.api import messages
 from flotilla.api.commands import dump_crds
@@ -46,10 +47,9 @@ def objects(kubeconfig: Path) -> client.CustomObjectsApi:
         input=dump_crds(), text=True, check=True, capture_output=True,
     )  # fmt: skip
     name = f"{fleet_api.PLURAL}.{fleet_api.GROUP}"
-    subprocess.run(
-        ["kubectl", "wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    # Retried: on a fresh apiserver `kubectl wait` fails at once while the new CRD has no conditions yet.
+    wait = ["kubectl", "wait", "--for=condition=Established", f"crd/{name}", "--timeout=10s"]
+    wait_until(lambda: subprocess.run(wait, capture_output=True).returncode == 0, 60, "the CRD Established")
     api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     return client.CustomObjectsApi(api)
 

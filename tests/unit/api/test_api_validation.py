@@ -19,6 +19,24 @@ ACCESS_KEY = {"name": "web", "secretRef": {"name": "keys", "key": "web"}}
 JWT = {"jwksURL": "https://idp.example/jwks", "issuer": "https://idp.example", "audience": "f",
        "policies": [{"name": "team"}]}  # fmt: skip
 INVALID: dict[str, tuple[dict[str, Any], str]] = {
+    "model placed in an unknown pack": (
+        {f"{POCKET}__placement": {"pack": "tiny"}},
+        messages.UNKNOWN_MODEL_PACK,
+    ),
+    "fleet placement in an unknown pack": (
+        {"spec__placement": {"pack": "tiny"}},
+        messages.UNKNOWN_FLEET_PACK,
+    ),
+    "pack named auto": ({"spec__packs": [{"name": "auto"}]}, messages.RESERVED_PACK_NAME),
+    "duplicate pack names": ({"spec__packs": [{"name": "a"}, {"name": "a"}]}, messages.DUPLICATE_PACK),
+    "memory hint not a quantity": (
+        {f"{POCKET}__placement": {"pack": "auto", "memory": "2 GB"}},
+        messages.MEMORY_QUANTITY,
+    ),
+    "pack memory not a quantity": (
+        {"spec__packs": [{"name": "a", "memory": "lots"}]},
+        messages.MEMORY_QUANTITY,
+    ),
     "duplicate model names": ({f"{POCKET}__name": "coder"}, messages.DUPLICATE_MODEL),
     "replicas min > max": ({f"{CODER}__replicas": {"min": 3, "max": 2}}, messages.REPLICAS_ORDER),
     "vllm without accelerator": ({f"{CODER}__accelerator": None}, messages.runtime_needs_gpu("vllm")),
@@ -257,3 +275,17 @@ def test_status_round_trips_from_the_wire() -> None:
     assert status.condition("Ready") is not None
     assert status.to_wire()["models"][0]["readyReplicas"] == 1
     assert "kopf" not in status.to_wire()
+
+
+def test_placement_defaults_to_a_pod_per_model_and_inherits_the_fleet_default() -> None:
+    spec = ModelFleet.from_body(BASE).spec
+    assert spec.pack_of(spec.model("pocket")) == "none"
+    packed = ModelFleet.from_body(
+        fleet(spec__placement={"pack": "small"}, spec__packs=[{"name": "small", "memory": "24Gi"}],
+              **{f"{CODER}__placement": {"pack": "none"}})
+    ).spec  # fmt: skip
+    assert (packed.pack_of(packed.model("pocket")), packed.pack_of(packed.model("coder"))) == (
+        "small",
+        "none",
+    )
+    assert packed.packs[0].safety_margin_percent == 10

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import kopf
 
-from flotilla.controller import handlers, handling
+from flotilla.controller import contexts, handlers, handling
 from flotilla.reconcile import kube
 
 
@@ -32,9 +32,11 @@ def test_every_child_kind_is_watched_by_label() -> None:
             assert handler.labels == handlers.MANAGED
 
 
-def test_indexes_cover_fleets_and_deployments() -> None:
+def test_indexes_cover_fleets_deployments_and_unschedulable_pods() -> None:
     indexing = handlers.registry._indexing.get_all_handlers()
-    assert {h.id for h in indexing} == {"fleet_index", "deployment_index"}
+    assert {h.id for h in indexing} == {"fleet_index", "deployment_index", "pod_index"}
+    pods = next(h for h in indexing if h.id == "pod_index")
+    assert pods.labels == handlers.MANAGED  # only the fleets' own pods
 
 
 def test_fleet_entry_keeps_what_reconciling_needs() -> None:
@@ -50,3 +52,22 @@ def test_fleet_entry_keeps_what_reconciling_needs() -> None:
     assert "managedFields" not in entry["metadata"]
     assert entry["spec"] == {"models": []}
     assert entry["status"] == {"observedGeneration": 1}
+
+
+def test_pod_events_refresh_status_only_when_scheduling_news() -> None:
+    """Hundreds of pod events in a burst of new fleets: only unschedulable pods, or pods of a fleet whose
+    status says one was, reach the handler."""
+    context = contexts.Context(kube=None, config=None)  # type: ignore[arg-type]
+    memo = {"flotilla": context}
+    labels = {"flotilla.dev/fleet": "f"}
+    stuck = {
+        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "x"}]
+    }
+    placed = {"conditions": [{"type": "PodScheduled", "status": "True"}]}
+    news = handlers._scheduling_news
+    assert news(status=stuck, namespace="ai", labels=labels, memo=memo)
+    assert not news(status=placed, namespace="ai", labels=labels, memo=memo)
+    context.fleets[("ai", "f")] = contexts.FleetState(
+        published={"models": [{"name": "m", "message": "0/1 replicas ready; pods unschedulable: x"}]}
+    )
+    assert news(status=placed, namespace="ai", labels=labels, memo=memo)  # the pod that clears it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,27 @@ def test_invalid_spec_is_a_one_line_failure(tmp_path: Path) -> None:
         "flotilla render: spec.models[0]: runtime vllm needs a GPU: set accelerator.gpus to 1 or more "
         "(or use runtime llamacpp for CPU)\n"
     )
+
+
+def test_prints_the_packing_plan_as_comments_and_the_objects_as_before() -> None:
+    doc = yaml.safe_load((ROOT / "examples" / "03-local" / "fleet.yaml").read_text())
+    plain = flotilla("render", "-", stdin=yaml.safe_dump(doc))
+    assert plain.returncode == 0 and "packing plan" not in plain.stdout  # nothing opted in
+    doc["spec"]["placement"] = {"pack": "auto"}
+    coder, math, pocket = doc["spec"]["models"]
+    coder["accelerator"]["product"] = "NVIDIA-L4"
+    coder["placement"], math["placement"], pocket["placement"] = {"memory": "1100Mi"}, {"memory": "3Gi"}, {}
+    packed = flotilla("render", "-", stdin=yaml.safe_dump(doc))
+    assert packed.returncode == 0, packed.stderr
+    head = packed.stdout.split("---", 1)[0].splitlines()
+    assert head[0].startswith("# packing plan of default/assistants (planned only: each model still runs")
+    assert re.fullmatch(
+        r"#   auto-1 \[1x NVIDIA-L4\]: coder: [0-9.]+Gi of 21\.6Gi usable \(24Gi in all\)", head[1]
+    )
+    assert head[2].startswith("#   math: not packed: BudgetUnknown: the memory of a 1x GPU (any product) pod")
+    assert head[3].startswith("#   pocket: not packed: SizeUnknown: the size of its weights is unknown")
+    doc["spec"]["placement"] = {"pack": "none"}
+    unpacked = flotilla("render", "-", stdin=yaml.safe_dump(doc))
+    assert "packing plan" not in unpacked.stdout
+    # Planned only: packing changes no rendered object yet.
+    assert list(yaml.safe_load_all(packed.stdout)) == list(yaml.safe_load_all(unpacked.stdout))
