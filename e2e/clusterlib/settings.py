@@ -40,6 +40,7 @@ class Pins:
     coredns: str  # e.g. v1.14.7 (only for the real node's cluster DNS)
     prometheus: str  # Go module version, e.g. v0.316.0 (Prometheus 3.16.0; for the observability tests)
     keda: str  # e.g. v2.20.2: its CRDs and its operator (built from the module's own source)
+    seaweedfs: str  # a pseudo-version: the capture tests' S3 store (built from the module's own source)
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,14 @@ class Settings:
             "coredns": self.pins.coredns,
             "prometheus": self.pins.prometheus,
             "keda": self.pins.keda,
+            "seaweedfs": self.pins.seaweedfs,
         }[tool]
         return self.cache_dir / f"{tool}-{version}"
 
     def binary(self, name: str) -> Path:
         """Path of a built binary by command name (kube-apiserver, etcd, kwok, helm, ...)."""
         tools = {**dict.fromkeys(KUBE_COMMANDS, "k8s"), **dict.fromkeys(PROMETHEUS_COMMANDS, "prometheus")}
-        tool = {**tools, **dict.fromkeys(KEDA_COMMANDS, "keda")}.get(name, name)
+        tool = {**tools, **dict.fromkeys(KEDA_COMMANDS, "keda"), "weed": "seaweedfs"}.get(name, name)
         return self.tool_dir(tool) / "bin" / name
 
     @property
@@ -83,6 +85,11 @@ class Settings:
     def keda_source_dir(self) -> Path:
         """The KEDA module's source, unpacked from its zip: the operator is built in it, CRDs copied."""
         return self.tool_dir("keda") / "src"
+
+    @property
+    def seaweedfs_source_dir(self) -> Path:
+        """The SeaweedFS module's source, unpacked from its zip: `weed` is built in it."""
+        return self.tool_dir("seaweedfs") / "src"
 
     @property
     def bin_dirs(self) -> list[Path]:
@@ -116,6 +123,7 @@ def read_pins(gomod_dir: Path = GOMOD_DIR) -> Pins:
         coredns=_required_version(gomod_dir / "coredns" / "go.mod", "github.com/coredns/coredns"),
         prometheus=_required_version(gomod_dir / "prometheus" / "go.mod", "github.com/prometheus/prometheus"),
         keda=_required_version(gomod_dir / "keda" / "go.mod", "github.com/kedacore/keda/v2"),
+        seaweedfs=_required_version(gomod_dir / "seaweedfs" / "go.mod", "github.com/seaweedfs/seaweedfs"),
     )
 
 

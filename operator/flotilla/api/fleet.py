@@ -17,6 +17,7 @@ from flotilla import errors
 from flotilla.api import messages
 from flotilla.api.access import AccessKey, AccessSpec, KeyLimits
 from flotilla.api.common import MAX_LIST, SpecModel, cel_rules, object_default
+from flotilla.api.distillation import DistillationSpec
 from flotilla.api.modelspec import Accelerator, Autoscaling, ModelSource, ModelSpec, Replicas
 from flotilla.api.routing import ApiKeyRef, FallbackSpec, RouterSpec, RoutingSpec, TaskMatchSpec, TaskSpec
 from flotilla.api.status import Condition, FleetStatus, ModelStatus
@@ -65,6 +66,9 @@ class ModelFleetSpec(SpecModel):
         ("!has(self.router) || !has(self.router.serviceType) || self.router.serviceType == 'ClusterIP' || "
          "has(self.access)",
          messages.OPEN_EXPOSED_ROUTER),
+        ("has(self.distillation) || !has(self.routing) || !has(self.routing.tasks) || "
+         "self.routing.tasks.all(t, !has(t.distillation) || !has(t.distillation.capture))",
+         messages.CAPTURE_WITHOUT_SINK),
     )  # fmt: skip
 
     models: Annotated[list[ModelSpec], Field(max_length=MAX_LIST)] = Field(default_factory=list)
@@ -78,6 +82,9 @@ class ModelFleetSpec(SpecModel):
     access: AccessSpec | None = None
     """Who may call the router (API keys and their limits and cloud budgets); the router is open without
     it, which only a ClusterIP router Service may be."""
+    distillation: DistillationSpec | None = None
+    """Trace capture for distillation: the sink and redaction (docs/distillation.md). The tasks that
+    capture say so in `routing.tasks[].distillation`."""
 
     def model(self, name: str) -> ModelSpec:
         """The model with that name (KeyError if none)."""
@@ -120,6 +127,9 @@ class ModelFleetSpec(SpecModel):
             raise ValueError(f"{messages.UNKNOWN_DEFAULT_TASK} (got {default!r})")
         if self.router.service_type != "ClusterIP" and self.access is None:
             raise ValueError(messages.OPEN_EXPOSED_ROUTER)
+        capturing = [t.name for t in self.routing.tasks if t.distillation and t.distillation.capture]
+        if capturing and self.distillation is None:
+            raise ValueError(f"{messages.CAPTURE_WITHOUT_SINK} (tasks {', '.join(capturing)})")
         return self
 
 

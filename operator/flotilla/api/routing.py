@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from flotilla.api import messages
+from flotilla.api.distillation import TaskDistillationSpec
 from flotilla.api.common import (
     MAX_LIST,
     MAX_MAP,
@@ -224,6 +225,8 @@ class TaskSpec(SpecModel):
     event instead (as before)."""
     max_mid_stream_switches: Annotated[int, Field(ge=0, le=MAX_MID_STREAM_SWITCHES)] = 1
     """How many times one stream may switch upstream mid-way (0 turns mid-stream failover off)."""
+    distillation: TaskDistillationSpec | None = None
+    """Capture this task's answers for distillation (docs/distillation.md); needs `spec.distillation`."""
 
 
 class ClassifierModelSpec(SpecModel):
