@@ -31,9 +31,10 @@ _TOKENS = (
 _TOKEN = re.compile("|".join(f"(?:{t})" for t in _TOKENS))
 _BEARER = re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=-]{8,}")
 _ASSIGNMENT = re.compile(rf"(?i)\b({_SECRET_WORDS}[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]{{4,}}")
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-# 13-19 digits, optionally grouped by single spaces or dashes (as printed on cards and typed in forms).
-_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+# 13-19 digits in one run, or in groups of 4-6 digits split by single spaces or dashes (how cards are printed
+# and typed: 4-4-4-4, 4-6-5); the card inside a run is found by _card_text. Lists of short numbers never match.
+_CARD = re.compile(r"(?<![\d-])(?:\d{13,19}|\d{4,6}(?:[ -]\d{4,6}){2,5})(?![\d-])")
 # +CC followed by 7-14 digits in groups; or (NNN) NNN-NNNN / NNN-NNN-NNNN / NNN.NNN.NNNN (North America).
 _PHONE = re.compile(
     r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\w)"
@@ -76,8 +77,30 @@ def _is_random(token: str) -> bool:
 
 
 def _card(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group())
-    return "[CARD]" if 13 <= len(digits) <= 19 and luhn_valid(digits) else match.group()
+    return _card_text(match.group())
+
+
+def _card_text(text: str) -> str:
+    """Replace the longest run of whole digit groups in ``text`` that is a Luhn-valid card number (13-19
+    digits), then look again left and right of it: a card typed next to another number is still found."""
+    groups = list(re.finditer(r"\d+", text))
+    best: tuple[int, int] | None = None  # (digits, -start index) of the best window so far
+    span = (0, 0)
+    for start in range(len(groups)):
+        digits = 0
+        for end in range(start, len(groups)):
+            digits += len(groups[end].group())
+            if digits > 19:
+                break
+            if digits >= 13 and (best is None or digits > best[0]):
+                number = "".join(g.group() for g in groups[start : end + 1])
+                if luhn_valid(number):
+                    best = (digits, -start)
+                    span = (groups[start].start(), groups[end].end())
+    if best is None:
+        return text
+    begin, end_at = span
+    return _card_text(text[:begin]) + "[CARD]" + _card_text(text[end_at:])
 
 
 def _generic(match: re.Match[str]) -> str:
