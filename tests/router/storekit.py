@@ -4,6 +4,7 @@ free loopback ports, with one identity (access key and secret) so requests are s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -54,7 +55,13 @@ class Store:
         argv = [str(binary()), "server", f"-dir={self.root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
         for name in ("master", "volume", "filer", "s3"):
             argv += [f"-{name}.port={self.ports[name]}", f"-{name}.port.grpc={self.grpc[name]}"]
-        argv += ["-filer", "-s3", f"-s3.config={self.root / 's3.json'}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+        argv += [
+            "-filer",
+            "-s3",
+            f"-s3.config={self.root / 's3.json'}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ]
         argv += ["-volume.max=4", "-master.volumeSizeLimitMB=64"]
         self.starts += 1
         self.proc = Proc(f"seaweedfs-{self.ports['s3']}-{self.starts}", argv, self.logs)
@@ -68,7 +75,9 @@ class Store:
                 return
             except Exception as exc:
                 if self.proc.popen.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"seaweedfs did not come up: {exc}\n{self.proc.log()[-3000:]}") from exc
+                    raise RuntimeError(
+                        f"seaweedfs did not come up: {exc}\n{self.proc.log()[-3000:]}"
+                    ) from exc
                 time.sleep(0.3)
 
     def stop(self) -> None:
@@ -80,10 +89,8 @@ class Store:
         """Stop it hard (SIGKILL by PID): an outage as the network or a crash would make it."""
         if self.proc is not None and self.proc.popen.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
         self.stop()
 
     def client(self) -> Any:

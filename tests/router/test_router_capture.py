@@ -51,11 +51,15 @@ def wait_stored(root: Path, count: int, timeout: float = 15) -> list[dict[str, A
     return records
 
 
-def test_plain_and_streamed_answers_land_with_their_fields(cloud: Any, make_router: Any, tmp_path: Path) -> None:
+def test_plain_and_streamed_answers_land_with_their_fields(
+    cloud: Any, make_router: Any, tmp_path: Path
+) -> None:
     router = make_router(capture_config(cloud.url, tmp_path), admin=True)
     with router.client() as client:
         for i in range(3):
-            assert client.post(COMPLETIONS, json=chat(f"plain question {i}", max_tokens=20)).status_code == 200
+            assert (
+                client.post(COMPLETIONS, json=chat(f"plain question {i}", max_tokens=20)).status_code == 200
+            )
         for i in range(3):
             body = chat(f"streamed question {i}", max_tokens=20, stream=True)
             with client.stream("POST", COMPLETIONS, json=body) as response:

@@ -72,7 +72,9 @@ def test_traces_land_in_s3(cloud: Any, store: Store, make_router: Any, tmp_path:
     assert router.metric("flotilla_router_traces_uploaded_total") == 6
 
 
-def test_sigterm_under_load_loses_no_trace(cloud: Any, store: Store, make_router: Any, tmp_path: Path) -> None:
+def test_sigterm_under_load_loses_no_trace(
+    cloud: Any, store: Store, make_router: Any, tmp_path: Path
+) -> None:
     """Segments are sealed only every 60 s here, so everything captured is still in the spool when SIGTERM
     comes: the shutdown flush must upload all of it."""
     prefix = f"t-{uuid.uuid4().hex[:8]}/"
@@ -131,7 +133,11 @@ def test_store_outage_keeps_requests_fast_and_loses_nothing(
         store.kill()
         try:
             during = timed(client, 60, "during")
-            _wait(lambda: router.metric("flotilla_router_trace_upload_failures_total") >= 2, 30, "failed uploads")
+            _wait(
+                lambda: router.metric("flotilla_router_trace_upload_failures_total") >= 2,
+                30,
+                "failed uploads",
+            )
             assert router.metric("flotilla_router_traces_captured_total") == 90
             assert router.metric("flotilla_router_traces_uploaded_total") == 30
         finally:

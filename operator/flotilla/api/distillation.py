@@ -107,7 +107,8 @@ class DistillationSpec(SpecModel):
     compile: the apiserver cannot check that, so the operator refuses a fleet with one that does not
     (Ready=False, reason InvalidSpec, and a Warning Event)."""
     spool_mib: Annotated[int, Field(ge=16, le=65536)] = Field(256, alias="spoolMiB")
-    """MiB of local spool of each router pod (an emptyDir of this size): traces wait there while the sink is away;
+    """MiB of local spool of each router pod (an emptyDir of this size): traces wait there while the sink is
+    away;
     when it is full, new traces are dropped (flotilla_router_traces_dropped_total{reason="spool_full"})."""
 
     @field_validator("redact")

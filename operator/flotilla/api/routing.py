@@ -8,7 +8,6 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from flotilla.api import messages
-from flotilla.api.distillation import TaskDistillationSpec
 from flotilla.api.common import (
     MAX_LIST,
     MAX_MAP,
@@ -24,6 +23,7 @@ from flotilla.api.common import (
     object_default,
     parse_duration,
 )
+from flotilla.api.distillation import TaskDistillationSpec
 from flotilla.api.routerconfig import (
     ALL_FALLBACK_REASONS,
     CLASSIFIER_URL_PATTERN,

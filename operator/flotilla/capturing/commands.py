@@ -42,7 +42,7 @@ def _sink(args: argparse.Namespace) -> tuple[Sink, str]:
             bucket, prefix = parse_s3_url(args.source)
         except ValueError as exc:
             raise errors.UsageError(str(exc)) from None
-        endpoint = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        endpoint = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or "https://s3.amazonaws.com"
         access, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
         return S3Sink(endpoint, bucket, access, secret, os.environ.get("AWS_REGION", "us-east-1")), prefix
     if "://" in args.source:

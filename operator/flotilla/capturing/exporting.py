@@ -82,7 +82,9 @@ def in_eval(key: str, fraction: float) -> bool:
 
 
 def to_openai_chat(record: Mapping[str, Any]) -> dict[str, Any]:
-    messages = [{"role": m.get("role", "user"), "content": _text(m.get("content"))} for m in record["messages"]]
+    messages = [
+        {"role": m.get("role", "user"), "content": _text(m.get("content"))} for m in record["messages"]
+    ]
     return {"messages": [*messages, {"role": "assistant", "content": record["answer"]}]}
 
 

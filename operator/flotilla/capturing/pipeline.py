@@ -51,7 +51,9 @@ class CaptureMetrics:
             registry=registry,
         )
         self.upload_failures = Counter(
-            "flotilla_router_trace_upload_failures", "Segment uploads that failed (retried).", registry=registry
+            "flotilla_router_trace_upload_failures",
+            "Segment uploads that failed (retried).",
+            registry=registry,
         )
         self.spool_bytes = Gauge(
             "flotilla_router_trace_spool_bytes", "Bytes waiting in the local spool.", registry=registry
@@ -135,7 +137,9 @@ class Pipeline:
                 backoff = min(backoff * 2, BACKOFF_MAX)
         left = len(self.spool.sealed())
         if left:
-            log.warning("trace spool: %d segments not uploaded at shutdown (left in %s)", left, self.spool.directory)
+            log.warning(
+                "trace spool: %d segments not uploaded at shutdown (left in %s)", left, self.spool.directory
+            )
 
     async def _write(self) -> None:
         done = False

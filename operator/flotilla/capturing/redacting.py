@@ -33,7 +33,8 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=-]{8,}")
 _ASSIGNMENT = re.compile(rf"(?i)\b({_SECRET_WORDS}[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]{{4,}}")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 # 13-19 digits in one run, or in groups of 4-6 digits split by single spaces or dashes (how cards are printed
-# and typed: 4-4-4-4, 4-6-5); the card inside a run is found by _card_text. Lists of short numbers never match.
+# and typed: 4-4-4-4, 4-6-5); the card inside a run is found by _card_text. Lists of short numbers never
+# match.
 _CARD = re.compile(r"(?<![\d-])(?:\d{13,19}|\d{4,6}(?:[ -]\d{4,6}){2,5})(?![\d-])")
 # +CC followed by 7-14 digits in groups; or (NNN) NNN-NNNN / NNN-NNN-NNNN / NNN.NNN.NNNN (North America).
 _PHONE = re.compile(
@@ -113,7 +114,9 @@ class Redactor:
     __slots__ = ("_rules",)
 
     def __init__(self, extra: Iterable[str] = ()) -> None:
-        rules: list[tuple[re.Pattern[str], str | Replacement]] = [(re.compile(p), "[REDACTED]") for p in extra]
+        rules: list[tuple[re.Pattern[str], str | Replacement]] = [
+            (re.compile(p), "[REDACTED]") for p in extra
+        ]
         rules += [
             (_TOKEN, "[SECRET]"),
             (_BEARER, r"\1\2[SECRET]"),

@@ -70,7 +70,7 @@ def deployment(fleet: ModelFleet, settings: RenderSettings) -> dict[str, Any]:
     command = ["flotilla", "router", "--config", config_path, "--host", "0.0.0.0", "--port", port]
     command += ["--admin-port", str(naming.ROUTER_ADMIN_PORT)]
     env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"}, *_api_key_env(fleet)]
-    mounts = [
+    mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": naming.CONFIG_MOUNT_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]

@@ -87,7 +87,7 @@ class RouterState:
         self.custom: CustomHead | None = None
         """The fleet's own classifier head in the current snapshot; None: the packaged one."""
         self.recorder: recording.Recorder | None = None
-        """Distillation capture, built from the first config that names a sink (a new sink needs a restart)."""
+        """Distillation capture, built from the first config naming a sink (a new sink needs a restart)."""
 
     async def _fetch(self, url: str) -> bytes:
         """GET for the keyring's JWKS, on the TLS session (requests are served only once ``ctx`` exists)."""
@@ -135,7 +135,9 @@ class RouterState:
         except Exception as exc:  # boto3 missing or refusing its settings: serve without capture
             log.error("trace capture disabled: cannot set up the sink: %s", exc)
             return
-        flow = pipeline.Pipeline(config.capture, config.fleet, spending.replica_id(), sink, self.metrics.capture)
+        flow = pipeline.Pipeline(
+            config.capture, config.fleet, spending.replica_id(), sink, self.metrics.capture
+        )
         await flow.start()
         self.recorder = recording.Recorder(flow)
         self.ctx.recorder = self.recorder

@@ -13,7 +13,9 @@ from flotilla.capturing import exporting
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
 
-def _record(prompt: str, answer: str, task: str = "math", hours_ago: float = 1, **extra: Any) -> dict[str, Any]:
+def _record(
+    prompt: str, answer: str, task: str = "math", hours_ago: float = 1, **extra: Any
+) -> dict[str, Any]:
     when = (NOW - timedelta(hours=hours_ago)).isoformat()
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": prompt}]
     return {"v": 1, "id": f"{prompt}-{hours_ago}", "time": when, "fleet": "f", "task": task,
@@ -34,7 +36,7 @@ def test_select_dedupe_and_formats() -> None:
     found = list(exporting.records(blobs, counts))
     assert counts.read == 7 and counts.unreadable == 1 and len(found) == 6
     since = exporting.parse_since("7d", NOW)
-    train, held = exporting.build(found, "math", "openai-chat", 0.0, counts, since=since)
+    train, _ = exporting.build(found, "math", "openai-chat", 0.0, counts, since=since)
     assert counts.selected == 3 and counts.duplicates == 1 and (counts.train, counts.eval) == (2, 0)
     assert train[0]["messages"] == [
         {"role": "system", "content": "be brief"},
@@ -53,11 +55,11 @@ def test_split_is_deterministic_and_near_the_fraction() -> None:
     found = [_record(f"q{i}", f"a{i}") for i in range(2000)]
     train, held = exporting.build(found, "math", "openai-chat", 0.1, exporting.Counts())
     assert 150 <= len(held) <= 250 and len(train) + len(held) == 2000
-    again_train, again_held = exporting.build(list(reversed(found)), "math", "openai-chat", 0.1, exporting.Counts())
+    _, again_held = exporting.build(list(reversed(found)), "math", "openai-chat", 0.1, exporting.Counts())
     key = lambda row: row["messages"][1]["content"]  # noqa: E731
     assert sorted(map(key, held)) == sorted(map(key, again_held))
     # more traces later do not move the old ones between splits
-    more_train, more_held = exporting.build(
+    _, more_held = exporting.build(
         [*found, *[_record(f"n{i}", "x") for i in range(500)]], "math", "openai-chat", 0.1, exporting.Counts()
     )
     assert set(map(key, held)) <= set(map(key, more_held))

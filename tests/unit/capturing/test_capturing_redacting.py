@@ -35,7 +35,9 @@ def _card_number() -> st.SearchStrategy[str]:
 
 
 SECRETS = st.one_of(
-    st.emails().filter(lambda e: re.fullmatch(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", e) is not None),
+    st.emails().filter(
+        lambda e: re.fullmatch(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", e) is not None
+    ),
     _card_number(),
     st.text(ALNUM, min_size=20, max_size=40).map(lambda s: "sk-" + s),
     st.text(string.ascii_uppercase + string.digits, min_size=16, max_size=16).map(lambda s: "AKIA" + s),
