@@ -4,9 +4,11 @@ outage; and while the store is down requests stay as fast as before (the request
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import statistics
+import subprocess
 import threading
 import time
 import uuid
@@ -16,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from routerkit import chat, fleet_config
+from routerkit import PYTHON, chat, fleet_config
 from storekit import Store
 
 COMPLETIONS = "/v1/chat/completions"
@@ -70,6 +72,31 @@ def test_traces_land_in_s3(cloud: Any, store: Store, make_router: Any, tmp_path:
     keys = [o["Key"] for o in store.client().list_objects_v2(Bucket="traces", Prefix=prefix)["Contents"]]
     assert all(k.startswith(f"{prefix}test/20") and k.endswith(".jsonl") for k in keys)
     assert router.metric("flotilla_router_traces_uploaded_total") == 6
+
+
+def test_export_from_the_store(cloud: Any, store: Store, make_router: Any, tmp_path: Path) -> None:
+    """`flotilla traces export` reading the bucket: each distinct exchange once, split train/eval."""
+    prefix = f"t-{uuid.uuid4().hex[:8]}/"
+    router = make_router(s3_config(cloud.url, store, tmp_path, prefix, segmentMaxSeconds=0.2), store.env())
+    with router.client() as client:
+        for i in range(30):
+            assert _ask(client, f"export question {i % 20}", False)  # 10 repeats of the same exchange
+    _wait(lambda: len(store.lines(prefix)) >= 30, 20, "30 traces in the store")
+    out = tmp_path / "dataset"
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "flotilla-test", "AWS_SECRET_ACCESS_KEY": "flotilla-test-secret"}
+    argv = [PYTHON, "-m", "flotilla.cli", "traces", "export", "--source", f"s3://traces/{prefix}"]
+    argv += ["--endpoint-url", store.url, "--task", "chat", "--format", "openai-chat", "--since", "1h"]
+    done = subprocess.run([*argv, "--eval-fraction", "0.2", "-o", str(out)], env=env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["read"], summary["duplicates"], summary["train"] + summary["eval"]) == (30, 10, 20)
+    rows = [json.loads(line) for name in ("train", "eval") for line in (out / f"{name}.jsonl").open()]
+    assert sorted(r["messages"][0]["content"] for r in rows) == sorted(f"export question {i}" for i in range(20))
+    assert all(r["messages"][-1]["role"] == "assistant" for r in rows)
+    env["AWS_SECRET_ACCESS_KEY"] = "wrong"
+    denied = subprocess.run([*argv, "-o", str(out)], env=env, capture_output=True, text=True, timeout=60)
+    assert denied.returncode == 1 and "cannot read traces from s3://traces" in denied.stderr
 
 
 def test_sigterm_under_load_loses_no_trace(
