@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from routerkit import chat, fleet_config
+from routerkit import chat, fleet_config, write_config
 
 from flotilla.capturing import redacting
 
@@ -188,3 +188,24 @@ def test_nothing_matching_a_secret_pattern_reaches_the_store(
     # the pure redactor agrees with what the router stored
     redactor = redacting.Redactor([r"ACME-\d{6}"])
     assert all(not any(p.search(redactor.text(s)) for p in PATTERNS) for s in SECRETS)
+
+
+def test_a_reloaded_redaction_pattern_applies_without_a_restart(
+    cloud: Any, make_router: Any, tmp_path: Path
+) -> None:
+    config = capture_config(cloud.url, tmp_path)
+    router = make_router(config, admin=True)
+    headers = {"x-flotilla-task": "chat"}
+    with router.client(headers=headers) as client:
+        assert client.post(COMPLETIONS, json=chat("ticket TKT-4242 first")).status_code == 200
+        config["capture"]["redact"] = [r"ACME-\d{6}", r"TKT-\d+"]
+        write_config(router.config_path, config)
+        deadline = time.monotonic() + 10
+        while router.metric("flotilla_router_config_reloads_total", result="ok") < 1:
+            assert time.monotonic() < deadline, "the config was not reloaded"
+            time.sleep(0.1)
+        assert client.post(COMPLETIONS, json=chat("ticket TKT-4242 second")).status_code == 200
+    records = {r["messages"][0]["content"].split()[-1]: r for r in wait_stored(tmp_path / "store", 2)}
+    assert records["first"]["messages"][0]["content"] == "ticket TKT-4242 first"
+    assert records["second"]["messages"][0]["content"] == "ticket [REDACTED] second"
+    assert "TKT-4242" not in records["second"]["answer"]

@@ -126,9 +126,13 @@ class RouterState:
     async def _sync_capture(self, config: RouterConfig) -> None:
         """Start the capture pipeline the first time a config has a sink."""
         assert self.ctx is not None
-        if config.capture is None or self.recorder is not None:
-            if config.capture is None and self.recorder is not None:
+        if self.recorder is not None:
+            if config.capture is None:
                 log.warning("capture sink removed from the config: restart the router to stop capturing")
+            else:
+                self.recorder.pipeline.update(config.capture)
+            return
+        if config.capture is None:
             return
         try:
             sink = await asyncio.to_thread(pipeline.make_sink, config.capture, dict(os.environ))
