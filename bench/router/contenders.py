@@ -4,8 +4,8 @@
 - ``flotilla``: ``flotilla router --config router.yaml`` from the project venv;
 - ``flotilla-keyed`` (optional): the same with access control on (one API key, no limits), for the cost of
   authentication per request (every contender is sent the same ``Authorization`` header);
-- ``flotilla-capture`` (optional): the same with distillation capture of every request (sample 1) into a
-  directory sink, for the cost of capture on throughput (docs/distillation.md);
+- ``flotilla-capture`` (optional): the same with distillation capture of every request into a directory
+  sink (``FLOTILLA_BENCH_CAPTURE_SAMPLE``: a sample below 1), for the cost of capture on throughput;
 - ``litellm``: LiteLLM proxy, one worker, no database, logging off (separate venv);
 - ``vllm-router``: the Rust router from PyPI ``vllm-router``, round-robin policy (separate venv).
 """
@@ -78,7 +78,8 @@ def _flotilla_config(backend_url: str, keyed: bool = False, capture: Path | None
         digest = hashlib.sha256(loadgen.API_KEY.encode()).hexdigest()
         config["access"] = {"keys": [{"name": "bench", "sha256": digest}]}
     if capture is not None:
-        capture_all = {"sample": 1.0, "from": "all"}
+        sample = float(os.environ.get("FLOTILLA_BENCH_CAPTURE_SAMPLE", "1"))  # default: every request
+        capture_all = {"sample": sample, "from": "all"}
         config["tasks"] = [{"name": n, "models": ["fake"], "capture": capture_all} for n in ("chat", "code")]
         config["capture"] = {
             "directory": {"path": str(capture / "store")},

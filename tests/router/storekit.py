@@ -62,7 +62,8 @@ class Store:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
         ]
-        argv += ["-volume.max=4", "-master.volumeSizeLimitMB=64"]
+        # 64 MB volumes, grown 7 at a time for replication 000: room for two growths (sparse files)
+        argv += ["-volume.max=16", "-master.volumeSizeLimitMB=64"]
         self.starts += 1
         self.proc = Proc(f"seaweedfs-{self.ports['s3']}-{self.starts}", argv, self.logs)
         deadline = time.monotonic() + timeout

@@ -198,6 +198,7 @@ def test_a_reloaded_redaction_pattern_applies_without_a_restart(
     headers = {"x-flotilla-task": "chat"}
     with router.client(headers=headers) as client:
         assert client.post(COMPLETIONS, json=chat("ticket TKT-4242 first")).status_code == 200
+        assert len(wait_stored(tmp_path / "store", 1)) == 1  # written before the reload
         config["capture"]["redact"] = [r"ACME-\d{6}", r"TKT-\d+"]
         write_config(router.config_path, config)
         deadline = time.monotonic() + 10

@@ -83,7 +83,11 @@ def test_export_from_the_store(cloud: Any, store: Store, make_router: Any, tmp_p
             assert _ask(client, f"export question {i % 20}", False)  # 10 repeats of the same exchange
     _wait(lambda: len(store.lines(prefix)) >= 30, 20, "30 traces in the store")
     out = tmp_path / "dataset"
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "flotilla-test", "AWS_SECRET_ACCESS_KEY": "flotilla-test-secret"}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "flotilla-test",
+        "AWS_SECRET_ACCESS_KEY": "flotilla-test-secret",
+    }
     argv = [PYTHON, "-m", "flotilla.cli", "traces", "export", "--source", f"s3://traces/{prefix}"]
     argv += ["--endpoint-url", store.url, "--task", "chat", "--format", "openai-chat", "--since", "1h"]
     done = subprocess.run([*argv, "--eval-fraction", "0.2", "-o", str(out)], env=env, capture_output=True,
@@ -92,7 +96,9 @@ def test_export_from_the_store(cloud: Any, store: Store, make_router: Any, tmp_p
     summary = json.loads(done.stdout)
     assert (summary["read"], summary["duplicates"], summary["train"] + summary["eval"]) == (30, 10, 20)
     rows = [json.loads(line) for name in ("train", "eval") for line in (out / f"{name}.jsonl").open()]
-    assert sorted(r["messages"][0]["content"] for r in rows) == sorted(f"export question {i}" for i in range(20))
+    assert sorted(r["messages"][0]["content"] for r in rows) == sorted(
+        f"export question {i}" for i in range(20)
+    )
     assert all(r["messages"][-1]["role"] == "assistant" for r in rows)
     env["AWS_SECRET_ACCESS_KEY"] = "wrong"
     denied = subprocess.run([*argv, "-o", str(out)], env=env, capture_output=True, text=True, timeout=60)

@@ -106,6 +106,7 @@ class Pipeline:
         self._writer: asyncio.Task[None] | None = None
         self._uploader: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def update(self, settings: CaptureSettings) -> None:
         """A reloaded config: new redaction patterns apply to the next batch (swapped whole, so the writer
@@ -139,9 +140,11 @@ class Pipeline:
             await self.queue.put(None)
             await self._writer
         if self._uploader is not None:
+            # Python 3.11's wait_for can swallow a cancel that lands as its inner wait completes (the
+            # writer's last wake-up does exactly that): the flag ends the loop at its next turn anyway.
+            self._stopping = True
             self._uploader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._uploader
+            await asyncio.wait([self._uploader], timeout=self.settings.flush_seconds)
         await asyncio.to_thread(self.spool.seal)
         backoff = BACKOFF_START
         while self.spool.sealed() and time.monotonic() < deadline:
@@ -197,10 +200,12 @@ class Pipeline:
 
     async def _upload_forever(self) -> None:
         backoff = BACKOFF_START
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TICK)
             self._wake.clear()
+            if self._stopping:
+                return
             await asyncio.to_thread(self.spool.seal, True)
             if await self._upload_once():
                 backoff = BACKOFF_START

@@ -34,8 +34,12 @@ HEX = "ab" * 32
 KEY = {"name": "web", "secretRef": {"name": "keys", "key": "web"}}
 JWT = {"jwksURL": "https://idp.example/jwks", "issuer": "https://idp.example", "audience": "f",
        "policies": [{"name": "team"}]}  # fmt: skip
-S3 = {"endpoint": "https://s3.example", "bucket": "traces", "accessKeyID": {"name": "s3", "key": "id"},
-      "secretAccessKey": {"name": "s3", "key": "secret"}}
+S3 = {
+    "endpoint": "https://s3.example",
+    "bucket": "traces",
+    "accessKeyID": {"name": "s3", "key": "id"},
+    "secretAccessKey": {"name": "s3", "key": "secret"},
+}
 DIST = {"sink": {"s3": S3}}
 _CONSTRAINTS = (
     "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern",
