@@ -69,7 +69,7 @@ def test_plain_and_streamed_answers_land_with_their_fields(
         assert client.post(COMPLETIONS, json=chat("prose please"), headers={"x-flotilla-task": "writing"})
     records = wait_stored(tmp_path / "store", 6)
     assert len(records) == 6
-    assert router.metric("flotilla_router_traces_captured_total") == 6
+    assert router.metric("flotilla_router_traces_captured_total", task="chat") == 6
     by_prompt = {r["messages"][0]["content"]: r for r in records}
     assert set(by_prompt) == {f"{kind} question {i}" for kind in ("plain", "streamed") for i in range(3)}
     for prompt, record in by_prompt.items():

@@ -42,7 +42,10 @@ class CaptureMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.captured = Counter(
-            "flotilla_router_traces_captured", "Traces written to the local spool.", registry=registry
+            "flotilla_router_traces_captured",
+            "Traces written to the local spool, by task.",
+            ["task"],
+            registry=registry,
         )
         self.uploaded = Counter(
             "flotilla_router_traces_uploaded", "Traces the store acknowledged.", registry=registry
@@ -184,14 +187,19 @@ class Pipeline:
     def _spool_batch(self, batch: Sequence[traces.Raw]) -> None:
         """Worker thread: build, redact and append one batch."""
         lines: list[bytes] = []
+        tasks: list[str] = []
         unreadable = 0
+        redactor = self.redactor
         for raw in batch:
             try:
-                lines.append(traces.line(traces.record(raw, self.redactor)))
+                lines.append(traces.line(traces.record(raw, redactor)))
             except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError):
                 unreadable += 1
+            else:
+                tasks.append(raw.task)
         accepted = self.spool.append(lines)
-        self.metrics.captured.inc(accepted)
+        for task in set(tasks[:accepted]):
+            self.metrics.captured.labels(task).inc(tasks[:accepted].count(task))
         if unreadable:
             self.metrics.dropped.labels("unreadable").inc(unreadable)
         if accepted < len(lines):
