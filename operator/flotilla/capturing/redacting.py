@@ -108,30 +108,65 @@ def _generic(match: re.Match[str]) -> str:
     return "[SECRET]" if _is_random(match.group()) else match.group()
 
 
+Gate = Callable[[str, str], bool]
+"""(text, lower-cased text) -> whether a built-in pattern can match at all: a few substring checks skip
+most regex scans on ordinary text (redaction runs on the router's core; see docs/distillation.md, Costs)."""
+_AWS_PREFIXES = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA")
+_THREE_DIGITS = re.compile(r"\d\d\d")
+
+
+def _maybe_token(text: str, lower: str) -> bool:
+    return any(s in text for s in ("eyJ", "sk-", "gh", "xox", "AIza", "-----BEGIN", *_AWS_PREFIXES))
+
+
+def _maybe_scheme(text: str, lower: str) -> bool:
+    return "bearer" in lower or "basic" in lower or "token" in lower
+
+
+def _maybe_assignment(text: str, lower: str) -> bool:
+    return ("=" in text or ":" in text) and any(w in lower for w in ("key", "secret", "token", "pass", "pwd"))
+
+
+def _maybe_email(text: str, lower: str) -> bool:
+    return "@" in text
+
+
+def _maybe_number(text: str, lower: str) -> bool:
+    return _THREE_DIGITS.search(text) is not None
+
+
+def _maybe_long(text: str, lower: str) -> bool:
+    return len(text) >= 24
+
+
 class Redactor:
     """Applies the fleet's patterns, then the built-ins, to one string at a time."""
 
     __slots__ = ("_rules",)
 
     def __init__(self, extra: Iterable[str] = ()) -> None:
-        rules: list[tuple[re.Pattern[str], str | Replacement]] = [
-            (re.compile(p), "[REDACTED]") for p in extra
+        rules: list[tuple[re.Pattern[str], str | Replacement, Gate | None]] = [
+            (re.compile(p), "[REDACTED]", None) for p in extra
         ]
         rules += [
-            (_TOKEN, "[SECRET]"),
-            (_BEARER, r"\1\2[SECRET]"),
-            (_ASSIGNMENT, r"\1[SECRET]"),
-            (_EMAIL, "[EMAIL]"),
-            (_CARD, _card),
-            (_PHONE, "[PHONE]"),
-            (_GENERIC, _generic),
+            (_TOKEN, "[SECRET]", _maybe_token),
+            (_BEARER, r"\1\2[SECRET]", _maybe_scheme),
+            (_ASSIGNMENT, r"\1[SECRET]", _maybe_assignment),
+            (_EMAIL, "[EMAIL]", _maybe_email),
+            (_CARD, _card, _maybe_number),
+            (_PHONE, "[PHONE]", _maybe_number),
+            (_GENERIC, _generic, _maybe_long),
         ]
-        self._rules: Sequence[tuple[re.Pattern[str], str | Replacement]] = tuple(rules)
+        self._rules: Sequence[tuple[re.Pattern[str], str | Replacement, Gate | None]] = tuple(rules)
 
     def text(self, text: str) -> str:
         """``text`` with every match replaced."""
-        for pattern, replacement in self._rules:
-            text = pattern.sub(replacement, text)
+        lower = text.lower()
+        for pattern, replacement, gate in self._rules:
+            if gate is None or gate(text, lower):
+                replaced = pattern.sub(replacement, text)
+                if replaced is not text:
+                    text, lower = replaced, replaced.lower()
         return text
 
     def content(self, content: object) -> object:
