@@ -4,6 +4,8 @@
 - ``flotilla``: ``flotilla router --config router.yaml`` from the project venv;
 - ``flotilla-keyed`` (optional): the same with access control on (one API key, no limits), for the cost of
   authentication per request (every contender is sent the same ``Authorization`` header);
+- ``flotilla-capture`` (optional): the same with distillation capture of every request into a directory
+  sink (``FLOTILLA_BENCH_CAPTURE_SAMPLE``: a sample below 1), for the cost of capture on throughput;
 - ``litellm``: LiteLLM proxy, one worker, no database, logging off (separate venv);
 - ``vllm-router``: the Rust router from PyPI ``vllm-router``, round-robin policy (separate venv).
 """
@@ -14,6 +16,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,9 +63,9 @@ def _start_direct(setup: Setup) -> Running:
     return Running("direct", setup.backend_url, None, "no proxy: wrk -> fake backend")
 
 
-def _flotilla_config(backend_url: str, keyed: bool = False) -> str:
+def _flotilla_config(backend_url: str, keyed: bool = False, capture: Path | None = None) -> str:
     """The router config as JSON (YAML's subset): fleet model ``fake``, tasks ``chat`` and ``code`` to it;
-    ``keyed``: access control with the bench's one key."""
+    ``keyed``: access control with the bench's one key; ``capture``: every answer captured under it."""
     config: dict[str, object] = {
         "fleet": "bench",
         "defaultTask": "chat",
@@ -74,18 +77,34 @@ def _flotilla_config(backend_url: str, keyed: bool = False) -> str:
     if keyed:
         digest = hashlib.sha256(loadgen.API_KEY.encode()).hexdigest()
         config["access"] = {"keys": [{"name": "bench", "sha256": digest}]}
+    if capture is not None:
+        sample = float(os.environ.get("FLOTILLA_BENCH_CAPTURE_SAMPLE", "1"))  # default: every request
+        capture_all = {"sample": sample, "from": "all"}
+        config["tasks"] = [{"name": n, "models": ["fake"], "capture": capture_all} for n in ("chat", "code")]
+        config["capture"] = {
+            "directory": {"path": str(capture / "store")},
+            "spoolDir": str(capture / "spool"),
+            "spoolMaxBytes": 2**30,
+        }
     return json.dumps(config, indent=2)
 
 
 def _start_flotilla(
-    setup: Setup, name: str = "flotilla", source: Path | None = None, keyed: bool = False
+    setup: Setup,
+    name: str = "flotilla",
+    source: Path | None = None,
+    keyed: bool = False,
+    capture: bool = False,
 ) -> Running:
     """The project's router, or with ``source`` the router of another checkout (its ``operator/`` first on
     the path, run by the project venv's Python): a before/after comparison in one run."""
     config = setup.work / f"{name}-router.yaml"
-    config.write_text(_flotilla_config(setup.backend_url, keyed))
+    traces = setup.work / f"{name}-traces" if capture else None
+    config.write_text(_flotilla_config(setup.backend_url, keyed, traces))
     port = procs.free_port()
     python = REPO / ".venv" / "bin" / "python"
+    if not python.exists():  # a git worktree: the main checkout's venv runs the bench (and the router)
+        python = Path(sys.executable)
     cmd = [str(python), "-m", "flotilla.cli", "router", "--config", str(config)]
     cmd += ["--host", "127.0.0.1", "--port", str(port)]
     if source is not None:
@@ -110,6 +129,10 @@ def _start_flotilla_baseline(setup: Setup) -> Running:
 
 def _start_flotilla_keyed(setup: Setup) -> Running:
     return _start_flotilla(setup, "flotilla-keyed", keyed=True)
+
+
+def _start_flotilla_capture(setup: Setup) -> Running:
+    return _start_flotilla(setup, "flotilla-capture", capture=True)
 
 
 LITELLM_CONFIG = """\
@@ -189,6 +212,7 @@ STARTERS: dict[str, Starter] = {
     "flotilla": _start_flotilla,
     "flotilla-baseline": _start_flotilla_baseline,
     "flotilla-keyed": _start_flotilla_keyed,
+    "flotilla-capture": _start_flotilla_capture,
     "litellm": _start_litellm,
     "vllm-router": _start_vllm_router,
 }

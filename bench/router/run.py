@@ -36,6 +36,7 @@ ALL = ["direct", "flotilla", "litellm", "vllm-router"]
 OPTIONAL = [
     "flotilla-baseline",
     "flotilla-keyed",
+    "flotilla-capture",
 ]  # FLOTILLA_BASELINE=<checkout>: the router of an earlier commit, same venv
 
 LONG_PROMPT = (

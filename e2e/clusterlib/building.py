@@ -6,10 +6,11 @@ renamed into place, so an interrupted build never leaves a half-written binary t
 mistake for a finished one; the rerun resumes from Go's build cache (~/.cache/go-build) instead of starting
 from zero. Modules are fetched into Go's default module cache (`go env GOMODCACHE`).
 
-KEDA is the exception to the throwaway modules: its go.mod pins Kubernetes and Prometheus through
-`replace` directives, which Go ignores in a dependency, so its module zip (fetched through the proxy and
-checked against e2e/gomod/keda/go.sum) is unpacked into the cache and built in place, with its own
-go.mod/go.sum (read-only, Go's default: a build that would need to change them fails).
+KEDA and SeaweedFS are the exceptions to the throwaway modules: their go.mod files carry `replace`
+directives (KEDA pins Kubernetes and Prometheus), which Go ignores in a dependency, so their module zips
+(fetched through the proxy and checked against e2e/gomod/<tool>/go.sum) are unpacked into the cache and
+built in place, with their own go.mod/go.sum (read-only, Go's default: a build that would need to change
+them fails).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ NODE_TARGETS = ("node", "coredns")  # built only for the opt-in real node
 # discovery), static and file; the cloud SDKs of the other plugins would triple the build on 2 cores.
 PROMETHEUS_TAGS = "remove_all_sd,enable_kubernetes_sd"
 KEDA_MODULE = "github.com/kedacore/keda/v2"
+SEAWEEDFS_MODULE = "github.com/seaweedfs/seaweedfs"
 FETCH_TARGETS = ("keda-crds",)  # copied from a module's source, nothing compiled
 BUILD_DATE = "2026-01-01T00:00:00Z"  # fixed, so builds are reproducible and the link cache hits
 
@@ -172,6 +174,14 @@ def targets(cfg: settings.Settings) -> list[Target]:
             packages={"prometheus-adapter": "sigs.k8s.io/prometheus-adapter/cmd/adapter"},
             ldflags="-s -w",  # its Makefile sets no version variables
             bin_dir=cfg.tool_dir("prometheus-adapter") / "bin",
+            name="seaweedfs",  # the capture tests' S3 store (`weed server -s3`), not needed by `up`
+            module_dir=cfg.seaweedfs_source_dir,
+            packages={"weed": "./weed"},
+            ldflags="-s -w",  # as weed/Makefile
+            bin_dir=cfg.tool_dir("seaweedfs") / "bin",
+            prepare=lambda: unpack_module_source(
+                cfg, SEAWEEDFS_MODULE, cfg.pins.seaweedfs, "seaweedfs", cfg.seaweedfs_source_dir
+            ),
         ),
     ]
 
@@ -264,14 +274,13 @@ def _pinned_sum(go_sum: Path, module: str, version: str) -> str:
     raise settings.ClusterError(f"{go_sum} has no checksum for {module} {version}")
 
 
-def _keda_zip(cfg: settings.Settings) -> Path:
-    """The pinned KEDA module zip, fetched through the proxy (checksum database verified) and checked
-    against the pin in e2e/gomod/keda/go.sum."""
-    version = cfg.pins.keda
-    wanted = _pinned_sum(settings.GOMOD_DIR / "keda" / "go.sum", KEDA_MODULE, version)
+def _module_zip(cfg: settings.Settings, module: str, version: str, pin_dir: str) -> Path:
+    """A pinned module zip, fetched through the proxy (checksum database verified) and checked against
+    the pin in e2e/gomod/<pin_dir>/go.sum."""
+    wanted = _pinned_sum(settings.GOMOD_DIR / pin_dir / "go.sum", module, version)
     cfg.cache_dir.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        [_go(), "mod", "download", "-json", f"{KEDA_MODULE}@{version}"],
+        [_go(), "mod", "download", "-json", f"{module}@{version}"],
         cwd=cfg.cache_dir,  # outside any module
         env={**os.environ, "GOTOOLCHAIN": "local"},
         capture_output=True,
@@ -281,23 +290,20 @@ def _keda_zip(cfg: settings.Settings) -> Path:
     try:
         info = json.loads(done.stdout)
     except json.JSONDecodeError:
-        raise settings.ClusterError(
-            f"go mod download {KEDA_MODULE}@{version} failed: {done.stderr}"
-        ) from None
+        raise settings.ClusterError(f"go mod download {module}@{version} failed: {done.stderr}") from None
     archive = Path(info.get("Zip") or "/nonexistent")
     if info.get("Sum") != wanted or not archive.exists():
-        raise settings.ClusterError(f"cannot fetch {KEDA_MODULE}@{version} (want {wanted}): {info}")
+        raise settings.ClusterError(f"cannot fetch {module}@{version} (want {wanted}): {info}")
     return archive
 
 
-def unpack_keda_source(cfg: settings.Settings) -> bool:
-    """Unpack the pinned KEDA module's source into the cache (built there, see the module docstring);
-    return True when unpacked."""
-    dest = cfg.keda_source_dir
+def unpack_module_source(cfg: settings.Settings, module: str, version: str, pin_dir: str, dest: Path) -> bool:
+    """Unpack a pinned module's source into the cache (built there, see the module docstring); return
+    True when unpacked."""
     if (dest / "go.sum").exists():
         return False
-    archive = _keda_zip(cfg)
-    prefix = f"{KEDA_MODULE}@{cfg.pins.keda}/"
+    archive = _module_zip(cfg, module, version, pin_dir)
+    prefix = f"{module}@{version}/"
     tmp = dest.parent / ".src-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     with zipfile.ZipFile(archive) as zipped:
@@ -311,8 +317,12 @@ def unpack_keda_source(cfg: settings.Settings) -> bool:
         raise settings.ClusterError(f"{archive} has no go.sum")
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
-    print(f"unpacked KEDA {cfg.pins.keda} source -> {dest}", flush=True)
+    print(f"unpacked {module} {version} source -> {dest}", flush=True)
     return True
+
+
+def unpack_keda_source(cfg: settings.Settings) -> bool:
+    return unpack_module_source(cfg, KEDA_MODULE, cfg.pins.keda, "keda", cfg.keda_source_dir)
 
 
 def fetch_keda_crds(cfg: settings.Settings) -> bool:

@@ -42,6 +42,7 @@ class Pins:
     prometheus: str  # Go module version, e.g. v0.316.0 (Prometheus 3.16.0; for the observability tests)
     keda: str  # e.g. v2.20.2: its CRDs and its operator (built from the module's own source)
     prometheus_adapter: str  # e.g. v0.12.0: the custom-metrics API the hpa scaling test's HPA reads
+    seaweedfs: str  # a pseudo-version: the capture tests' S3 store (built from the module's own source)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Settings:
             "prometheus": self.pins.prometheus,
             "keda": self.pins.keda,
             "prometheus-adapter": self.pins.prometheus_adapter,
+            "seaweedfs": self.pins.seaweedfs,
         }[tool]
         return self.cache_dir / f"{tool}-{version}"
 
@@ -70,6 +72,7 @@ class Settings:
         """Path of a built binary by command name (kube-apiserver, etcd, kwok, helm, ...)."""
         tools = {**dict.fromkeys(KUBE_COMMANDS, "k8s"), **dict.fromkeys(PROMETHEUS_COMMANDS, "prometheus")}
         tools |= dict.fromkeys(KEDA_COMMANDS, "keda")
+        tools["weed"] = "seaweedfs"
         tool = tools.get(name, name)
         return self.tool_dir(tool) / "bin" / name
 
@@ -87,6 +90,11 @@ class Settings:
     def keda_source_dir(self) -> Path:
         """The KEDA module's source, unpacked from its zip: the operator is built in it, CRDs copied."""
         return self.tool_dir("keda") / "src"
+
+    @property
+    def seaweedfs_source_dir(self) -> Path:
+        """The SeaweedFS module's source, unpacked from its zip: `weed` is built in it."""
+        return self.tool_dir("seaweedfs") / "src"
 
     @property
     def bin_dirs(self) -> list[Path]:
@@ -123,6 +131,7 @@ def read_pins(gomod_dir: Path = GOMOD_DIR) -> Pins:
         prometheus_adapter=_required_version(
             gomod_dir / "prometheus-adapter" / "go.mod", "sigs.k8s.io/prometheus-adapter"
         ),
+        seaweedfs=_required_version(gomod_dir / "seaweedfs" / "go.mod", "github.com/seaweedfs/seaweedfs"),
     )
 
 

@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "flotilla.router.classifying.trainingcommands",
         "train a task classifier from labelled prompts",
     ),
+    "traces": ("flotilla.capturing.commands", "export captured traces as fine-tuning datasets"),
 }
 
 

@@ -107,30 +107,48 @@ def _ready(namespace: str, name: str) -> dict[str, Any] | None:
     return None
 
 
+def _task_pattern(spec: dict[str, Any]) -> None:
+    spec["routing"]["tasks"][0]["match"] = {"patterns": ["("]}
+
+
+def _redact_pattern(spec: dict[str, Any]) -> None:
+    spec["distillation"] = {"sink": {"volume": {"claimName": "traces"}}, "redact": ["("]}
+
+
+UNCOMPILABLE = {
+    "task pattern": (_task_pattern, messages.INVALID_PATTERN),
+    "redaction pattern": (_redact_pattern, messages.INVALID_REDACT_PATTERN),
+}
+
+
+@pytest.mark.parametrize("case", list(UNCOMPILABLE), ids=list(UNCOMPILABLE))
 def test_pattern_the_router_cannot_compile_is_refused_by_the_operator(
-    operator: ok.OperatorProcess, namespace: str
+    operator: ok.OperatorProcess, namespace: str, case: str
 ) -> None:
-    """CEL cannot compile a Python regex, so the apiserver takes `patterns: ["("]`; the operator must refuse
-    the fleet (Ready=False, InvalidSpec, a Warning Event) and leave the router's config as it was, instead of
-    rendering a config every new router pod fails to start with while the fleet stays Ready."""
+    """CEL cannot compile a Python regex, so the apiserver takes `patterns: ["("]` (or `redact: ["("]`); the
+    operator must refuse the fleet (Ready=False, InvalidSpec, a Warning Event) and leave the router's config
+    as it was, instead of rendering a config every new router pod fails to start with while the fleet stays
+    Ready."""
+    breaks, message = UNCOMPILABLE[case]
     doc = ok.fleet_doc(REALISTIC, namespace)
     name = doc["metadata"]["name"]
     ok.apply_doc(doc)
     config_map = ("configmap", f"{name}-router", "-n", namespace)
     ok.wait_until(lambda: ok.kubectl_try("get", *config_map).returncode == 0, 60, "the router ConfigMap")
     before = ok.get_json(*config_map)["data"]["router.yaml"]
-    doc["spec"]["routing"]["tasks"][0]["match"] = {"patterns": ["("]}
+    breaks(doc["spec"])
     ok.apply_doc(doc)  # accepted by the apiserver
     ready = ok.wait_until(
         lambda: (c := _ready(namespace, name)) and c["reason"] == "InvalidSpec" and c, 60, "InvalidSpec"
     )
-    assert ready["status"] == "False" and messages.INVALID_PATTERN in ready["message"]
+    assert ready["status"] == "False" and message in ready["message"]
     selector = f"reason=InvalidSpec,involvedObject.name={name}"
     warnings = ok.wait_until(
         lambda: ok.get_json("events", "-n", namespace, f"--field-selector={selector}")["items"],
         30,
         "the Event",
     )
-    assert warnings[0]["type"] == "Warning" and messages.INVALID_PATTERN in warnings[0]["message"]
+    assert warnings[0]["type"] == "Warning" and message in warnings[0]["message"]
     after = ok.get_json(*config_map)["data"]["router.yaml"]
     assert after == before and "(" not in yaml.safe_load(after)["tasks"][0]["match"]["patterns"]
+    assert yaml.safe_load(after)["capture"] is None

@@ -61,6 +61,9 @@ class AccessPolicy(SpecModel):
     on_budget_exhausted: BudgetAction = "downgrade"
     """When the month's budget is spent: downgrade (serve from the fleet's own models only, with header
     x-flotilla-budget: exhausted) or reject (HTTP 429 budget_exhausted)."""
+    capture: bool = True
+    """Whether this policy's requests may be captured for distillation where a task captures; false: never
+    (e.g. a key used for confidential data)."""
 
 
 class AccessKey(AccessPolicy):

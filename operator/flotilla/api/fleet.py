@@ -17,6 +17,7 @@ from flotilla import errors
 from flotilla.api import messages
 from flotilla.api.access import AccessKey, AccessSpec, KeyLimits
 from flotilla.api.common import MAX_LIST, SpecModel, cel_rules, object_default
+from flotilla.api.distillation import DistillationSpec
 from flotilla.api.modelspec import Accelerator, Autoscaling, ModelSource, ModelSpec, Replicas
 from flotilla.api.placement import AUTO, NONE, FleetPlacement, PackSpec, Placement
 from flotilla.api.routing import ApiKeyRef, FallbackSpec, RouterSpec, RoutingSpec, TaskMatchSpec, TaskSpec
@@ -75,6 +76,9 @@ class ModelFleetSpec(SpecModel):
          f"m.placement.pack in ['{AUTO}', '{NONE}'] || "
          "(has(self.packs) && self.packs.exists(p, p.name == m.placement.pack)))",
          messages.UNKNOWN_MODEL_PACK),
+        ("has(self.distillation) || !has(self.routing) || !has(self.routing.tasks) || "
+         "self.routing.tasks.all(t, !has(t.distillation) || !has(t.distillation.capture))",
+         messages.CAPTURE_WITHOUT_SINK),
     )  # fmt: skip
 
     models: Annotated[list[ModelSpec], Field(max_length=MAX_LIST)] = Field(default_factory=list)
@@ -93,6 +97,9 @@ class ModelFleetSpec(SpecModel):
     access: AccessSpec | None = None
     """Who may call the router (API keys and their limits and cloud budgets); the router is open without
     it, which only a ClusterIP router Service may be."""
+    distillation: DistillationSpec | None = None
+    """Trace capture for distillation: the sink and redaction (docs/distillation.md). The tasks that
+    capture say so in `routing.tasks[].distillation`."""
 
     def model(self, name: str) -> ModelSpec:
         """The model with that name (KeyError if none)."""
@@ -151,6 +158,9 @@ class ModelFleetSpec(SpecModel):
                 raise ValueError(
                     f"{messages.UNKNOWN_MODEL_PACK} (model {model.name!r} names {model.placement.pack!r})"
                 )
+        capturing = [t.name for t in self.routing.tasks if t.distillation and t.distillation.capture]
+        if capturing and self.distillation is None:
+            raise ValueError(f"{messages.CAPTURE_WITHOUT_SINK} (tasks {', '.join(capturing)})")
         return self
 
 

@@ -43,7 +43,8 @@ OFFICIAL_ENDPOINT = (
 )
 ENV_SOURCE = "valueFrom needs exactly one of secretKeyRef or configMapKeyRef"
 INVALID_PATTERN = "spec.routing.tasks[].match.patterns must be valid Python regular expressions"
-OPERATOR_ONLY = frozenset({INVALID_PATTERN})
+INVALID_REDACT_PATTERN = "spec.distillation.redact must be valid Python regular expressions"
+OPERATOR_ONLY = frozenset({INVALID_PATTERN, INVALID_REDACT_PATTERN})
 """Messages no CEL rule can enforce (CEL cannot compile a Python regex): the apiserver accepts the fleet, the
 operator refuses it (Ready=False, reason InvalidSpec, a Warning Event) before rendering anything."""
 FALLBACK_TIMEOUT = "a fallback's timeout must be longer than 0s"
@@ -89,3 +90,7 @@ RESERVED_PACK_NAME = "pack names auto and none are reserved: name spec.packs ent
 DUPLICATE_PACK = "pack names must be unique: two entries in spec.packs have the same name"
 UNKNOWN_FLEET_PACK = "spec.placement.pack must be auto, none or the name of an entry of spec.packs"
 UNKNOWN_MODEL_PACK = "spec.models[].placement.pack must be auto, none or the name of an entry of spec.packs"
+SINK_ONE = "spec.distillation.sink needs exactly one of s3 or volume"
+SINK_ENDPOINT = "sink s3.endpoint must be an http:// or https:// URL with a host and no user:password@"
+SINK_BUCKET = "sink s3.bucket must be an S3 bucket name: 3-63 lowercase letters, digits, dots and dashes"
+CAPTURE_WITHOUT_SINK = "spec.routing.tasks[].distillation.capture needs spec.distillation (the sink)"

@@ -9,6 +9,7 @@ Field names are camelCase on the wire (like every Kubernetes object) and snake_c
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -145,6 +146,20 @@ class Sampling(WireModel):
     )
 
 
+CaptureSource = Literal["all", "fallbacks", "cloud"]
+"""Which answers of a task are captured for distillation: every answer, those served after the task's first
+choice failed or was escalated, or those served by a cloud fallback."""
+
+
+class Capture(WireModel):
+    """Record a sample of a task's answers (after redaction) for distillation (``flotilla.capturing``)."""
+
+    sample: float = Field(ge=0, le=1, description="Share of the task's answered requests recorded.")
+    source: CaptureSource = Field(
+        "all", alias="from", description="all, fallbacks (not the first choice) or cloud (a fallback)."
+    )
+
+
 class TaskRoute(WireModel):
     """A task type and where its requests go, in order: models first, then fallbacks."""
 
@@ -166,6 +181,7 @@ class TaskRoute(WireModel):
     max_mid_stream_switches: int = Field(
         1, ge=0, le=MAX_MID_STREAM_SWITCHES, description="Upstream switches one stream may make mid-way."
     )
+    capture: Capture | None = Field(None, description="Capture answers for distillation; None: never.")
 
 
 class CircuitBreakerSettings(WireModel):
@@ -219,6 +235,7 @@ class PolicyConfig(WireModel):
     limits: KeyLimitsConfig = Field(default_factory=KeyLimitsConfig)
     monthly_budget_usd: float | None = Field(None, ge=0, alias="monthlyBudgetUSD")
     on_budget_exhausted: Literal["downgrade", "reject"] = "downgrade"
+    capture: bool = Field(True, description="This policy's requests may be captured for distillation.")
 
 
 class KeyPolicy(PolicyConfig):
@@ -265,6 +282,50 @@ class AccessConfig(WireModel):
         return self
 
 
+class S3Sink(WireModel):
+    """An S3-compatible bucket; the credentials come from env vars (set from a Secret), never inline."""
+
+    endpoint: str = Field(pattern=CLASSIFIER_URL_PATTERN, description="http(s) URL of the S3 API.")
+    bucket: str = Field(min_length=3, max_length=63)
+    prefix: str = Field("", max_length=512, description="Key prefix of every object written.")
+    region: str = Field("us-east-1", min_length=1)
+    access_key_env: str | None = Field(None, description="Env var holding the access key id.")
+    secret_key_env: str | None = Field(None, description="Env var holding the secret access key.")
+
+
+class DirectorySink(WireModel):
+    """A directory (a mounted PersistentVolumeClaim on a single-node cluster)."""
+
+    path: str = Field(min_length=1)
+
+
+class CaptureSettings(WireModel):
+    """Where captured traces go and how much the router may hold back while the sink is away."""
+
+    redact: list[str] = Field(
+        default_factory=list, description="Python regexes removed from traces, besides the built-ins."
+    )
+    s3: S3Sink | None = None
+    directory: DirectorySink | None = None
+    spool_dir: str = Field("/var/spool/flotilla", min_length=1, description="Local spool (JSONL segments).")
+    spool_max_bytes: int = Field(256 * 2**20, ge=2**16, description="Spool bound; over it new traces drop.")
+    queue_size: int = Field(10_000, ge=1, description="In-memory traces waiting for the spool writer.")
+    segment_max_bytes: int = Field(4 * 2**20, ge=2**12, description="A segment is sealed at this size...")
+    segment_max_seconds: float = Field(10.0, gt=0, description="...or this age, then uploaded.")
+    flush_seconds: float = Field(20.0, ge=0, description="On shutdown, how long to keep uploading.")
+
+    @model_validator(mode="after")
+    def _one_sink(self) -> CaptureSettings:
+        if (self.s3 is None) == (self.directory is None):
+            raise ValueError("capture needs exactly one sink: s3 or directory")
+        for pattern in self.redact:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{messages.INVALID_PATTERN}: {pattern!r}: {exc}") from None
+        return self
+
+
 class RouterConfig(WireModel):
     """Everything one fleet's router needs. Rendered by the operator, read (and hot-reloaded) by the
     router."""
@@ -281,6 +342,9 @@ class RouterConfig(WireModel):
     classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies get HTTP 413.")
     access: AccessConfig | None = Field(None, description="API keys and their policies; None: open.")
+    capture: CaptureSettings | None = Field(
+        None, description="Distillation capture sink; None: no task captures (``tasks[].capture`` ignored)."
+    )
 
     @model_validator(mode="after")
     def _references_resolve(self) -> RouterConfig:

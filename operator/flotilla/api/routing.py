@@ -23,6 +23,7 @@ from flotilla.api.common import (
     object_default,
     parse_duration,
 )
+from flotilla.api.distillation import TaskDistillationSpec
 from flotilla.api.routerconfig import (
     ALL_FALLBACK_REASONS,
     CLASSIFIER_URL_PATTERN,
@@ -224,6 +225,8 @@ class TaskSpec(SpecModel):
     event instead (as before)."""
     max_mid_stream_switches: Annotated[int, Field(ge=0, le=MAX_MID_STREAM_SWITCHES)] = 1
     """How many times one stream may switch upstream mid-way (0 turns mid-stream failover off)."""
+    distillation: TaskDistillationSpec | None = None
+    """Capture this task's answers for distillation (docs/distillation.md); needs `spec.distillation`."""
 
 
 class ClassifierModelSpec(SpecModel):

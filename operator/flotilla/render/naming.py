@@ -27,6 +27,10 @@ ROUTER_ADMIN_PORT = 9090
 MODEL_SERVICE_PORT = 8080
 CONFIG_MOUNT_DIR = "/etc/flotilla"
 SPEND_MOUNT_DIR = "/etc/flotilla-spend"
+SPOOL_MOUNT_DIR = "/var/spool/flotilla"  # the router's trace spool (an emptyDir)
+TRACES_MOUNT_DIR = "/var/lib/flotilla-traces"  # a volume sink's PersistentVolumeClaim
+SINK_ACCESS_KEY_ENV = "FLOTILLA_SINK_ACCESS_KEY_ID"
+SINK_SECRET_KEY_ENV = "FLOTILLA_SINK_SECRET_ACCESS_KEY"
 
 
 def _name(model: ModelSpec | str) -> str:

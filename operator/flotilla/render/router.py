@@ -39,6 +39,28 @@ def _api_key_env(fleet: ModelFleet) -> list[dict[str, Any]]:
     return env
 
 
+def _capture_mounts(
+    fleet: ModelFleet, env: list[dict[str, Any]], mounts: list[dict[str, Any]], volumes: list[dict[str, Any]]
+) -> None:
+    """The trace spool (an emptyDir of spoolMiB), the sink's credentials as env or its volume."""
+    spec = fleet.spec.distillation
+    if spec is None:
+        return
+    mounts.append({"name": "spool", "mountPath": naming.SPOOL_MOUNT_DIR})
+    volumes.append({"name": "spool", "emptyDir": {"sizeLimit": f"{spec.spool_mib}Mi"}})
+    s3, volume = spec.sink.s3, spec.sink.volume
+    if s3 is not None:
+        for name, ref in ((naming.SINK_ACCESS_KEY_ENV, s3.access_key_id),
+                          (naming.SINK_SECRET_KEY_ENV, s3.secret_access_key)):  # fmt: skip
+            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    if volume is not None:
+        mount = {"name": "traces", "mountPath": naming.TRACES_MOUNT_DIR}
+        if volume.sub_path:
+            mount["subPath"] = volume.sub_path
+        mounts.append(mount)
+        volumes.append({"name": "traces", "persistentVolumeClaim": {"claimName": volume.claim_name}})
+
+
 def deployment(fleet: ModelFleet, settings: RenderSettings) -> dict[str, Any]:
     """Router pods running `flotilla router` on the mounted routing table."""
     spec = fleet.spec.router
@@ -48,7 +70,7 @@ def deployment(fleet: ModelFleet, settings: RenderSettings) -> dict[str, Any]:
     command = ["flotilla", "router", "--config", config_path, "--host", "0.0.0.0", "--port", port]
     command += ["--admin-port", str(naming.ROUTER_ADMIN_PORT)]
     env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"}, *_api_key_env(fleet)]
-    mounts = [
+    mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": naming.CONFIG_MOUNT_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
@@ -56,6 +78,7 @@ def deployment(fleet: ModelFleet, settings: RenderSettings) -> dict[str, Any]:
         {"name": "config", "configMap": {"name": name}},
         {"name": "tmp", "emptyDir": {}},
     ]
+    _capture_mounts(fleet, env, mounts, volumes)
     if fleet.spec.access is not None:  # the replica id in the spend counter; the operator's spend totals
         env.append({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
         mounts.append({"name": "spend", "mountPath": naming.SPEND_MOUNT_DIR, "readOnly": True})
@@ -84,6 +107,8 @@ def deployment(fleet: ModelFleet, settings: RenderSettings) -> dict[str, Any]:
         "securityContext": base.pod_security_context(),
         "containers": [container],
         "volumes": volumes,
+        # With capture: uvicorn's 30 s of graceful shutdown, then up to 20 s of flushing the spool.
+        **({"terminationGracePeriodSeconds": 60} if fleet.spec.distillation else {}),
         **models.scheduling(spec.node_selector, [t.to_k8s() for t in spec.tolerations]),
     }
     return {

@@ -53,6 +53,42 @@ def _route(fleet: ModelFleet, task: TaskSpec) -> rc.TaskRoute:
         test_time_compute=None if sampling is None else rc.Sampling(**sampling.model_dump()),
         mid_stream_failover=task.mid_stream_failover,
         max_mid_stream_switches=task.max_mid_stream_switches,
+        capture=_task_capture(fleet, task),
+    )
+
+
+def _task_capture(fleet: ModelFleet, task: TaskSpec) -> rc.Capture | None:
+    spec = task.distillation.capture if task.distillation else None
+    if spec is None or fleet.spec.distillation is None:
+        return None
+    return rc.Capture(sample=spec.sample, source=spec.source)
+
+
+def _capture(fleet: ModelFleet) -> rc.CaptureSettings | None:
+    """The sink as the router reaches it: S3 credentials from env (``render.router``), a volume mounted."""
+    spec = fleet.spec.distillation
+    if spec is None:
+        return None
+    s3 = spec.sink.s3
+    sink = (
+        {
+            "s3": rc.S3Sink(
+                endpoint=s3.endpoint,
+                bucket=s3.bucket,
+                prefix=s3.prefix,
+                region=s3.region,
+                access_key_env=naming.SINK_ACCESS_KEY_ENV,
+                secret_key_env=naming.SINK_SECRET_KEY_ENV,
+            )
+        }
+        if s3 is not None
+        else {"directory": rc.DirectorySink(path=naming.TRACES_MOUNT_DIR)}
+    )
+    return rc.CaptureSettings(
+        redact=list(spec.redact),
+        spool_dir=naming.SPOOL_MOUNT_DIR,
+        spool_max_bytes=spec.spool_mib * 2**20,
+        **sink,
     )
 
 
@@ -113,6 +149,7 @@ def render_router_config(fleet: ModelFleet, key_hashes: Mapping[str, str] | None
             log_prompts=routing.classifier.log_prompts,
         ),
         access=_access(fleet, key_hashes or {}),
+        capture=_capture(fleet),
     )
 
 
@@ -153,6 +190,7 @@ def _policy(policy: AccessPolicy) -> rc.PolicyConfig:
         limits=rc.KeyLimitsConfig(**policy.limits.model_dump()) if policy.limits else rc.KeyLimitsConfig(),
         monthly_budget_usd=policy.monthly_budget_usd,
         on_budget_exhausted=policy.on_budget_exhausted,
+        capture=policy.capture,
     )
 
 

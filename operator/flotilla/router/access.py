@@ -150,6 +150,11 @@ class Grant:
     def name(self) -> str:
         return self._state.policy.name
 
+    @property
+    def capture(self) -> bool:
+        """Whether the policy lets its requests be captured for distillation."""
+        return self._state.policy.capture
+
     def charge(self, tokens: int, now: float) -> None:
         """Take the request's estimated tokens (prompt estimate + max_tokens); 429 when over the limit."""
         bucket = self._state.tokens

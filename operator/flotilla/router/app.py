@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flotilla.api.routerconfig import RouterConfig
+from flotilla.capturing import pipeline
 from flotilla.errors import ConfigError
 from flotilla.router import (
     access,
@@ -34,6 +36,7 @@ from flotilla.router import (
     discovering,
     handling,
     httpclient,
+    recording,
     reloading,
     serving,
     snapshots,
@@ -83,6 +86,8 @@ class RouterState:
         self.ctx: handling.Context | None = None
         self.custom: CustomHead | None = None
         """The fleet's own classifier head in the current snapshot; None: the packaged one."""
+        self.recorder: recording.Recorder | None = None
+        """Distillation capture, built from the first config naming a sink (a new sink needs a restart)."""
 
     async def _fetch(self, url: str) -> bytes:
         """GET for the keyring's JWKS, on the TLS session (requests are served only once ``ctx`` exists)."""
@@ -116,6 +121,31 @@ class RouterState:
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
             self.ctx = handling.Context(snapshot, session, httpclient.Client(), self.metrics, self.keyring)
+        await self._sync_capture(config)
+
+    async def _sync_capture(self, config: RouterConfig) -> None:
+        """Start the capture pipeline the first time a config has a sink."""
+        assert self.ctx is not None
+        if self.recorder is not None:
+            if config.capture is None:
+                log.warning("capture sink removed from the config: restart the router to stop capturing")
+            else:
+                self.recorder.pipeline.update(config.capture)
+            return
+        if config.capture is None:
+            return
+        try:
+            sink = await asyncio.to_thread(pipeline.make_sink, config.capture, dict(os.environ))
+        except Exception as exc:  # boto3 missing or refusing its settings: serve without capture
+            log.error("trace capture disabled: cannot set up the sink: %s", exc)
+            return
+        flow = pipeline.Pipeline(
+            config.capture, config.fleet, spending.replica_id(), sink, self.metrics.capture
+        )
+        await flow.start()
+        self.recorder = recording.Recorder(flow)
+        self.ctx.recorder = self.recorder
+        log.info("capturing traces into %s", sink.describe())
 
     async def _custom_head(self, config: RouterConfig) -> CustomHead | None:
         """The fleet's own head when the config names one and it loads. When it does not: the packaged head
@@ -253,6 +283,8 @@ def build_app(config_path: Path, reload_interval: float = 1.0, admin: bool = Fal
             yield
         finally:
             watcher.cancel()
+            if state.recorder is not None:  # after the last request: flush the spool to the store
+                await state.recorder.pipeline.close()
             if state.spend_watch is not None:
                 state.spend_watch.cancel()
             for slice_watcher in state.watchers.values():

@@ -26,6 +26,7 @@ from flotilla.router import (
     forwarding,
     httpclient,
     pricing,
+    recording,
     relaying,
     replies,
     requesting,
@@ -50,6 +51,7 @@ class Context:
     client: httpclient.Client  # plain-HTTP upstreams (fleet pods): cheaper per request
     metrics: Metrics
     keyring: access.Keyring
+    recorder: recording.Recorder | None = None  # distillation capture, when the config has a sink
 
 
 async def complete(
@@ -80,12 +82,22 @@ async def complete(
             route.probabilities,
             parsed.messages,
         )
+    draft = None
+    if ctx.recorder is not None:
+        draft = ctx.recorder.draft(
+            snapshot.config, snapshot.targets, route.task, route.chain, route.score, kind, parsed.messages,
+            parsed.stream, grant, started,
+        )  # fmt: skip
     policy = snapshot.policies.get(route.task)  # escalation / test-time compute: usually none
+    reply: Plain | relaying.Stream
     if policy is not None:
         walk = functools.partial(_walk, ctx, snapshot, route=route, started=started, grant=grant, extra=extra)
-        return await escalating.complete(snapshot, ctx.metrics, policy, parsed, route, walk)
-    counterfactual = snapshot.counterfactual.get(route.task)
-    return await _walk(ctx, snapshot, parsed, route.chain, route, started, grant, extra, counterfactual)
+        reply = await escalating.complete(snapshot, ctx.metrics, policy, parsed, route, walk)
+    else:
+        counterfactual = snapshot.counterfactual.get(route.task)
+        reply = await _walk(ctx, snapshot, parsed, route.chain, route, started, grant, extra, counterfactual)
+    reply.capture = draft
+    return reply
 
 
 async def _walk(

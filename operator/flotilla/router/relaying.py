@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import aiohttp
 
@@ -23,6 +23,9 @@ from flotilla.router.breaking import STATE_VALUES
 from flotilla.router.forwarding import Target
 from flotilla.router.metrics import Metrics
 from flotilla.router.upstreams import Endpoint
+
+if TYPE_CHECKING:
+    from flotilla.router.recording import Draft
 
 log = logging.getLogger(__name__)
 Outcome = Literal["ok", "error", "client_error", "cancelled", "failed"]
@@ -132,6 +135,8 @@ class Stream:
     slot: Slot
     upstream: aiohttp.ClientResponse | httpclient.Response
     headers: dict[str, str]
+    capture: Draft | None = None
+    """Set on a request sampled for distillation (``router.recording``)."""
 
     async def finish(self) -> None:
         """Settle a stream that ended well; drop the upstream socket when it broke or the client left."""

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flotilla.router.recording import Draft
 
 _TYPES = {
     400: "invalid_request_error",
@@ -41,6 +45,8 @@ class Plain:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    capture: Draft | None = None
+    """Set on a request sampled for distillation (``router.recording``)."""
 
 
 class RequestError(Exception):

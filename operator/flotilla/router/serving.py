@@ -109,6 +109,8 @@ async def _answer(
         await _send_plain(send, Plain(500, body, {}), _JSON)
         return
     if isinstance(reply, Plain):
+        if reply.capture is not None:
+            reply.capture.plain(reply)
         content_type = reply.content_type
         if content_type.startswith("text/") and "charset=" not in content_type:
             content_type += "; charset=utf-8"  # as Starlette's Response did for relayed 4xx bodies
@@ -241,14 +243,19 @@ async def _send_plain(send: Send, reply: Plain, content_type: bytes) -> None:
 async def _send_stream(reply: Stream, receive: Receive, send: Send) -> None:
     """Relay ``reply``'s chunks; a client disconnect cancels the relay (and so closes the upstream)."""
     watch = _DisconnectWatch(receive)
+    sent: list[bytes] | None = None if reply.capture is None else []
     try:
         headers = _raw_headers(reply.headers, _SSE)
         headers.append((b"cache-control", b"no-cache"))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         async for chunk in reply.chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if sent is not None:
+                sent.append(chunk)
         watch.armed = False
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if reply.capture is not None and sent is not None:
+            reply.capture.stream(reply, sent)
     except asyncio.CancelledError:
         if not watch.client_left():
             raise  # cancelled from elsewhere (shutdown), not by the client leaving

@@ -15,7 +15,7 @@ import pytest
 from fleets import BASE, fleet
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from test_api_router_parity import REACHABLE, VALIDATORS
+from test_api_router_parity import DIST, REACHABLE, VALIDATORS
 from test_api_validation import CODER, INVALID, SCALE_TO_ZERO
 
 from clusterlib.waiting import wait_until
@@ -79,6 +79,19 @@ def test_an_exposed_router_with_access_is_accepted(objects: client.CustomObjects
     )
     key = created["spec"]["access"]["keys"][0]
     assert (key["cloudFallbacks"], key["onBudgetExhausted"]) == (False, "downgrade")
+
+
+def test_a_capturing_fleet_is_accepted_and_defaulted(objects: client.CustomObjectsApi) -> None:
+    task = {"name": "code", "distillation": {"capture": {"sample": 0.2, "from": "cloud"}}}
+    body = fleet(spec__distillation={**DIST, "redact": ["ACME-\\d+"]}, spec__routing__tasks=[task])
+    created = _dry_run_create(objects, body)
+    sink = created["spec"]["distillation"]["sink"]["s3"]
+    assert (sink["prefix"], sink["region"], created["spec"]["distillation"]["spoolMiB"]) == (
+        "flotilla-traces/",
+        "us-east-1",
+        256,
+    )
+    assert fleet_api.ModelFleet.from_body(created).spec == fleet_api.ModelFleet.from_body(body).spec
 
 
 @pytest.mark.parametrize("case", list(INVALID), ids=list(INVALID))

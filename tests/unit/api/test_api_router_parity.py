@@ -34,6 +34,13 @@ HEX = "ab" * 32
 KEY = {"name": "web", "secretRef": {"name": "keys", "key": "web"}}
 JWT = {"jwksURL": "https://idp.example/jwks", "issuer": "https://idp.example", "audience": "f",
        "policies": [{"name": "team"}]}  # fmt: skip
+S3 = {
+    "endpoint": "https://s3.example",
+    "bucket": "traces",
+    "accessKeyID": {"name": "s3", "key": "id"},
+    "secretAccessKey": {"name": "s3", "key": "secret"},
+}
+DIST = {"sink": {"s3": S3}}
 _CONSTRAINTS = (
     "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern",
     "enum", "minItems", "maxItems", "const",
@@ -44,6 +51,15 @@ def _escalation(**escalation: Any) -> dict[str, Any]:
     """A fleet edit: task code escalates with ``escalation`` (verifiers [json] unless given)."""
     task = {"name": "code", "escalation": {"verifiers": ["json"], **escalation}}
     return {"spec__routing__tasks": [task]}
+
+
+def _s3(**s3: Any) -> dict[str, Any]:
+    return {"spec__distillation": {"sink": {"s3": {**S3, **s3}}}}
+
+
+def _capture(**capture: Any) -> dict[str, Any]:
+    task = {"name": "code", "distillation": {"capture": {"sample": 0.5, **capture}}}
+    return {"spec__distillation": DIST, "spec__routing__tasks": [task]}
 
 
 def _sampling(**sampling: Any) -> dict[str, Any]:
@@ -165,6 +181,17 @@ REACHABLE: dict[str, tuple[dict[str, Any], str]] = {
         {"spec__access": {"jwt": {**JWT, "policies": [{"name": "t", "onBudgetExhausted": "maybe"}]}}},
         "Input should be",
     ),
+    "capture.s3.bucket:maxLength": (_s3(bucket="b" * 64), "at most 63 characters"),
+    "capture.s3.bucket:minLength": (_s3(bucket="ab"), messages.SINK_BUCKET),
+    "capture.s3.endpoint:pattern": (_s3(endpoint="ftp://s3.example"), messages.SINK_ENDPOINT),
+    "capture.s3.prefix:maxLength": (_s3(prefix="p" * 513), "at most 512 characters"),
+    "capture.s3.region:minLength": (_s3(region=""), "at least 1 character"),
+    "capture.spoolMaxBytes:minimum": (
+        {"spec__distillation": {**DIST, "spoolMiB": 1}}, "greater than or equal to 16"
+    ),
+    "tasks[].capture.from:enum": (_capture(**{"from": "sometimes"}), "Input should be"),
+    "tasks[].capture.sample:minimum": (_capture(sample=-0.1), "greater than or equal"),
+    "tasks[].capture.sample:maximum": (_capture(sample=1.5), "less than or equal"),
     "access.jwt.policyClaim:minLength": (
         {"spec__access": {"jwt": {**JWT, "policyClaim": ""}}}, "at least 1 character"
     ),
@@ -181,6 +208,12 @@ UNREACHABLE: dict[str, str] = {
     "models[].service.port:minimum": "the runtime's fixed port (runtimes.RUNTIMES[...].port)",
     "models[].service.port:maximum": "the runtime's fixed port (runtimes.RUNTIMES[...].port)",
     "tasks:minItems": "rendering always adds the default task (render.routing.render_router_config)",
+    "capture.directory.path:minLength": "the volume's fixed mount path (render.naming.TRACES_MOUNT_DIR)",
+    "capture.spoolDir:minLength": "the spool's fixed mount path (render.naming.SPOOL_MOUNT_DIR)",
+    "capture.flushSeconds:minimum": "not in the fleet spec: the router's default",
+    "capture.queueSize:minimum": "not in the fleet spec: the router's default",
+    "capture.segmentMaxBytes:minimum": "not in the fleet spec: the router's default",
+    "capture.segmentMaxSeconds:exclusiveMinimum": "not in the fleet spec: the router's default",
 }
 
 # The validators' rejections: (fleet edit, what the operator says, how the same thing breaks the router).
@@ -215,6 +248,14 @@ VALIDATORS: dict[str, tuple[dict[str, Any], str, Breakage]] = {
         {"spec__routing__tasks": [{"name": "code", "escalation": {"holdTokens": 8}}]},
         messages.ESCALATION_CRITERION, {"task": {"escalation": {"holdTokens": 8}}},
     ),
+    "capture sink: none or two": (
+        {"spec__distillation": {"sink": {"s3": S3, "volume": {"claimName": "traces"}}}}, messages.SINK_ONE,
+        {"capture": {"spoolDir": "/spool"}},
+    ),
+    "redaction pattern that does not compile": (
+        {"spec__distillation": {**DIST, "redact": ["("]}}, messages.INVALID_REDACT_PATTERN,
+        {"capture": {"directory": {"path": "/traces"}, "redact": ["("]}},
+    ),
     "pattern that does not compile": (
         {"spec__routing__tasks": [{"name": "code", "match": {"patterns": ["("]}}]}, messages.INVALID_PATTERN,
         {"task": {"match": {"keywords": [], "patterns": ["("], "examples": []}}},
@@ -224,6 +265,7 @@ VALIDATOR_RAISES = {
     # how many rejections each router-side validator has, counted in its source below
     RouterConfig._references_resolve: 4,  # duplicates (models, fallbacks, tasks), default, model, fallback
     routerconfig.Escalation._decides: 1,
+    routerconfig.CaptureSettings._one_sink: 2,
     classifying.classifiers._task_preset: 1,
     classifying.rules.TaskRules.__init__: 1,
 }

@@ -230,7 +230,7 @@ def test_access_keys_reach_the_router_config_only_as_hashes() -> None:
     assert config["access"]["keys"] == [
         {"name": "web", "sha256": digest, "tasks": [], "models": [], "cloudFallbacks": False,
          "limits": {"requestsPerMinute": 5, "tokensPerMinute": None, "concurrentRequests": None},
-         "monthlyBudgetUSD": None, "onBudgetExhausted": "downgrade"},
+         "monthlyBudgetUSD": None, "onBudgetExhausted": "downgrade", "capture": True},
     ]  # fmt: skip
     assert config["access"]["spendFile"] == "/etc/flotilla-spend/spend.json"
     pod = objects[("Deployment", "f-router")]["spec"]["template"]["spec"]

@@ -1,0 +1,187 @@
+"""Remove personal data and secrets from trace text before it leaves the router (pure, no I/O).
+
+Built-ins replace emails, phone numbers, card numbers (only digit runs that pass the Luhn check, so order
+numbers and arithmetic survive), and API keys and tokens: OpenAI-style ``sk-...``, ``Bearer ...``, AWS
+access key ids (``AKIA``/``ASIA``...), JWTs, GitHub/Slack/Google tokens, ``password=...``-style assignments
+and any long high-entropy run of key characters. The fleet's own regexes (``spec.distillation.redact``) are
+applied first. Each match becomes a placeholder that names what was removed (``[EMAIL]``, ``[SECRET]``...),
+so a trace still reads naturally and the placeholders themselves never match a pattern again.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+
+Replacement = Callable[[re.Match[str]], str]
+
+_SECRET_WORDS = r"(?:api[_-]?key|apikey|secret|token|passw(?:or)?d|pwd|access[_-]?key|private[_-]?key)"
+
+# Order matters: specific token shapes before the generic ones that would also match them.
+_TOKENS = (
+    r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}",  # JWT (header.payload.signature)
+    r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,}",  # OpenAI / Anthropic keys
+    r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b",  # AWS access key ids
+    r"\bgh[pousr]_[A-Za-z0-9]{30,}",  # GitHub tokens
+    r"\bxox[abposr]-[A-Za-z0-9-]{10,}",  # Slack tokens
+    r"\bAIza[A-Za-z0-9_-]{35}",  # Google API keys
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)",
+)
+_TOKEN = re.compile("|".join(f"(?:{t})" for t in _TOKENS))
+_BEARER = re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=-]{8,}")
+_ASSIGNMENT = re.compile(rf"(?i)\b({_SECRET_WORDS}[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]{{4,}}")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+# 13-19 digits in one run, or in groups of 4-6 digits split by single spaces or dashes (how cards are printed
+# and typed: 4-4-4-4, 4-6-5); the card inside a run is found by _card_text. Lists of short numbers never
+# match.
+_CARD = re.compile(r"(?<![\d-])(?:\d{13,19}|\d{4,6}(?:[ -]\d{4,6}){2,5})(?![\d-])")
+# +CC followed by 7-14 digits in groups; or (NNN) NNN-NNNN / NNN-NNN-NNNN / NNN.NNN.NNNN (North America).
+_PHONE = re.compile(
+    r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\w)"
+    r"|(?<!\w)\(\d{3}\)\s?\d{3}[ .-]\d{4}(?!\w)"
+    r"|(?<![\w.-])\d{3}[.-]\d{3}[.-]\d{4}(?![\w-])"
+)
+# A run of key characters long enough to be a credential; kept only if it looks random (see _is_random).
+_GENERIC = re.compile(r"(?<![A-Za-z0-9+/_=-])[A-Za-z0-9+/_=-]{24,}(?![A-Za-z0-9+/_=-])")
+_MIN_ENTROPY_BITS = 3.5  # per character; English words and hex hashes of text stay below or are excluded
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum every payment card number carries."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if position % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def entropy_bits(text: str) -> float:
+    """Shannon entropy per character of ``text``."""
+    counts: dict[str, int] = {}
+    for char in text:
+        counts[char] = counts.get(char, 0) + 1
+    size = len(text)
+    return -sum(n / size * math.log2(n / size) for n in counts.values())
+
+
+def _is_random(token: str) -> bool:
+    """Mixed letters and digits with high entropy: a key, not a word, a number or a path."""
+    has_digit = any(c.isdigit() for c in token)
+    has_upper = any(c.isupper() for c in token)
+    has_lower = any(c.islower() for c in token)
+    return has_digit and has_lower and has_upper and entropy_bits(token) >= _MIN_ENTROPY_BITS
+
+
+def _card(match: re.Match[str]) -> str:
+    return _card_text(match.group())
+
+
+def _card_text(text: str) -> str:
+    """Replace the longest run of whole digit groups in ``text`` that is a Luhn-valid card number (13-19
+    digits), then look again left and right of it: a card typed next to another number is still found."""
+    groups = list(re.finditer(r"\d+", text))
+    best: tuple[int, int] | None = None  # (digits, -start index) of the best window so far
+    span = (0, 0)
+    for start in range(len(groups)):
+        digits = 0
+        for end in range(start, len(groups)):
+            digits += len(groups[end].group())
+            if digits > 19:
+                break
+            if digits >= 13 and (best is None or digits > best[0]):
+                number = "".join(g.group() for g in groups[start : end + 1])
+                if luhn_valid(number):
+                    best = (digits, -start)
+                    span = (groups[start].start(), groups[end].end())
+    if best is None:
+        return text
+    begin, end_at = span
+    return _card_text(text[:begin]) + "[CARD]" + _card_text(text[end_at:])
+
+
+def _generic(match: re.Match[str]) -> str:
+    return "[SECRET]" if _is_random(match.group()) else match.group()
+
+
+Gate = Callable[[str, str], bool]
+"""(text, lower-cased text) -> whether a built-in pattern can match at all: a few substring checks skip
+most regex scans on ordinary text (redaction runs on the router's core; see docs/distillation.md, Costs)."""
+_AWS_PREFIXES = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA")
+_THREE_DIGITS = re.compile(r"\d\d\d")
+
+
+def _maybe_token(text: str, lower: str) -> bool:
+    return any(s in text for s in ("eyJ", "sk-", "gh", "xox", "AIza", "-----BEGIN", *_AWS_PREFIXES))
+
+
+def _maybe_scheme(text: str, lower: str) -> bool:
+    return "bearer" in lower or "basic" in lower or "token" in lower
+
+
+def _maybe_assignment(text: str, lower: str) -> bool:
+    return ("=" in text or ":" in text) and any(w in lower for w in ("key", "secret", "token", "pass", "pwd"))
+
+
+def _maybe_email(text: str, lower: str) -> bool:
+    return "@" in text
+
+
+def _maybe_number(text: str, lower: str) -> bool:
+    return _THREE_DIGITS.search(text) is not None
+
+
+def _maybe_long(text: str, lower: str) -> bool:
+    return len(text) >= 24
+
+
+class Redactor:
+    """Applies the fleet's patterns, then the built-ins, to one string at a time."""
+
+    __slots__ = ("_rules",)
+
+    def __init__(self, extra: Iterable[str] = ()) -> None:
+        rules: list[tuple[re.Pattern[str], str | Replacement, Gate | None]] = [
+            (re.compile(p), "[REDACTED]", None) for p in extra
+        ]
+        rules += [
+            (_TOKEN, "[SECRET]", _maybe_token),
+            (_BEARER, r"\1\2[SECRET]", _maybe_scheme),
+            (_ASSIGNMENT, r"\1[SECRET]", _maybe_assignment),
+            (_EMAIL, "[EMAIL]", _maybe_email),
+            (_CARD, _card, _maybe_number),
+            (_PHONE, "[PHONE]", _maybe_number),
+            (_GENERIC, _generic, _maybe_long),
+        ]
+        self._rules: Sequence[tuple[re.Pattern[str], str | Replacement, Gate | None]] = tuple(rules)
+
+    def text(self, text: str) -> str:
+        """``text`` with every match replaced."""
+        lower = text.lower()
+        for pattern, replacement, gate in self._rules:
+            if gate is None or gate(text, lower):
+                replaced = pattern.sub(replacement, text)
+                if replaced is not text:
+                    text, lower = replaced, replaced.lower()
+        return text
+
+    def content(self, content: object) -> object:
+        """A message ``content``: a string, or OpenAI content parts (their ``text`` redacted, images
+        replaced by a placeholder: a data URL may carry anything)."""
+        if isinstance(content, str):
+            return self.text(content)
+        if isinstance(content, list):
+            parts: list[object] = []
+            for part in content:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    parts.append({**part, "text": self.text(part["text"])})
+                elif isinstance(part, dict) and part.get("type") == "text":
+                    parts.append(part)
+                else:
+                    parts.append({"type": "text", "text": "[NON-TEXT CONTENT]"})
+            return parts
+        return None if content is None else self.text(str(content))
