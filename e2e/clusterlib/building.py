@@ -174,6 +174,8 @@ def targets(cfg: settings.Settings) -> list[Target]:
             packages={"prometheus-adapter": "sigs.k8s.io/prometheus-adapter/cmd/adapter"},
             ldflags="-s -w",  # its Makefile sets no version variables
             bin_dir=cfg.tool_dir("prometheus-adapter") / "bin",
+        ),
+        Target(
             name="seaweedfs",  # the capture tests' S3 store (`weed server -s3`), not needed by `up`
             module_dir=cfg.seaweedfs_source_dir,
             packages={"weed": "./weed"},

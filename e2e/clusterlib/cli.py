@@ -23,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
         "--only",
         action="append",
         metavar="TARGET",
-        help="kubernetes, node, coredns, etcd, kwok, helm, prometheus, keda, keda-crds, prometheus-adapter or seaweedfs",
+        help="kubernetes, node, coredns, etcd, kwok, helm, prometheus, keda, keda-crds, prometheus-adapter"
+        " or seaweedfs",
     )
     build.add_argument(
         "--real-node", action="store_true", help="also build kubelet, kube-proxy and the node's images"
