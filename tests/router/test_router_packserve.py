@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,26 @@ def test_streams_are_openai_sse(pack: PackServe) -> None:
         chunks = [json.loads(e) for e in events[:-1]]
         assert len(chunks) >= 2 and all(c["model"] == "beta" for c in chunks)
         assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+
+def test_a_client_leaving_mid_stream_ends_the_generation(pack: PackServe) -> None:
+    """Before the engine lock and the cancellable stream, the next request ran beside the abandoned
+    generation in one llama.cpp context and the replica died (SIGABRT): a 503, then a 20 s wait."""
+    with (
+        httpx.Client(timeout=300) as client,
+        client.stream(
+            "POST",
+            f"{pack.url}/beta/v1/completions",
+            json={"prompt": "Tell a long story", "max_tokens": 400, "stream": True},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        next(response.iter_lines())  # one chunk, then the connection is closed
+    started = time.monotonic()
+    after = httpx.post(f"{pack.url}/beta/v1/completions", json={"prompt": "Hi", "max_tokens": 2}, timeout=300)
+    assert after.status_code == 200, after.text
+    assert after.json()["model"] == "beta"
+    assert time.monotonic() - started < 10  # not behind the rest of the 400 tokens
 
 
 def test_least_recently_used_model_is_unloaded_and_an_evicted_model_is_held_and_answered(

@@ -9,9 +9,11 @@ every failure into an OpenAI error body.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ray import serve
@@ -38,6 +40,7 @@ class ModelServer:
 
     def __init__(self, spec: PackModel, load_now: bool) -> None:
         self.engine = Engine(spec)
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}")
         if load_now:
             self.engine.load()
 
@@ -54,11 +57,18 @@ class ModelServer:
             return {"__error__": str(exc)}
         return result
 
-    def stream(self, kind: Kind, kwargs: dict[str, Any]) -> Any:
+    async def stream(self, kind: Kind, kwargs: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Chunks pulled one at a time on the replica's one llama thread, so that a client going away (Serve
+        cancels this coroutine) closes the generation at its next token instead of letting it run on."""
+        loop = asyncio.get_running_loop()
+        chunks = self.engine.stream(kind, kwargs)
         try:
-            yield from self.engine.stream(kind, kwargs)
+            while (chunk := await loop.run_in_executor(self.thread, next, chunks, None)) is not None:
+                yield chunk
         except ValueError as exc:
             yield {"__error__": str(exc)}
+        finally:  # queued behind a next() still running, on the same thread: never "already executing"
+            await asyncio.shield(loop.run_in_executor(self.thread, chunks.close))
 
 
 class Ingress:
