@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from flotilla.packserve.residency import Residency
 
@@ -75,3 +76,45 @@ async def test_with_every_model_busy_a_request_is_held_until_one_finishes() -> N
     await holder
     await asyncio.wait_for(waiting, 1)
     assert log == ["unload a", "load b"]
+
+
+async def test_a_loaded_model_is_not_held_behind_another_models_load() -> None:
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def slow_load(name: str) -> None:
+        started.set()
+        await finish.wait()
+
+    async def unload(name: str) -> None:
+        pass
+
+    residency = Residency(["a"], 2, slow_load, unload)
+    loading = asyncio.create_task(residency.using("b").__aenter__())
+    await started.wait()
+    async with asyncio.timeout(1), residency.using("a"):  # answered while b loads
+        assert residency.loaded == ["a"]
+    finish.set()
+    await loading
+    assert residency.loaded == ["a", "b"]
+
+
+async def test_a_request_cancelled_during_the_load_still_books_it() -> None:
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def slow_load(name: str) -> None:
+        started.set()
+        await finish.wait()
+
+    async def unload(name: str) -> None:
+        pass
+
+    residency = Residency([], 1, slow_load, unload)
+    held = asyncio.create_task(residency.using("a").__aenter__())
+    await started.wait()
+    held.cancel()
+    await asyncio.sleep(0.01)
+    assert not held.done()  # waits for the model server's load to finish
+    finish.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await held
+    assert residency.loaded == ["a"] and residency.loads == 1
