@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "crds": ("flotilla.api.commands", "print the CustomResourceDefinitions as YAML"),
     "render": ("flotilla.render.commands", "print every object a ModelFleet file produces (no cluster)"),
     "router": ("flotilla.router.commands", "run the OpenAI-compatible fleet router"),
+    "pack-serve": ("flotilla.packserve.commands", "serve a pack of GGUF models from one process (Ray Serve)"),
     "classify": ("flotilla.router.classifying.commands", "classify JSONL prompts from stdin into task types"),
     "classifier": (
         "flotilla.router.classifying.trainingcommands",
