@@ -76,6 +76,14 @@ class Settings:
         tool = tools.get(name, name)
         return self.tool_dir(tool) / "bin" / name
 
+    def built(self, name: str, target: str) -> Path:
+        """``binary(name)``, or an AssertionError naming the build to run: tests that need a binary fail
+        clearly (never skip) when it has not been built."""
+        path = self.binary(name)
+        if not path.exists():
+            raise AssertionError(f"{path} is missing: run `e2e/cluster build --only {target}` first")
+        return path
+
     @property
     def stages_dir(self) -> Path:
         """kwok stage configs copied from the kwok module source at build time."""

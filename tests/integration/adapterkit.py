@@ -42,10 +42,7 @@ def documented_rules(doc: Path = AUTOSCALING_DOC) -> list[dict[str, Any]]:
 
 def binary() -> Path:
     """The pinned prometheus-adapter; a clear failure (not a skip) when not built yet."""
-    path = settings.load().binary("prometheus-adapter")
-    if not path.exists():
-        raise AssertionError(f"{path} is missing: run `e2e/cluster build --only prometheus-adapter` first")
-    return path
+    return settings.load().built("prometheus-adapter", "prometheus-adapter")
 
 
 class PrometheusAdapter:

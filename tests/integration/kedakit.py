@@ -26,10 +26,7 @@ from clusterlib import settings
 
 def binary() -> Path:
     """The pinned keda-operator; a clear failure (not a skip) when not built yet."""
-    path = settings.load().binary("keda-operator")
-    if not path.exists():
-        raise AssertionError(f"{path} is missing: run `e2e/cluster build --only keda` first")
-    return path
+    return settings.load().built("keda-operator", "keda")
 
 
 class KedaOperator:

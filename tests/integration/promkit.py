@@ -36,10 +36,7 @@ HOST_SUFFIX = r"[a-z0-9-]+\.flotilla\.test"
 
 def binary(name: str = "prometheus") -> Path:
     """The pinned prometheus or promtool; a clear failure (not a skip) when not built yet."""
-    path = settings.load().binary(name)
-    if not path.exists():
-        raise AssertionError(f"{path} is missing: run `e2e/cluster build --only prometheus` first")
-    return path
+    return settings.load().built(name, "prometheus")
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,8 @@ BUCKET = "traces"
 
 
 def binary() -> Path:
-    path = settings.load().binary("weed")
-    if not path.exists():
-        raise AssertionError(f"{path} is missing: run `e2e/cluster build --only seaweedfs` first")
-    return path
+    """The pinned SeaweedFS `weed`; a clear failure (not a skip) when not built yet."""
+    return settings.load().built("weed", "seaweedfs")
 
 
 class Store:

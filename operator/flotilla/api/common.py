@@ -43,6 +43,18 @@ ShortText = Annotated[str, Field(max_length=MAX_SHORT)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 
 
+def compiled_patterns(patterns: list[str], message: str) -> list[str]:
+    """``patterns`` unchanged if each compiles as a Python regex, else a ValueError with ``message``: a
+    CEL rule cannot compile a Python regex, so the apiserver accepts any string and the operator refuses
+    the fleet (Ready=False, InvalidSpec) before any router sees it."""
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{message}: {pattern!r}: {exc}") from None
+    return patterns
+
+
 def cel_rules(*rules: tuple[str, str]) -> ConfigDict:
     """Model config carrying CEL ``x-kubernetes-validations`` (rule, message) into the generated CRD.
 

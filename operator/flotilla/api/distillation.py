@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 
 from flotilla.api import messages
-from flotilla.api.common import MAX_SHORT, SecretKeySelector, SpecModel, cel_rules
+from flotilla.api.common import MAX_SHORT, SecretKeySelector, SpecModel, cel_rules, compiled_patterns
 from flotilla.api.routerconfig import CLASSIFIER_URL_PATTERN, CaptureSource
 
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
@@ -114,9 +114,4 @@ class DistillationSpec(SpecModel):
     @field_validator("redact")
     @classmethod
     def _compiles(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"{messages.INVALID_REDACT_PATTERN}: {pattern!r}: {exc}") from None
-        return patterns
+        return compiled_patterns(patterns, messages.INVALID_REDACT_PATTERN)

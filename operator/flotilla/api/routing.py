@@ -20,6 +20,7 @@ from flotilla.api.common import (
     SpecModel,
     Toleration,
     cel_rules,
+    compiled_patterns,
     object_default,
     parse_duration,
 )
@@ -144,14 +145,7 @@ class TaskMatchSpec(SpecModel):
     @field_validator("patterns")
     @classmethod
     def _compiles(cls, patterns: list[str]) -> list[str]:
-        # The router compiles them at start; a CEL rule cannot compile a Python regex, so the apiserver
-        # accepts any string and the operator refuses the fleet (condition Ready=False, InvalidSpec).
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"{messages.INVALID_PATTERN}: {pattern!r}: {exc}") from None
-        return patterns
+        return compiled_patterns(patterns, messages.INVALID_PATTERN)
 
 
 class EscalationSpec(SpecModel):
