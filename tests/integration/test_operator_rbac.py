@@ -36,7 +36,9 @@ def can(verb: str, resource: str, *extra: str) -> bool:
         ("update", "deployments.apps/scale", ["-A"]),
     ],
 )
-def test_operator_cannot(operator_kubeconfig: Path, verb: str, resource: str, extra: list[str]) -> None:
+def test_operator_cannot(
+    flotilla_crds: None, operator_kubeconfig: Path, verb: str, resource: str, extra: list[str]
+) -> None:
     assert not can(verb, resource, *extra)
 
 
@@ -58,5 +60,7 @@ def test_operator_cannot(operator_kubeconfig: Path, verb: str, resource: str, ex
         ("list", "modelfleets.flotilla.dev"),
     ],
 )
-def test_operator_can(operator_kubeconfig: Path, verb: str, resource: str) -> None:
+def test_operator_can(flotilla_crds: None, operator_kubeconfig: Path, verb: str, resource: str) -> None:
+    """(``flotilla_crds``: kubectl resolves ``modelfleets.flotilla.dev`` only once the CRD exists, so the
+    test would depend on the order tests run in without it.)"""
     assert can(verb, resource, "-A")
