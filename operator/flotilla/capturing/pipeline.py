@@ -1,12 +1,16 @@
-"""From the request path to the store without the request ever waiting: queue -> spool -> uploader.
+"""From the request path to the store without the request ever waiting: buffer -> spool -> uploader.
 
-``offer`` puts a ``traces.Raw`` on a bounded in-memory queue (never blocks: a full queue drops the trace,
-counted with reason ``queue_full``). A writer task takes batches off the queue and, in a worker thread,
-builds and redacts the records and appends them to the spool (fsync per batch): from then on a trace counts
-as captured. An uploader task seals segments when due and puts each sealed one to the sink, oldest first;
-a failed put is retried with exponential backoff (0.5 s doubling to 30 s) and the segment stays in the
-spool until the store acknowledges it. ``close`` (the router's shutdown, e.g. SIGTERM) drains the queue,
-seals the open segment and keeps uploading until the spool is empty or ``flush_seconds`` ran out.
+``offer`` takes a ``traces.Raw`` (references only) and never blocks: with ``queue_size`` traces already
+waiting, the newest is dropped (counted with reason ``queue_full``). The traces offered during one turn of
+the event loop are built, redacted and encoded into JSON lines in one callback right after it (after the
+replies went out), so their request objects die young instead of lingering into the garbage collector's
+older generations; only the encoded bytes wait. A writer task appends the waiting lines to the spool in a
+worker thread (write and fsync, GIL released) once per ``LINGER`` or ``BATCH`` lines: from then on a trace
+counts as captured. An uploader task seals segments when due and puts each sealed one to the sink, oldest
+first; a failed put is retried with exponential backoff (0.5 s doubling to 30 s) and the segment stays in
+the spool until the store acknowledges it. ``close`` (the router's shutdown, e.g. SIGTERM) builds and
+spools what is waiting, seals the open segment and keeps uploading until the spool is empty or
+``flush_seconds`` ran out.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from flotilla.capturing.spooling import Spool
 log = logging.getLogger(__name__)
 BATCH = 512
 LINGER = 0.2
-"""Seconds the writer waits for a batch to fill after its first trace: one worker-thread hand-off and one
+"""Seconds the writer waits for a batch to fill after its first line: one worker-thread hand-off and one
 fsync per batch instead of per request (at c=1 per-request batches cost the router a third of its CPU)."""
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 TICK = 0.5  # seconds between the uploader's looks at the spool when it is idle
@@ -105,16 +109,21 @@ class Pipeline:
             settings.segment_max_bytes,
             settings.segment_max_seconds,
         )
-        self.queue: asyncio.Queue[traces.Raw | None] = asyncio.Queue(settings.queue_size)
+        self._raws: list[traces.Raw] = []
+        """Offered this turn of the event loop, built by ``_build`` right after it."""
+        self._lines: list[bytes] = []
+        self._tasks: list[str] = []
+        """Encoded traces waiting for the writer, and each one's task (the captured metric's label)."""
+        self._ready = asyncio.Event()
+        self._closing = False
         self._writer: asyncio.Task[None] | None = None
         self._uploader: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
 
     def update(self, settings: CaptureSettings) -> None:
-        """A reloaded config: new redaction patterns apply to the next batch (swapped whole, so the writer
-        thread sees the old or the new redactor, never half of one). The sink and the spool are kept: a
-        new sink needs a restart."""
+        """A reloaded config: new redaction patterns apply from the next loop turn's traces on. The sink
+        and the spool are kept: a new sink needs a restart."""
         if settings.redact != self.settings.redact:
             self.redactor = Redactor(settings.redact)
         self.settings = settings.model_copy(
@@ -122,11 +131,30 @@ class Pipeline:
         )
 
     def offer(self, raw: traces.Raw) -> None:
-        """Hand one trace over; never blocks (a full queue drops it)."""
-        try:
-            self.queue.put_nowait(raw)
-        except asyncio.QueueFull:
+        """Hand one trace over; never blocks (with ``queue_size`` traces waiting, it is dropped)."""
+        if len(self._raws) + len(self._lines) >= self.settings.queue_size:
             self.metrics.dropped.labels("queue_full").inc()
+            return
+        if not self._raws:
+            asyncio.get_running_loop().call_soon(self._build)
+        self._raws.append(raw)
+
+    def _build(self) -> None:
+        """Build, redact and encode the traces offered in the last loop turn (pure CPU, no I/O)."""
+        raws, self._raws = self._raws, []
+        redactor, lines, tasks = self.redactor, self._lines, self._tasks
+        unreadable = 0
+        for raw in raws:
+            try:
+                lines.append(traces.line(raw, redactor))
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError):
+                unreadable += 1
+            else:
+                tasks.append(raw.task)
+        if unreadable:
+            self.metrics.dropped.labels("unreadable").inc(unreadable)
+        if lines:
+            self._ready.set()
 
     async def start(self) -> None:
         waiting = await asyncio.to_thread(self.spool.recover)
@@ -137,10 +165,12 @@ class Pipeline:
         self._uploader = asyncio.create_task(self._upload_forever())
 
     async def close(self) -> None:
-        """Drain the queue into the spool, then upload until it is empty or ``flush_seconds`` ran out."""
+        """Spool every waiting trace, then upload until it is empty or ``flush_seconds`` ran out."""
         deadline = time.monotonic() + self.settings.flush_seconds
+        self._build()  # what was offered in this very turn
         if self._writer is not None and not self._writer.done():
-            await self.queue.put(None)
+            self._closing = True
+            self._ready.set()
             await self._writer
         if self._uploader is not None:
             # Python 3.11's wait_for can swallow a cancel that lands as its inner wait completes (the
@@ -161,47 +191,31 @@ class Pipeline:
             )
 
     async def _write(self) -> None:
-        done = False
-        while not done:
-            first = await self.queue.get()
-            if first is not None and self.queue.qsize() < BATCH:
+        while True:
+            await self._ready.wait()
+            if not self._closing and len(self._lines) < BATCH:
                 await asyncio.sleep(LINGER)  # let the batch fill: one hand-off and one fsync for all of it
-            batch: list[traces.Raw] = []
-            item: traces.Raw | None = first
-            while True:
-                if item is None:  # close(): write what is here and stop
-                    done = True
-                    break
-                batch.append(item)
-                if len(batch) >= BATCH or self.queue.empty():
-                    break
-                item = self.queue.get_nowait()
-            if batch:
+            self._ready.clear()
+            lines, tasks = self._lines, self._tasks
+            self._lines, self._tasks = [], []
+            if lines:
                 try:
-                    await asyncio.to_thread(self._spool_batch, batch)
+                    await asyncio.to_thread(self._spool, lines, tasks)
                 except OSError:
-                    log.exception("trace spool: writing %d traces failed", len(batch))
-                    self.metrics.dropped.labels("spool_error").inc(len(batch))
+                    log.exception("trace spool: writing %d traces failed", len(lines))
+                    self.metrics.dropped.labels("spool_error").inc(len(lines))
                 self._wake.set()
+            if self._closing and not self._lines:
+                return
 
-    def _spool_batch(self, batch: Sequence[traces.Raw]) -> None:
-        """Worker thread: build, redact and append one batch."""
-        lines: list[bytes] = []
-        tasks: list[str] = []
-        unreadable = 0
-        redactor = self.redactor
-        for raw in batch:
-            try:
-                lines.append(traces.line(traces.record(raw, redactor)))
-            except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError):
-                unreadable += 1
-            else:
-                tasks.append(raw.task)
+    def _spool(self, lines: Sequence[bytes], tasks: Sequence[str]) -> None:
+        """Worker thread: append encoded lines durably and count them."""
         accepted = self.spool.append(lines)
-        for task in set(tasks[:accepted]):
-            self.metrics.captured.labels(task).inc(tasks[:accepted].count(task))
-        if unreadable:
-            self.metrics.dropped.labels("unreadable").inc(unreadable)
+        counts: dict[str, int] = {}
+        for task in tasks[:accepted]:
+            counts[task] = counts.get(task, 0) + 1
+        for task, count in counts.items():
+            self.metrics.captured.labels(task).inc(count)
         if accepted < len(lines):
             self.metrics.dropped.labels("spool_full").inc(len(lines) - accepted)
         self.metrics.spool_bytes.set(self.spool.pending_bytes())

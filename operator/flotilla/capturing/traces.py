@@ -11,15 +11,19 @@ null), ``classifierScore``, ``latencyMs``, ``stream``, ``usage`` {promptTokens, 
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Mapping, Sequence
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from flotilla.capturing.redacting import Redactor
 
 SCHEMA = 1
+_quote: Callable[[str], str] = encode_basestring_ascii  # C: a JSON string literal, ASCII escapes
+_json = json.JSONEncoder(separators=(",", ":")).encode  # anything else (content parts, odd values)
+_BOOL = ("false", "true")
 
 
 @dataclass(slots=True)
@@ -62,17 +66,18 @@ def _answer_of_body(body: bytes) -> tuple[str, str | None, dict[str, int] | None
 
 
 def _answer_of_chunks(chunks: Sequence[bytes]) -> tuple[str, str | None, dict[str, int] | None]:
-    """The text, finish reason and usage of an OpenAI SSE stream as the client received it."""
+    """The text, finish reason and usage of an OpenAI SSE stream as the client received it (its events
+    decoded as one JSON array: one decoder call instead of one per event, half the cost)."""
+    payloads: list[bytes] = []
+    for line in b"".join(chunks).split(b"\n"):
+        if line.startswith(b"data:"):
+            payload = line[5:].strip()
+            if payload and payload != b"[DONE]":
+                payloads.append(payload)
     parts: list[str] = []
     finish: str | None = None
     counted: dict[str, int] | None = None
-    for line in b"".join(chunks).split(b"\n"):
-        if not line.startswith(b"data:"):
-            continue
-        payload = line[5:].strip()
-        if not payload or payload == b"[DONE]":
-            continue
-        event = json.loads(payload)
+    for event in json.loads(b"[" + b",".join(payloads) + b"]"):
         if not isinstance(event, dict):
             continue
         usage = event.get("usage")
@@ -90,43 +95,44 @@ def _answer_of_chunks(chunks: Sequence[bytes]) -> tuple[str, str | None, dict[st
     return "".join(parts), finish, counted
 
 
-def record(raw: Raw, redactor: Redactor) -> dict[str, Any]:
-    """The stored record of ``raw``, redacted; ValueError/KeyError/TypeError for an unreadable answer."""
+def _time(wall_time: float) -> str:
+    """ISO 8601 UTC with milliseconds, ``2026-12-07T00:47:57.750+00:00`` (strftime: half the cost of
+    datetime.isoformat)."""
+    seconds = int(wall_time)
+    millis = min(999, int((wall_time - seconds) * 1000))
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}+00:00"
+
+
+def _message(message: Mapping[str, Any], redactor: Redactor) -> str:
+    """One request message as stored: its role and name, and its content redacted."""
+    fields = [f'"{k}":{_json(message[k])}' for k in ("role", "name") if k in message]
+    content = redactor.content(message.get("content"))
+    fields.append(f'"content":{_quote(content) if isinstance(content, str) else _json(content)}')
+    return "{" + ",".join(fields) + "}"
+
+
+def line(raw: Raw, redactor: Redactor) -> bytes:
+    """The stored record of ``raw``, redacted, as one JSONL line; ValueError/KeyError/TypeError for an
+    unreadable answer. Assembled from pre-quoted parts rather than a dict through ``json.dumps`` (half the
+    cost; ASCII escapes either way, so a lone surrogate in a prompt cannot break the segment)."""
     if raw.chunks is not None:
         answer, finish, usage = _answer_of_chunks(raw.chunks)
     else:
         answer, finish, usage = _answer_of_body(raw.body or b"{}")
     if raw.prompt_tokens is not None:  # the router's own count (a stream's usage event may be stripped)
         usage = {"promptTokens": raw.prompt_tokens, "completionTokens": raw.completion_tokens or 0}
-    messages = [
-        {
-            **{k: v for k, v in m.items() if k in ("role", "name")},
-            "content": redactor.content(m.get("content")),
-        }
-        for m in raw.messages
-    ]
-    return {
-        "v": SCHEMA,
-        "id": uuid.uuid4().hex,
-        "time": datetime.fromtimestamp(raw.wall_time, UTC).isoformat(timespec="milliseconds"),
-        "fleet": raw.fleet,
-        "task": raw.task,
-        "kind": raw.kind,
-        "model": raw.model,
-        "cloud": raw.cloud,
-        "fellBack": raw.fell_back,
-        "reason": raw.reason,
-        "key": raw.key,
-        "classifierScore": round(raw.score, 4),
-        "latencyMs": round(raw.latency * 1000, 1),
-        "stream": raw.stream,
-        "usage": usage,
-        "messages": messages,
-        "answer": redactor.text(answer),
-        "finishReason": finish,
-    }
-
-
-def line(record: Mapping[str, Any]) -> bytes:
-    """One JSONL line (ASCII escapes: a lone surrogate in a prompt must not break the segment)."""
-    return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+    counted = "null"
+    if usage is not None:
+        prompt, completion = int(usage["promptTokens"]), int(usage["completionTokens"])
+        counted = f'{{"promptTokens":{prompt},"completionTokens":{completion}}}'
+    messages = ",".join(_message(m, redactor) for m in raw.messages)
+    text = (
+        f'{{"v":{SCHEMA},"id":"{os.urandom(16).hex()}","time":"{_time(raw.wall_time)}",'
+        f'"fleet":{_quote(raw.fleet)},"task":{_quote(raw.task)},"kind":{_quote(raw.kind)},'
+        f'"model":{_quote(raw.model)},"cloud":{_BOOL[raw.cloud]},"fellBack":{_BOOL[raw.fell_back]},'
+        f'"reason":{_quote(raw.reason)},"key":{"null" if raw.key is None else _quote(raw.key)},'
+        f'"classifierScore":{_json(round(raw.score, 4))},"latencyMs":{_json(round(raw.latency * 1000, 1))},'
+        f'"stream":{_BOOL[raw.stream]},"usage":{counted},"messages":[{messages}],'
+        f'"answer":{_quote(redactor.text(answer))},"finishReason":{_json(finish)}}}\n'
+    )
+    return text.encode()
