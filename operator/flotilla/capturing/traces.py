@@ -11,6 +11,7 @@ null), ``classifierScore``, ``latencyMs``, ``stream``, ``usage`` {promptTokens, 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -103,6 +104,11 @@ def _time(wall_time: float) -> str:
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}+00:00"
 
 
+def _number(value: float) -> str:
+    """A float as JSON (``repr`` is what json writes for a finite float, without building an encoder)."""
+    return repr(value) if math.isfinite(value) else "null"
+
+
 def _message(message: Mapping[str, Any], redactor: Redactor) -> str:
     """One request message as stored: its role and name, and its content redacted."""
     fields = [f'"{k}":{_json(message[k])}' for k in ("role", "name") if k in message]
@@ -126,13 +132,15 @@ def line(raw: Raw, redactor: Redactor) -> bytes:
         prompt, completion = int(usage["promptTokens"]), int(usage["completionTokens"])
         counted = f'{{"promptTokens":{prompt},"completionTokens":{completion}}}'
     messages = ",".join(_message(m, redactor) for m in raw.messages)
+    score, latency = _number(round(raw.score, 4)), _number(round(raw.latency * 1000, 1))
+    finished = _quote(finish) if isinstance(finish, str) else _json(finish)
     text = (
         f'{{"v":{SCHEMA},"id":"{os.urandom(16).hex()}","time":"{_time(raw.wall_time)}",'
         f'"fleet":{_quote(raw.fleet)},"task":{_quote(raw.task)},"kind":{_quote(raw.kind)},'
         f'"model":{_quote(raw.model)},"cloud":{_BOOL[raw.cloud]},"fellBack":{_BOOL[raw.fell_back]},'
         f'"reason":{_quote(raw.reason)},"key":{"null" if raw.key is None else _quote(raw.key)},'
-        f'"classifierScore":{_json(round(raw.score, 4))},"latencyMs":{_json(round(raw.latency * 1000, 1))},'
+        f'"classifierScore":{score},"latencyMs":{latency},'
         f'"stream":{_BOOL[raw.stream]},"usage":{counted},"messages":[{messages}],'
-        f'"answer":{_quote(redactor.text(answer))},"finishReason":{_json(finish)}}}\n'
+        f'"answer":{_quote(redactor.text(answer))},"finishReason":{finished}}}\n'
     )
     return text.encode()

@@ -4,8 +4,8 @@ The decision is made once per request when its route is known (``Recorder.draft`
 a key whose policy opts out, or a request outside the sample costs one dict lookup and returns None. A
 sampled request carries a ``Draft`` on its reply; when the answer is complete (a plain body before it is
 sent, a stream after its last chunk), the draft checks the ``from`` filter against the model that actually
-served and hands references (no copies, no parsing) to ``capturing.pipeline``, whose writer builds,
-redacts and spools the record in a worker thread.
+served and hands references (no copies, no parsing) to ``capturing.pipeline``, which builds and redacts
+the record in a callback after the reply went out and spools it in batches.
 """
 
 from __future__ import annotations
