@@ -4,13 +4,13 @@
 waiting, the newest is dropped (counted with reason ``queue_full``). The traces offered during one turn of
 the event loop are built, redacted and encoded into JSON lines in one callback right after it (after the
 replies went out), so their request objects die young instead of lingering into the garbage collector's
-older generations; only the encoded bytes wait. A writer task appends the waiting lines to the spool in a
-worker thread (write and fsync, GIL released) once per ``LINGER`` or ``BATCH`` lines: from then on a trace
-counts as captured. An uploader task seals segments when due and puts each sealed one to the sink, oldest
-first; a failed put is retried with exponential backoff (0.5 s doubling to 30 s) and the segment stays in
-the spool until the store acknowledges it. ``close`` (the router's shutdown, e.g. SIGTERM) builds and
-spools what is waiting, seals the open segment and keeps uploading until the spool is empty or
-``flush_seconds`` ran out.
+older generations; only the encoded bytes wait (a trace over ``LARGE`` is built in a worker thread). A
+writer task appends the waiting lines to the spool in a worker thread (write and fsync, GIL released)
+once per ``LINGER`` or ``BATCH`` lines: from then on a trace counts as captured. An uploader task seals
+segments when due and puts each sealed one to the sink, oldest first; a failed put is retried with
+exponential backoff (0.5 s doubling to 30 s) and the segment stays in the spool until the store
+acknowledges it. ``close`` (the router's shutdown, e.g. SIGTERM) builds and spools what is waiting, seals
+the open segment and keeps uploading until the spool is empty or ``flush_seconds`` ran out.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ LINGER = 0.2
 fsync per batch instead of per request (at c=1 per-request batches cost the router a third of its CPU)."""
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 TICK = 0.5  # seconds between the uploader's looks at the spool when it is idle
+LARGE = 64 * 1024
+"""Characters of prompt and answer above which a trace is built in a worker thread instead of the event
+loop: redacting a huge prompt must not stall the loop (the GIL still lets it run every 5 ms)."""
 
 
 class CaptureMetrics:
@@ -114,6 +117,8 @@ class Pipeline:
         self._lines: list[bytes] = []
         self._tasks: list[str] = []
         """Encoded traces waiting for the writer, and each one's task (the captured metric's label)."""
+        self._large: list[traces.Raw] = []
+        self._large_builder: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
@@ -132,7 +137,7 @@ class Pipeline:
 
     def offer(self, raw: traces.Raw) -> None:
         """Hand one trace over; never blocks (with ``queue_size`` traces waiting, it is dropped)."""
-        if len(self._raws) + len(self._lines) >= self.settings.queue_size:
+        if len(self._raws) + len(self._large) + len(self._lines) >= self.settings.queue_size:
             self.metrics.dropped.labels("queue_full").inc()
             return
         if not self._raws:
@@ -140,9 +145,25 @@ class Pipeline:
         self._raws.append(raw)
 
     def _build(self) -> None:
-        """Build, redact and encode the traces offered in the last loop turn (pure CPU, no I/O)."""
+        """Build, redact and encode the traces offered in the last loop turn (pure CPU, no I/O); a large
+        one goes to a worker thread."""
         raws, self._raws = self._raws, []
-        redactor, lines, tasks = self.redactor, self._lines, self._tasks
+        small = [raw for raw in raws if traces.size(raw) <= LARGE]
+        if len(small) < len(raws):
+            self._large += [raw for raw in raws if traces.size(raw) > LARGE]
+            if self._large_builder is None or self._large_builder.done():
+                self._large_builder = asyncio.get_running_loop().create_task(self._build_large())
+        self._add(*self._encode(small, self.redactor))
+
+    async def _build_large(self) -> None:
+        while self._large:
+            raws, self._large = self._large, []
+            self._add(*await asyncio.to_thread(self._encode, raws, self.redactor))
+
+    @staticmethod
+    def _encode(raws: Sequence[traces.Raw], redactor: Redactor) -> tuple[list[bytes], list[str], int]:
+        lines: list[bytes] = []
+        tasks: list[str] = []
         unreadable = 0
         for raw in raws:
             try:
@@ -151,9 +172,14 @@ class Pipeline:
                 unreadable += 1
             else:
                 tasks.append(raw.task)
+        return lines, tasks, unreadable
+
+    def _add(self, lines: list[bytes], tasks: list[str], unreadable: int) -> None:
         if unreadable:
             self.metrics.dropped.labels("unreadable").inc(unreadable)
         if lines:
+            self._lines += lines
+            self._tasks += tasks
             self._ready.set()
 
     async def start(self) -> None:
@@ -168,6 +194,8 @@ class Pipeline:
         """Spool every waiting trace, then upload until it is empty or ``flush_seconds`` ran out."""
         deadline = time.monotonic() + self.settings.flush_seconds
         self._build()  # what was offered in this very turn
+        if self._large_builder is not None:
+            await self._large_builder
         if self._writer is not None and not self._writer.done():
             self._closing = True
             self._ready.set()

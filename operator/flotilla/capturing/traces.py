@@ -25,6 +25,8 @@ SCHEMA = 1
 _quote: Callable[[str], str] = encode_basestring_ascii  # C: a JSON string literal, ASCII escapes
 _json = json.JSONEncoder(separators=(",", ":")).encode  # anything else (content parts, odd values)
 _BOOL = ("false", "true")
+LARGE_CONTENT = 1 << 20
+"""What ``size`` counts for content that is not a string (parts: built in a worker thread, to be safe)."""
 
 
 @dataclass(slots=True)
@@ -49,6 +51,16 @@ class Raw:
     chunks: Sequence[bytes] | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+
+
+def size(raw: Raw) -> int:
+    """Roughly how much text building ``raw`` handles (answer bytes and string contents)."""
+    answer = len(raw.body) if raw.body is not None else sum(len(c) for c in raw.chunks or ())
+    prompt = 0
+    for message in raw.messages:
+        content = message.get("content") if isinstance(message, Mapping) else None
+        prompt += len(content) if isinstance(content, str) else 0 if content is None else LARGE_CONTENT
+    return answer + prompt
 
 
 def _answer_of_body(body: bytes) -> tuple[str, str | None, dict[str, int] | None]:
