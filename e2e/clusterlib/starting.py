@@ -246,20 +246,30 @@ def _ensure_built(cfg: settings.Settings, options: UpOptions) -> None:
         building.build(cfg, only=monitoring.BUILD_TARGETS)
 
 
-def _add_node(cfg: settings.Settings, options: UpOptions, existing: states.State) -> int:
-    """`up --real-node` on a running kwok-only cluster: start the node beside it, keep the rest running."""
-    started = time.monotonic()
+def _add_beside(
+    cfg: settings.Settings,
+    options: UpOptions,
+    existing: states.State,
+    add: Callable[[_Starter], None],
+    abort: Callable[[_Starter], None],
+    what: str,
+) -> None:
+    """Start one more part beside a running cluster; on failure stop that part (`what`), keep the rest."""
     starter = _Starter(cfg, options)
     starter.state = existing
     try:
-        starter.add_node()
+        add(starter)
     except (settings.ClusterError, kubeapi.Unreachable, KeyboardInterrupt, OSError) as exc:
-        starter.abort_node()
+        abort(starter)
         if isinstance(exc, KeyboardInterrupt):
             raise
-        raise settings.ClusterError(
-            f"{exc}\nstopped the real node's components; the cluster still runs"
-        ) from exc
+        raise settings.ClusterError(f"{exc}\nstopped {what}; the cluster still runs") from exc
+
+
+def _add_node(cfg: settings.Settings, options: UpOptions, existing: states.State) -> int:
+    """`up --real-node` on a running kwok-only cluster: start the node beside it, keep the rest running."""
+    started = time.monotonic()
+    _add_beside(cfg, options, existing, _Starter.add_node, _Starter.abort_node, "the real node's components")
     print(f"real node {nodeconfig.NODE_NAME} Ready in {time.monotonic() - started:.1f} s")
     print(
         f"  export KUBECONFIG={cfg.kubeconfig} CONTAINERD_ADDRESS={realnode.files_of(cfg).containerd_socket}"
@@ -269,15 +279,7 @@ def _add_node(cfg: settings.Settings, options: UpOptions, existing: states.State
 
 def _add_prometheus(cfg: settings.Settings, options: UpOptions, existing: states.State) -> int:
     """`up --with prometheus` on a running cluster: start Prometheus beside it, keep the rest running."""
-    starter = _Starter(cfg, options)
-    starter.state = existing
-    try:
-        starter.add_prometheus()
-    except (settings.ClusterError, kubeapi.Unreachable, KeyboardInterrupt, OSError) as exc:
-        starter.abort_prometheus()
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        raise settings.ClusterError(f"{exc}\nstopped Prometheus; the cluster still runs") from exc
+    _add_beside(cfg, options, existing, _Starter.add_prometheus, _Starter.abort_prometheus, "Prometheus")
     print(f"prometheus ready at {monitoring.url(existing)} (scraping the chart's monitors)")
     return 0
 

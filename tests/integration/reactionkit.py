@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,6 @@ from typing import Any
 
 import adapterkit
 import aggregationkit
-import httpx
 import kedakit
 import llamakit
 import operatorkit as ok
@@ -88,36 +86,14 @@ def replicas(namespace: str, mode: str) -> int:
     return int(found["spec"].get("replicas", 0))
 
 
-class Load:
-    """`clients` threads streaming long generations of `model` from `url` one after another until stopped."""
-
-    def __init__(self, url: str, model: str, clients: int, max_tokens: int = 400) -> None:
-        self.body = {
-            "model": model, "stream": True, "max_tokens": max_tokens, "temperature": 0,
-            "messages": [{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
-            # <eos> 1 and <end_of_turn> 106 banned: every answer runs to max_tokens
-            "logit_bias": {"1": -100, "106": -100},
-        }  # fmt: skip
-        self.url = url
-        self.stopped = threading.Event()
-        self.statuses: list[int] = []
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
-        for thread in self.threads:
-            thread.start()
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=120) as client:
-            while not self.stopped.is_set():
-                with client.stream("POST", self.url, json=self.body) as response:
-                    self.statuses.append(response.status_code)
-                    for _ in response.iter_lines():
-                        if self.stopped.is_set():
-                            break  # leaving the block closes the stream: the servers see the client go
-
-    def stop(self) -> None:
-        self.stopped.set()
-        for thread in self.threads:
-            thread.join(timeout=30)
+def long_story(model: str, max_tokens: int = 400) -> dict[str, Any]:
+    """A streamed request for a long generation of `model` (what each load client sends)."""
+    return {
+        "model": model, "stream": True, "max_tokens": max_tokens, "temperature": 0,
+        "messages": [{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
+        # <eos> 1 and <end_of_turn> 106 banned: every answer runs to max_tokens
+        "logit_bias": {"1": -100, "106": -100},
+    }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -234,7 +210,7 @@ class Stack:
         """Put `clients` on the model of `mode` (which must be at min) until it is at max, then take them
         off until it is back at min; every Deployment read 0.5 s apart."""
         assert replicas(self.namespace, mode) == MIN, f"{deployment(mode)} not at min before the step"
-        load = Load(self.url, mode, clients)
+        load = routerpodkit.Load(self.url, long_story(mode), clients)
         try:
             started = time.monotonic()
             first = _wait(self.namespace, mode, lambda r: r > MIN, timeout, "scaled up under load", started)

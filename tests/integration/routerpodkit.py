@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import operatorkit as ok
 import yaml
 
@@ -83,3 +85,39 @@ class LoopbackRouter:
 
     def stop(self) -> None:
         self.proc.stop()
+
+
+class Load:
+    """`clients` threads sending `body` to `url` one request after another until stopped, so the router
+    keeps `clients` requests in flight. A streamed body (`"stream": true`) is read line by line, and
+    stopping closes it mid-answer (the servers see the client go)."""
+
+    def __init__(
+        self, url: str, body: dict[str, Any], clients: int, timeout: float = 120, join_timeout: float = 30
+    ) -> None:
+        self.url = url
+        self.body = body
+        self.timeout = timeout
+        self.join_timeout = join_timeout
+        self.stopped = threading.Event()
+        self.statuses: list[int] = []
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=self.timeout) as client:
+            while not self.stopped.is_set():
+                if not self.body.get("stream"):
+                    self.statuses.append(client.post(self.url, json=self.body).status_code)
+                    continue
+                with client.stream("POST", self.url, json=self.body) as response:
+                    self.statuses.append(response.status_code)
+                    for _ in response.iter_lines():
+                        if self.stopped.is_set():
+                            break  # leaving the block closes the stream
+
+    def stop(self) -> None:
+        self.stopped.set()
+        for thread in self.threads:
+            thread.join(timeout=self.join_timeout)

@@ -19,12 +19,10 @@ metrics apiserver is reached without a front-proxy CA, as system:anonymous (see 
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import operatorkit as ok
 import pytest
 
@@ -67,29 +65,10 @@ def _replicas(namespace: str) -> int | None:
     return found["spec"].get("replicas")
 
 
-class Load:
-    """`clients` threads each sending one request after another to the model, held HOLD s by the stand-in,
-    until stopped: the router's in-flight gauge for the model stays at `clients`."""
-
-    def __init__(self, url: str, clients: int) -> None:
-        self.url = url
-        self.stopped = threading.Event()
-        self.statuses: list[int] = []
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
-        for thread in self.threads:
-            thread.start()
-
-    def _run(self) -> None:
-        body = {"model": MODEL, "max_tokens": 4,
-                "messages": [{"role": "user", "content": f"[standin delay={HOLD}] hello"}]}  # fmt: skip
-        with httpx.Client(timeout=60) as client:
-            while not self.stopped.is_set():
-                self.statuses.append(client.post(self.url, json=body).status_code)
-
-    def stop(self) -> None:
-        self.stopped.set()
-        for thread in self.threads:
-            thread.join(timeout=HOLD + 30)
+HELD = {"model": MODEL, "max_tokens": 4,
+        "messages": [{"role": "user", "content": f"[standin delay={HOLD}] hello"}]}  # fmt: skip
+"""A request the stand-in holds HOLD s: clients sending it one after another keep the router's in-flight
+gauge for the model at their number."""
 
 
 def test_keda_scales_a_model_from_zero_to_max_under_router_load_and_back(
@@ -117,7 +96,7 @@ def test_keda_scales_a_model_from_zero_to_max_under_router_load_and_back(
     adapter: kedakit.KedaMetricsServer | None = None
     api: str | None = None
     router: routerpodkit.LoopbackRouter | None = None
-    load: Load | None = None
+    load: routerpodkit.Load | None = None
     try:
         ok.apply_doc(_fleet(namespace))
         operator.start()
@@ -148,7 +127,9 @@ def test_keda_scales_a_model_from_zero_to_max_under_router_load_and_back(
 
         # Load step up: KEDA's query sees the router's in-flight gauge and activates the Deployment (0 -> 1),
         # then the HPA reads the same query through the adapter: 5 in flight / targetInFlight 2 -> 3 = max.
-        load = Load(f"{router.url}/v1/chat/completions", clients=5)
+        load = routerpodkit.Load(
+            f"{router.url}/v1/chat/completions", HELD, clients=5, timeout=60, join_timeout=HOLD + 30
+        )
         started = time.monotonic()
         ok.wait_until(lambda: (_replicas(namespace) or 0) >= 1 or None, SCALE_TIMEOUT,
                       f"KEDA to scale {FLEET}-{MODEL} 0 -> 1 under load", interval=0.5)  # fmt: skip
