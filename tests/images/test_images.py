@@ -3,7 +3,9 @@
 The build is the real one (podman on the debootstrapped base; cached layers make a warm run take seconds)
 and `--load` imports the images into a private containerd's k8s.io namespace, exactly as for the node.
 Then the containers run with `ctr`: the Gemma image serves the model with the very command line the
-operator renders, and the flotilla image's router answers a chat request by forwarding it there.
+operator renders, and the flotilla image's router answers a chat request by forwarding it there; the
+flotilla-ray image serves a pack of two Gemma models with `flotilla pack-serve` (Ray Serve) under a
+read-only root.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ GGUF = Path.home() / ".cache" / "flotilla" / "models" / "gemma-3-270m-q4_k_m.ggu
 FLOTILLA = "docker.io/library/flotilla:0.1.0"
 LLAMACPP = "docker.io/library/flotilla-llamacpp:0.1.0"
 GEMMA = "docker.io/library/flotilla-gemma3-270m:0.1.0"
+RAY = "docker.io/library/flotilla-ray:0.1.0"
+ALL = {FLOTILLA, LLAMACPP, GEMMA, RAY}
 
 
 @pytest.fixture(scope="session")
@@ -59,11 +63,11 @@ def test_every_image_is_loaded_into_containerd(
     built: list[dict[str, Any]], containerd: imagekit.Containerd
 ) -> None:
     listed = containerd.ctr("images", "ls", "-q").stdout.split()
-    assert {row["image"] for row in built} == {FLOTILLA, LLAMACPP, GEMMA}
-    assert {FLOTILLA, LLAMACPP, GEMMA} <= set(listed)
+    assert {row["image"] for row in built} == ALL
+    assert set(listed) >= ALL
 
 
-@pytest.mark.parametrize("image", [FLOTILLA, LLAMACPP, GEMMA])
+@pytest.mark.parametrize("image", [FLOTILLA, LLAMACPP, GEMMA, RAY])
 def test_images_run_as_a_non_root_user(image: str, built: object, containerd: imagekit.Containerd) -> None:
     name = f"id-{image.rsplit('/', 1)[1].replace(':', '-').replace('.', '-')}"
     out = containerd.run(image, name, "id", "-u")
@@ -153,3 +157,51 @@ def test_router_image_answers_through_the_gemma_image(
         json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-1] if json.loads(e)["choices"]
     ]
     assert len([d for d in deltas if d]) >= 2, events  # really streamed, token by token
+
+
+def test_ray_image_serves_a_pack_of_two_models(
+    built: object, containerd: imagekit.Containerd, tmp_path: Path
+) -> None:
+    """`flotilla pack-serve` in the flotilla-ray image, as a pod runs it (user 1000, read-only root, /tmp
+    writable: Ray's session, its auth token under HOME=/tmp): two models of one GGUF, each answers a chat."""
+    port = imagekit.free_port()
+    config_dir = tmp_path / "pack"
+    config_dir.mkdir()
+    gguf = f"/models/{GGUF.name}"
+    config = {
+        "models": [
+            {"name": "alpha", "gguf": gguf, "contextLength": 1024, "threads": 1, "chatFormat": "alpaca"},
+            {"name": "beta", "gguf": gguf, "contextLength": 512, "threads": 1, "chatFormat": "alpaca"},
+        ],
+        "host": "127.0.0.1",
+        "port": port,
+    }
+    (config_dir / "pack.yaml").write_text(yaml.safe_dump(config))
+    mounts = [
+        f"type=bind,src={config_dir},dst=/etc/flotilla,options=rbind:ro",
+        f"type=bind,src={GGUF.parent},dst=/models,options=rbind:ro",
+    ]
+    command = ["flotilla", "pack-serve", "--config", "/etc/flotilla/pack.yaml"]
+    containerd.start_container(RAY, "pack", command, {}, mounts=mounts)
+    answers = {}
+    try:
+        url = f"http://127.0.0.1:{port}/v1/models"
+        imagekit.wait_http(url, 420, "pack-serve's /v1/models", lambda: containerd.log("pack"))
+        _, listed, _ = imagekit.http_json(url)
+        for name in ("alpha", "beta"):
+            status, body, _ = imagekit.http_json(
+                f"http://127.0.0.1:{port}/{name}/v1/chat/completions",
+                {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16},
+                timeout=180,
+            )
+            answers[name] = (status, body)
+        log = containerd.log_path("pack").read_text(errors="replace")
+    finally:
+        containerd.remove("pack")
+    assert [m["id"] for m in listed["data"]] == ["alpha", "beta"]
+    for name, (status, body) in answers.items():
+        assert status == 200, body
+        assert body["model"] == name
+        assert body["choices"][0]["message"]["content"].strip(), body
+        assert body["usage"]["completion_tokens"] > 0
+    assert "flotilla pack-serve: 2 models" in log, log
