@@ -43,7 +43,9 @@ NODE_TARGETS = ("node", "coredns")  # built only for the opt-in real node
 PROMETHEUS_TAGS = "remove_all_sd,enable_kubernetes_sd"
 KEDA_MODULE = "github.com/kedacore/keda/v2"
 SEAWEEDFS_MODULE = "github.com/seaweedfs/seaweedfs"
-FETCH_TARGETS = ("keda-crds",)  # copied from a module's source, nothing compiled
+KUBERAY_MODULE = "github.com/ray-project/kuberay/ray-operator"
+KUBERAY_CRD = "config/crd/bases/ray.io_rayservices.yaml"
+FETCH_TARGETS = ("keda-crds", "kuberay-crds")  # copied from a module's source, nothing compiled
 BUILD_DATE = "2026-01-01T00:00:00Z"  # fixed, so builds are reproducible and the link cache hits
 
 
@@ -348,6 +350,27 @@ def fetch_keda_crds(cfg: settings.Settings) -> bool:
     return True
 
 
+def fetch_kuberay_crd(cfg: settings.Settings) -> bool:
+    """Copy KubeRay's RayService CRD out of its pinned module zip (only that file is read; the module is
+    not unpacked); return True when copied."""
+    dest = cfg.kuberay_crd
+    if dest.exists():
+        return False
+    version = cfg.pins.kuberay
+    archive = _module_zip(cfg, KUBERAY_MODULE, version, "kuberay")
+    with zipfile.ZipFile(archive) as zipped:
+        try:
+            text = zipped.read(f"{KUBERAY_MODULE}@{version}/{KUBERAY_CRD}")
+        except KeyError:
+            raise settings.ClusterError(f"{archive} has no {KUBERAY_CRD}") from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tmp")
+    tmp.write_bytes(text)
+    os.replace(tmp, dest)
+    print(f"fetched KubeRay {version} RayService CRD -> {dest}", flush=True)
+    return True
+
+
 def build(cfg: settings.Settings, only: list[str] | None = None, real_node: bool = False) -> None:
     """Build every pinned tool (or those named in `only`), skipping what the cache already has.
 
@@ -367,6 +390,8 @@ def build(cfg: settings.Settings, only: list[str] | None = None, real_node: bool
             copy_kwok_stages(cfg)
     if (not only or "keda-crds" in only) and not fetch_keda_crds(cfg):
         print(f"keda-crds: cached in {cfg.keda_crds_dir}", flush=True)
+    if (not only or "kuberay-crds" in only) and not fetch_kuberay_crd(cfg):
+        print(f"kuberay-crds: cached in {cfg.kuberay_crd}", flush=True)
     sys.stdout.flush()
 
 

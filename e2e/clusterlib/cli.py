@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from clusterlib import building, lifecycle, nodeimages, settings
+from clusterlib import building, kuberay, lifecycle, nodeimages, settings
 
 EXIT_DOWN = 3  # `status` when no cluster runs (as systemctl/LSB: "not running")
 
@@ -23,8 +23,8 @@ def _parser() -> argparse.ArgumentParser:
         "--only",
         action="append",
         metavar="TARGET",
-        help="kubernetes, node, coredns, etcd, kwok, helm, prometheus, keda, keda-crds, prometheus-adapter"
-        " or seaweedfs",
+        help="kubernetes, node, coredns, etcd, kwok, helm, prometheus, keda, keda-crds, kuberay-crds,"
+        " prometheus-adapter or seaweedfs",
     )
     build.add_argument(
         "--real-node", action="store_true", help="also build kubelet, kube-proxy and the node's images"
@@ -63,9 +63,10 @@ def _parser() -> argparse.ArgumentParser:
         dest="addons",
         action="append",
         default=[],
-        choices=["prometheus"],
+        choices=["prometheus", "kuberay-crds"],
         help="also start an add-on (adds it to a running cluster): prometheus = the built Prometheus "
-        "scraping routers, operator and model pods through the chart's monitors (docs/cluster.md)",
+        "scraping routers, operator and model pods through the chart's monitors; kuberay-crds = KubeRay's "
+        "RayService CRD, no operator (docs/cluster.md)",
     )
     sub.add_parser("down", help="stop the cluster started by `up` and remove its state")
     status = sub.add_parser("status", help="show whether the cluster runs (exit 0 up, 1 degraded, 3 down)")
@@ -108,7 +109,10 @@ def main(argv: list[str]) -> int:
                 untainted=args.real_node_untainted,
                 prometheus="prometheus" in args.addons,
             )
-            return lifecycle.up(cfg, options)
+            done = lifecycle.up(cfg, options)
+            if done == 0 and "kuberay-crds" in args.addons:
+                kuberay.install(cfg, build=not args.no_build)
+            return done
         if args.command == "down":
             return lifecycle.down(cfg)
         if args.command == "status":

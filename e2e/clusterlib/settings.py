@@ -43,6 +43,7 @@ class Pins:
     keda: str  # e.g. v2.20.2: its CRDs and its operator (built from the module's own source)
     prometheus_adapter: str  # e.g. v0.12.0: the custom-metrics API the hpa scaling test's HPA reads
     seaweedfs: str  # a pseudo-version: the capture tests' S3 store (built from the module's own source)
+    kuberay: str  # e.g. v1.5.0: only its RayService CRD (nothing built)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Settings:
             "keda": self.pins.keda,
             "prometheus-adapter": self.pins.prometheus_adapter,
             "seaweedfs": self.pins.seaweedfs,
+            "kuberay": self.pins.kuberay,
         }[tool]
         return self.cache_dir / f"{tool}-{version}"
 
@@ -98,6 +100,11 @@ class Settings:
     def keda_source_dir(self) -> Path:
         """The KEDA module's source, unpacked from its zip: the operator is built in it, CRDs copied."""
         return self.tool_dir("keda") / "src"
+
+    @property
+    def kuberay_crd(self) -> Path:
+        """KubeRay's RayService CRD (config/crd/bases of its ray-operator module), fetched at build time."""
+        return self.tool_dir("kuberay") / "crds" / "ray.io_rayservices.yaml"
 
     @property
     def seaweedfs_source_dir(self) -> Path:
@@ -140,6 +147,9 @@ def read_pins(gomod_dir: Path = GOMOD_DIR) -> Pins:
             gomod_dir / "prometheus-adapter" / "go.mod", "sigs.k8s.io/prometheus-adapter"
         ),
         seaweedfs=_required_version(gomod_dir / "seaweedfs" / "go.mod", "github.com/seaweedfs/seaweedfs"),
+        kuberay=_required_version(
+            gomod_dir / "kuberay" / "go.mod", "github.com/ray-project/kuberay/ray-operator"
+        ),
     )
 
 

@@ -9,7 +9,7 @@ keeps one pod per model.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -34,6 +34,10 @@ _MEMORY_UNITS = {
     "Gi": 2**30,
     "Ti": 2**40,
 }
+
+PackEngine = Literal["pod", "kuberay"]
+"""How a pack's pods run: ``pod`` (a Deployment running ``flotilla pack-serve``, Ray started inside the pod)
+or ``kuberay`` (a ray.io/v1 RayService for KubeRay's operator, which must be installed)."""
 
 PackRef = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)]
 """`auto`, `none` or the name of an entry of spec.packs."""
@@ -94,6 +98,11 @@ class PackSpec(SpecModel):
     max_loaded: Annotated[int, Field(ge=1, le=32)] | None = None
     """Most models loaded at once in one pack pod, least recently used unloaded first. Planned for the ray
     runtime (not built yet): today it is recorded, not enforced."""
+    engine: PackEngine = "pod"
+    """pod (default: each pack pod is a Deployment running `flotilla pack-serve`, Ray started inside it)
+    or kuberay (each pack pod is a ray.io/v1 RayService, for packs past one node; needs KubeRay's operator
+    and its RayService CRD installed; docs/packing.md). Rendered and checked against the CRD; the operator
+    does not apply RayServices yet."""
 
     @model_validator(mode="after")
     def _valid(self) -> PackSpec:
@@ -110,6 +119,7 @@ __all__ = [
     "NONE",
     "RESERVED_PACK_NAMES",
     "FleetPlacement",
+    "PackEngine",
     "PackSpec",
     "Placement",
     "memory_bytes",

@@ -69,14 +69,20 @@ def load(path: Path) -> PackServeConfig:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise UsageError(f"{path} is not YAML: {exc}") from None
+    return validate(raw, str(path))
+
+
+def validate(raw: object, where: str) -> PackServeConfig:
+    """A config from already-parsed data (a file's, or a RayService's serveConfigV2 `args`); every mistake
+    is a one-line UsageError naming ``where`` and the field, and every GGUF file must exist."""
     try:
         config = PackServeConfig.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
         )
-        raise UsageError(f"{path}: {problems}") from None
+        raise UsageError(f"{where}: {problems}") from None
     missing = [f"{m.name}: {m.gguf}" for m in config.models if not m.gguf.is_file()]
     if missing:
-        raise UsageError(f"{path}: GGUF file not found: {', '.join(missing)}")
+        raise UsageError(f"{where}: GGUF file not found: {', '.join(missing)}")
     return config

@@ -20,6 +20,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from flotilla.packserve import config as packconfig
 from flotilla.packserve.config import PackModel, PackServeConfig
 from flotilla.packserve.engine import Engine
 from flotilla.packserve.requests import BadRequest, Kind, error_body, parse
@@ -183,3 +184,10 @@ def build(config: PackServeConfig) -> Any:
         for m in config.models
     }
     return ingress.bind(config, **handles)
+
+
+def app(args: dict[str, Any]) -> Any:
+    """Application builder named by a RayService's serveConfigV2 (``import_path:
+    flotilla.packserve.server:app``, render/rayservice.py): Serve calls it with the application's ``args``,
+    a pack-serve config (host and port are the cluster's http_options there, not read)."""
+    return build(packconfig.validate(args, "serveConfigV2 args"))
