@@ -51,7 +51,7 @@ def test_one_rayservice_per_pack_pod_with_one_deployment_per_model() -> None:
     config = PackServeConfig.model_validate(app["args"])  # what the builder validates in the head pod
     assert [m.name for m in config.models] == ["pocket-long", "pocket", "pocket-short"]
     assert config.max_loaded == 2
-    assert [m.chat_format for m in config.models] == [None, "alpaca", None]
+    assert [m.chat_format for m in config.models] == ["alpaca"] * 3
     assert [m.threads for m in config.models] == [2, 1, 1]  # cpu request 1500m -> 2 threads
     assert [d["name"] for d in app["deployments"]] == [
         "model-pocket-long",
@@ -75,6 +75,7 @@ def test_pvc_sources_are_mounted_per_model() -> None:
     } in (pod["volumes"])
     args = yaml.safe_load(small1["spec"]["serveConfigV2"])["applications"][0]["args"]
     assert args["models"][0]["gguf"] == "/models/claimed/gemma/gemma-3-270m-q4_k_m.gguf"
+    assert "chatFormat" not in args["models"][0]  # no CHAT_FORMAT in its env
 
 
 def test_pod_engine_packs_render_no_rayservice() -> None:

@@ -5,7 +5,7 @@ and `--load` imports the images into a private containerd's k8s.io namespace, ex
 Then the containers run with `ctr`: the Gemma image serves the model with the very command line the
 operator renders, and the flotilla image's router answers a chat request by forwarding it there; the
 flotilla-ray image serves a pack of two Gemma models with `flotilla pack-serve` (Ray Serve) under a
-read-only root.
+read-only root, and deploys the serveConfigV2 of a rendered RayService as KubeRay would.
 """
 
 from __future__ import annotations
@@ -22,13 +22,15 @@ import pytest
 import yaml
 
 from flotilla.api import fleet as fleet_api
+from flotilla.packing import plans
 from flotilla.render import fleet as fleet_render
-from flotilla.render import routing, settings
+from flotilla.render import rayservice, routing, settings
 
 pytestmark = pytest.mark.images
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET = Path(__file__).resolve().parent / "fleet.yaml"
+KUBERAY_FLEET = ROOT / "tests" / "golden" / "kuberay" / "fleet.yaml"
 GGUF = Path.home() / ".cache" / "flotilla" / "models" / "gemma-3-270m-q4_k_m.gguf"
 FLOTILLA = "docker.io/library/flotilla:0.1.0"
 LLAMACPP = "docker.io/library/flotilla-llamacpp:0.1.0"
@@ -205,3 +207,65 @@ def test_ray_image_serves_a_pack_of_two_models(
         assert body["choices"][0]["message"]["content"].strip(), body
         assert body["usage"]["completion_tokens"] > 0
     assert "flotilla pack-serve: 2 models" in log, log
+
+
+def test_ray_image_deploys_a_rendered_rayservice_serve_config(
+    built: object, containerd: imagekit.Containerd, tmp_path: Path
+) -> None:
+    """What KubeRay does with a rendered `engine: kuberay` pack, without KubeRay: `ray start --head` with the
+    RayService's rayStartParams in the flotilla-ray image, then its serveConfigV2 submitted to Ray's
+    dashboard (`serve deploy`, the REST API KubeRay calls). Three models with `maxLoaded: 2`, each answers."""
+    fleet = fleet_api.ModelFleet.from_body(yaml.safe_load(KUBERAY_FLEET.read_text()))
+    (service,) = [
+        o
+        for o in rayservice.render_rayservices(fleet, plans.plan(fleet.spec))
+        if o["metadata"]["name"] == "local-small-2"
+    ]
+    head = service["spec"]["rayClusterConfig"]["headGroupSpec"]
+    (container,) = head["template"]["spec"]["containers"]
+    assert f"docker.io/library/{container['image']}" == RAY
+    serve = yaml.safe_load(service["spec"]["serveConfigV2"])
+    assert {m["gguf"] for m in serve["applications"][0]["args"]["models"]} == {f"/models/{GGUF.name}"}
+    port, gcs, dashboard, *others = (imagekit.free_port() for _ in range(10))
+    serve["http_options"] = {"host": "127.0.0.1", "port": port}  # the pod's 0.0.0.0:8000, on the host network
+    config_dir = tmp_path / "serve"
+    config_dir.mkdir()
+    (config_dir / "serve.yaml").write_text(yaml.safe_dump(serve))
+    start = ["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}"]
+    start += [f"--{key}={value}" for key, value in head["rayStartParams"].items() if key != "dashboard-host"]
+    start += ["--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}"]
+    flags = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+             "metrics-export-port", "ray-client-server-port", "node-manager-port",
+             "object-manager-port")  # fmt: skip
+    start += [f"--{flag}={p}" for flag, p in zip(flags, others, strict=True)]
+    script = (
+        f"{' '.join(start)} && serve deploy --address http://127.0.0.1:{dashboard} /etc/flotilla/serve.yaml"
+        " && exec sleep infinity"
+    )
+    mounts = [
+        f"type=bind,src={config_dir},dst=/etc/flotilla,options=rbind:ro",
+        f"type=bind,src={GGUF.parent},dst=/models,options=rbind:ro",
+    ]
+    containerd.start_container(RAY, "rayservice", ["bash", "-c", script], {}, mounts=mounts)
+    answers = {}
+    try:
+        url = f"http://127.0.0.1:{port}/v1/models"
+        imagekit.wait_http(
+            url, 420, "the deployed serve config's /v1/models", lambda: containerd.log("rayservice")
+        )
+        for name in ("pocket", "pocket-short", "pocket-long"):  # the third unloads one (maxLoaded: 2)
+            status, body, _ = imagekit.http_json(
+                f"http://127.0.0.1:{port}/{name}/v1/chat/completions",
+                {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 12},
+                timeout=180,
+            )
+            answers[name] = (status, body)
+        _, listed, _ = imagekit.http_json(url)
+    finally:
+        containerd.remove("rayservice")
+    for name, (status, body) in answers.items():
+        assert status == 200, body
+        assert body["model"] == name
+        assert body["usage"]["completion_tokens"] > 0
+    loaded = {m["id"] for m in listed["data"] if m["loaded"]}
+    assert loaded == {"pocket-short", "pocket-long"}, listed
