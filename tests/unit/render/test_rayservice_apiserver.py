@@ -1,7 +1,8 @@
 """Rendered `engine: kuberay` packs against a real kube-apiserver with KubeRay's own RayService CRD (the
 pinned ray-operator module's config/crd/bases/ray.io_rayservices.yaml, fetched by `e2e/cluster build`):
-the golden RayServices pass a server-side dry run with strict field validation, and broken ones are
-rejected with the field named. No KubeRay operator runs: this checks the objects, not Ray.
+the golden RayServices pass a server-side dry run with strict field validation (and their head pod
+templates the `restricted` Pod Security Standard), and broken ones are rejected with the field named.
+No KubeRay operator runs: this checks the objects, not Ray.
 
 Marked `cluster`: runs on the local cluster (root conftest.py brings it up).
 """
@@ -74,6 +75,7 @@ def rayservice_crd(kubeconfig: Path) -> Iterator[None]:
 def namespace(kubeconfig: Path) -> Iterator[str]:
     name = f"flotilla-kuberay-{uuid.uuid4().hex[:8]}"
     assert kubectl("create", "namespace", name).returncode == 0
+    assert kubectl("label", "namespace", name, "pod-security.kubernetes.io/warn=restricted").returncode == 0
     yield name
     kubectl("delete", "namespace", name, "--wait=false")
 
@@ -99,6 +101,21 @@ def test_rendered_rayservices_pass_the_apiserver(rayservice_crd: None, namespace
     assert done.returncode == 0, done.stderr
     assert "Warning" not in done.stderr, done.stderr
     assert done.stdout.count("serverside-applied (server dry run)") == len(objects), done.stdout
+
+
+def test_the_head_pod_template_meets_the_restricted_pod_security_standard(
+    rayservice_crd: None, namespace: str
+) -> None:
+    """KubeRay makes the head pod from this template (adding its own command and env): as a Pod it passes
+    the apiserver with no `restricted` Pod Security warning, as every Flotilla pod does."""
+    pods = []
+    for service in _rendered(namespace):
+        template = service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]
+        metadata = {"name": f"{service['metadata']['name']}-head", **template["metadata"]}
+        pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]})
+    done = _dry_run(namespace, pods)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr
 
 
 def test_a_number_where_the_crd_wants_a_string_is_rejected(rayservice_crd: None, namespace: str) -> None:
