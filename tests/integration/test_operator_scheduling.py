@@ -67,7 +67,7 @@ def test_a_model_asking_more_gpus_than_any_node_has_says_insufficient_gpu_until_
 def _cpu_model(name: str, memory: str) -> dict[str, Any]:
     return {
         "name": name,
-        "source": {"uri": "hf://unsloth/gemma-3-270m-it-GGUF"},
+        "source": {"uri": "pvc://gguf/gemma-3-270m-it-Q4_K_M.gguf"},
         "runtime": "llamacpp",
         "quantization": "Q4_K_M",
         "maxContextLength": 2048,

@@ -35,6 +35,8 @@ class DeploymentView:
     generation: int
     observed_generation: int
     failure: str | None = None
+    packed: tuple[str, ...] = ()
+    """A pack's Deployment (component pack): the models its pods serve."""
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> DeploymentView:
@@ -57,6 +59,9 @@ class DeploymentView:
             generation=int(meta.get("generation") or 0),
             observed_generation=int(status.get("observedGeneration") or 0),
             failure=failure,
+            packed=tuple(
+                m for m in str((meta.get("annotations") or {}).get(planning.PACK_MODELS, "")).split(",") if m
+            ),
         )
 
     def phase(self) -> tuple[Phase, str]:
@@ -166,7 +171,8 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
     """The fleet's ``status`` (camelCase dict, ready for the status subresource)."""
     previous = previous or {}
     prev_conds = {str(c.get("type")): c for c in previous.get("conditions") or [] if isinstance(c, Mapping)}
-    by_model = {d.model: d for d in observed.deployments if d.component == "model" and d.model}
+    by_model = {m: d for d in observed.deployments if d.component == "pack" for m in d.packed}
+    by_model |= {d.model: d for d in observed.deployments if d.component == "model" and d.model}
     router = next((d for d in observed.deployments if d.component == "router"), None)
     gen = observed.applied_generation if observed.applied_generation is not None else 0
 
