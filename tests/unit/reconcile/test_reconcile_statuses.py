@@ -110,6 +110,19 @@ def test_packed_models_follow_their_pack_deployment() -> None:
     assert ready["modelsReady"] == "3/3" and conditions(ready)["Ready"] == ("True", "FleetReady")
 
 
+def test_a_pack_pod_the_scheduler_cannot_place_is_named_in_each_of_its_models() -> None:
+    pack = DeploymentView(
+        "f-pack-auto-1", "pack", None, 1, 0, 0, 1, 1, packed=("a", "b"), pack="auto-1"
+    )  # fmt: skip
+    stuck = statuses.Unschedulable("pack", "auto-1", "0/2 nodes are available: 2 Insufficient memory.")
+    status = statuses.compute(observed(pack, view(None), unschedulable=[stuck]), None, NOW)
+    for model in status["models"]:
+        assert model["message"].endswith(
+            "pods unschedulable: 0/2 nodes are available: 2 Insufficient memory."
+        )
+    assert conditions(status)["ModelsReady"] == ("False", "ModelsUnschedulable")
+
+
 def test_missing_deployment_is_pending_and_counts_against_models_ready() -> None:
     status = statuses.compute(observed(view("a"), view(None)), None, NOW)
     assert status["modelsReady"] == "1/2"
