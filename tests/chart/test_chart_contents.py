@@ -92,6 +92,8 @@ def test_every_operator_setting_is_a_value() -> None:
         "runtimes.llamacpp.flavor": "llama-cpp-python",
         "runtimes.imagePullPolicy": "Never",
         "router.image": "example.com/router:2",
+        "runtimes.ray.image": "example.com/flotilla-ray:3",
+        "runtimes.ray.vllmImage": "example.com/flotilla-ray-vllm:3",
     }
     env = chartkit.container_env(chartkit.only(chartkit.template(values=overrides), "Deployment"))
     assert variables <= set(env), f"settings without a chart value: {sorted(variables - set(env))}"
@@ -101,6 +103,16 @@ def test_every_operator_setting_is_a_value() -> None:
     assert loaded.runtimes.llamacpp_flavor == "llama-cpp-python"
     assert loaded.runtimes.image_pull_policy == "Never"
     assert loaded.router_image == "example.com/router:2"
+    assert (loaded.ray_image, loaded.ray_vllm_image) == (
+        "example.com/flotilla-ray:3",
+        "example.com/flotilla-ray-vllm:3",
+    )
+
+
+def test_pack_images_default_to_the_operators_settings() -> None:
+    env = chartkit.container_env(chartkit.only(chartkit.template(), "Deployment"))
+    assert "FLOTILLA_RAY_IMAGE" not in env and "FLOTILLA_RAY_VLLM_IMAGE" not in env
+    assert settings.load({}).ray_image.startswith("flotilla-ray:")
 
 
 def test_router_image_defaults_to_the_operator_image() -> None:

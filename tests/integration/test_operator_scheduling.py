@@ -1,5 +1,6 @@
 """Acceptance: on the real apiserver and kube-scheduler (kwok nodes), the fleet's status says why the
-scheduler cannot place a model's pods, and shows the packing plan (planned only)."""
+scheduler cannot place a model's pods, and renders the packing plan: one pack Deployment per planned pod
+(CPU: flotilla pack-serve; GPU: ray.serve.llm, scheduled onto the kwok GPU node, not run)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from typing import Any
 
 import operatorkit as ok
 import pytest
+import yaml
 
 from clusterlib import manifests
 
 pytestmark = pytest.mark.cluster
 
 TIMEOUT = 120.0
+GGUF_URL = "https://huggingface.co/unsloth/gemma-3-270m-it-GGUF/resolve/main/gemma-3-270m-it-Q4_K_M.gguf"
 
 
 def _fleet(namespace: str, name: str) -> dict[str, Any]:
@@ -67,7 +70,7 @@ def test_a_model_asking_more_gpus_than_any_node_has_says_insufficient_gpu_until_
 def _cpu_model(name: str, memory: str) -> dict[str, Any]:
     return {
         "name": name,
-        "source": {"uri": "hf://unsloth/gemma-3-270m-it-GGUF"},
+        "source": {"uri": GGUF_URL},  # no PVC here: its pods would never be scheduled
         "runtime": "llamacpp",
         "quantization": "Q4_K_M",
         "maxContextLength": 2048,
@@ -75,7 +78,7 @@ def _cpu_model(name: str, memory: str) -> dict[str, Any]:
     }
 
 
-def test_the_packing_plan_is_in_status_and_a_model_that_fits_nowhere_is_named(
+def test_three_packed_models_share_one_pack_deployment_a_fourth_gets_a_second_and_status_says_so(
     operator: ok.OperatorProcess, namespace: str
 ) -> None:
     doc = {
@@ -100,13 +103,45 @@ def test_the_packing_plan_is_in_status_and_a_model_that_fits_nowhere_is_named(
     assert {p["memoryBudget"] for p in packs} == {"1.8Gi"} and {p["memoryCapacity"] for p in packs} == {"2Gi"}
     packed = _condition(body, "Packed")
     assert (packed["status"], packed["reason"]) == ("False", "ModelsDoNotFit")
-    assert "e: TooLarge: needs" in packed["message"] and "planned only" in packed["message"]
+    assert "e: TooLarge: needs" in packed["message"] and "planned only" not in packed["message"]
     assert {m["name"]: m.get("pack") for m in body["status"]["models"]} == {
         "a": "small-2", "b": "small-2", "c": "small-2", "d": "small-1", "e": None,
     }  # fmt: skip
-    # Planned only: every model still has a Deployment of its own.
-    deployments = ok.get_json("deployments", "-n", namespace, "-l", "flotilla.dev/component=model")["items"]
-    assert sorted(d["metadata"]["name"] for d in deployments) == [f"packed-{m}" for m in "abcde"]
+    # One pack Deployment per planned pod; only the model that fits no pack has a Deployment of its own.
+    own = ok.get_json("deployments", "-n", namespace, "-l", "flotilla.dev/component=model")["items"]
+    assert [d["metadata"]["name"] for d in own] == ["packed-e"]
+    pack_deployments = ok.get_json("deployments", "-n", namespace, "-l", "flotilla.dev/component=pack")[
+        "items"
+    ]
+    by_name = {d["metadata"]["name"]: d for d in pack_deployments}
+    assert sorted(by_name) == ["packed-pack-small-1", "packed-pack-small-2"]
+    assert by_name["packed-pack-small-2"]["metadata"]["annotations"]["flotilla.dev/pack-models"] == "a,b,c"
+    container = by_name["packed-pack-small-2"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:2] == ["flotilla", "pack-serve"] and "flotilla-ray:" in container["image"]
+    config = yaml.safe_load(
+        ok.get_json("configmap", "packed-pack-small-2", "-n", namespace)["data"]["pack.yaml"]
+    )
+    assert [m["name"] for m in config["models"]] == ["a", "b", "c"] and config["maxLoaded"] == 2
+    router = yaml.safe_load(ok.get_json("configmap", "packed-router", "-n", namespace)["data"]["router.yaml"])
+    services = {m["name"]: m["service"] for m in router["models"]}
+    assert services["b"] == {
+        "namespace": namespace,
+        "name": "packed-pack-small-2",
+        "port": 8000,
+        "path": "/b",
+    }
+    assert services["e"]["name"] == "packed-e" and services["e"]["path"] == ""
+    # kwok runs the pack pods: the packed models follow their pack's Deployment to Ready.
+    ready = ok.wait_until(
+        lambda: (
+            (b := _fleet(namespace, "packed"))
+            and all(_model(b, m).get("phase") == "Ready" for m in "abcd")
+            and b
+        ),
+        TIMEOUT,
+        "the packed models Ready with their packs",
+    )
+    assert _model(ready, "a")["message"] == "1/1 replicas ready"
     described = ok.kubectl("describe", "modelfleet", "packed", "-n", namespace)
     assert "small-2" in described and "Memory Budget" in described
     selector = "reason=ModelsDoNotFit,involvedObject.name=packed"
@@ -116,3 +151,49 @@ def test_the_packing_plan_is_in_status_and_a_model_that_fits_nowhere_is_named(
         "the Event",
     )
     assert [w["type"] for w in warnings] == ["Warning"] and "e: TooLarge" in warnings[0]["message"]
+    # Opting out again: the packs' children go and each model gets its own Deployment back.
+    patch = [{"op": "replace", "path": "/spec/placement/pack", "value": "none"}]
+    ok.kubectl("patch", "modelfleet", "packed", "-n", namespace, "--type=json", "-p", json.dumps(patch))
+    ok.wait_until(
+        lambda: not ok.get_json("deployments", "-n", namespace, "-l", "flotilla.dev/component=pack")["items"],
+        TIMEOUT,
+        "the pack Deployments pruned",
+    )
+    own = ok.get_json("deployments", "-n", namespace, "-l", "flotilla.dev/component=model")["items"]
+    assert sorted(d["metadata"]["name"] for d in own) == [f"packed-{m}" for m in "abcde"]
+
+
+def test_a_gpu_pack_is_scheduled_onto_the_gpu_node_with_its_fractional_serve_config(
+    operator: ok.OperatorProcess, namespace: str
+) -> None:
+    """ray.serve.llm is rendered, not run (no GPU here): kwok plays the pod on its L4 node."""
+    models = [
+        {"name": name, "source": {"uri": f"hf://Qwen/{name}"}, "runtime": "vllm", "maxContextLength": 4096,
+         "accelerator": {"gpus": 1, "product": manifests.GPU_PRODUCT}, "placement": {"memory": memory}}
+        for name, memory in (("qwen-a", "1Gi"), ("qwen-b", "2Gi"))
+    ]  # fmt: skip
+    doc = {
+        "apiVersion": "flotilla.dev/v1alpha1",
+        "kind": "ModelFleet",
+        "metadata": {"name": "gpupack", "namespace": namespace},
+        "spec": {"placement": {"pack": "auto"}, "models": models},
+    }
+    ok.apply_doc(doc)
+    ready = ok.wait_until(
+        lambda: (
+            (b := _fleet(namespace, "gpupack"))
+            and all(_model(b, m).get("phase") == "Ready" for m in ("qwen-a", "qwen-b"))
+            and b
+        ),
+        TIMEOUT,
+        "both models Ready with their GPU pack",
+    )
+    assert [(p["name"], p["models"]) for p in ready["status"]["packs"]] == [("auto-1", ["qwen-b", "qwen-a"])]
+    pods = ok.get_json("pods", "-n", namespace, "-l", "flotilla.dev/pack=auto-1")["items"]
+    assert [p["spec"]["nodeName"] for p in pods] == ["kwok-gpu-0"]
+    config = yaml.safe_load(
+        ok.get_json("configmap", "gpupack-pack-auto-1", "-n", namespace)["data"]["serve.yaml"]
+    )
+    fractions = [a["args"]["llm_configs"][0]["placement_group_config"]["bundles"][0]["GPU"]
+                 for a in config["applications"]]  # fmt: skip
+    assert 0 < sum(fractions) <= 1

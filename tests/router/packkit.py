@@ -55,8 +55,10 @@ def memory_kib(pids: list[int]) -> tuple[int, int]:
 class PackServe:
     """A running ``flotilla pack-serve`` on a free loopback port."""
 
-    def __init__(self, logs_dir: Path, config: dict[str, Any], name: str = "pack-serve") -> None:
-        self.port = free_port()
+    def __init__(
+        self, logs_dir: Path, config: dict[str, Any], name: str = "pack-serve", port: int | None = None
+    ) -> None:
+        self.port = port or free_port()  # a port of its own, or a stopped pack's (its pod coming back)
         self.url = f"http://127.0.0.1:{self.port}"
         path = logs_dir / f"{name}.yaml"
         path.write_text(yaml.safe_dump({**config, "host": "127.0.0.1", "port": self.port}))

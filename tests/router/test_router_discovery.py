@@ -86,3 +86,34 @@ def test_endpoints_follow_the_endpointslices(namespace, make_router, cloud, kube
     _eventually(router, ["http://192.0.2.12:8080"])  # several slices are merged
     discovery.delete_namespaced_endpoint_slice("pod-2", ns)
     _eventually(router, [])
+
+
+def test_two_packed_models_share_a_pack_service_each_under_its_path(
+    namespace, make_router, cloud, kubeconfig
+):
+    """A packed model's upstream is its pack's Service plus ``/<model>`` (``render.routing``)."""
+    api, ns = namespace
+    port = 8000
+    client.CoreV1Api(api).create_namespaced_service(
+        ns,
+        client.V1Service(
+            metadata=client.V1ObjectMeta(name="pack"),
+            spec=client.V1ServiceSpec(ports=[client.V1ServicePort(port=8080, target_port=port, name="http")]),
+        ),
+    )
+    discovery = client.DiscoveryV1Api(api)
+    discovery.create_namespaced_endpoint_slice(ns, _slice("pack", port, ["192.0.2.20"], ready=True))
+    config = fleet_config(
+        None, cloud.url, service={"namespace": ns, "name": "pack", "port": port, "path": "/pod"}
+    )
+    other = {**config["models"][0], "name": "other", "servedModelName": "other",
+             "service": {"namespace": ns, "name": "pack", "port": port, "path": "/other"}}  # fmt: skip
+    config["models"].append(other)
+    router = make_router(config, env={"KUBECONFIG": str(kubeconfig)})
+    _eventually(router, ["http://192.0.2.20:8000/pod"])
+    pools = httpx.get(f"{router.url}/upstreams", timeout=10).json()["upstreams"]
+    assert [e["url"] for e in pools["other"]["endpoints"]] == ["http://192.0.2.20:8000/other"]
+    discovery.patch_namespaced_endpoint_slice("pack-1", ns, _slice("pack", port, ["192.0.2.20"], ready=False))
+    _eventually(router, [])  # the pack's pod goes: both models lose it
+    pools = httpx.get(f"{router.url}/upstreams", timeout=10).json()["upstreams"]
+    assert pools["other"]["endpoints"] == []

@@ -234,8 +234,8 @@ class ModelSpec(SpecModel):
     tolerations: Annotated[list[Toleration], Field(max_length=MAX_LIST)] = Field(default_factory=list)
     """Extra tolerations of the pods."""
     placement: Placement = Field(default_factory=Placement, json_schema_extra=object_default())
-    """Whether the model may share a pod with other small models (memory-budget packing, planned only
-    for now: see docs/packing.md)."""
+    """Whether the model may share a pod with other small models (memory-budget packing: one pack pod
+    serves them all; see docs/packing.md)."""
 
     @property
     def caps(self) -> capabilities.RuntimeCapabilities:

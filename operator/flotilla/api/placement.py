@@ -96,8 +96,8 @@ class PackSpec(SpecModel):
     safety_margin_percent: Annotated[int, Field(ge=0, le=50)] = 10
     """Share of the memory kept free (fragmentation, allocator slack, estimate error)."""
     max_loaded: Annotated[int, Field(ge=1, le=32)] | None = None
-    """Most models loaded at once in one pack pod, least recently used unloaded first. Planned for the ray
-    runtime (not built yet): today it is recorded, not enforced."""
+    """Most models loaded at once in one CPU pack pod, least recently used unloaded first (a request for
+    an unloaded model is held while it loads). GPU packs keep every model loaded."""
     engine: PackEngine = "pod"
     """pod (default: each pack pod is a Deployment running `flotilla pack-serve`, Ray started inside it)
     or kuberay (each pack pod is a ray.io/v1 RayService, for packs past one node; needs KubeRay's operator

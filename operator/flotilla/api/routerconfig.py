@@ -68,6 +68,11 @@ class ServiceRef(WireModel):
     namespace: str
     name: str
     port: int = Field(8080, ge=1, le=65535)
+    path: str = Field(
+        "",
+        pattern=r"^(/[A-Za-z0-9._-]+)*$",
+        description="Appended to each pod's URL: a packed model's `/<model>` on its pack's pods.",
+    )
 
 
 class ModelUpstream(WireModel):

@@ -77,8 +77,8 @@ class ModelStatus(StatusModel):
 
 
 class PackStatus(StatusModel):
-    """One pod of the packing plan: the models it would serve and its memory budget. Planned only: each
-    model still runs in a pod of its own until the ray runtime serves a pack from one pod."""
+    """One pod of the packing plan: the models it serves and its memory budget (its Deployment is
+    <fleet>-pack-<name>)."""
 
     name: Annotated[str, Field(max_length=64)]
     """<pack>-<n>, e.g. auto-1."""

@@ -7,6 +7,11 @@ operator restart the recommender holds the replicas it finds for a full scale-do
 never causes a scale-down (see ``Recommender.decide``). Each fleet also keeps its router pods' last
 cold-requests counter values (:class:`~flotilla.autoscaler.scraping.ColdCounters`), so a request that
 found a model cold between two scrapes still counts as demand on the next tick.
+
+A packed model (``flotilla.packing``) has no Deployment of its own: each pod of its pack serves one
+replica of every model of the pack, so the pack needs as many pods as its busiest model needs replicas.
+Each packed model is decided on as usual against the pack's replicas, and the pack is scaled once to the
+largest of its models' decisions (within the largest of their bounds).
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from flotilla.autoscaler import discovering, scraping
 from flotilla.autoscaler.metrics import AutoscalerMetrics
 from flotilla.autoscaler.recommending import Decision, Policy, Recommender
 from flotilla.autoscaler.settings import AutoscalerSettings
+from flotilla.packing import plans
 from flotilla.reconcile.kube import ApiError
-from flotilla.render import naming
+from flotilla.render import naming, packs
 
 log = logging.getLogger(__name__)
 
@@ -157,19 +163,61 @@ class Autoscaler:
         now = self.clock()
         fleet_state = self._fleets.setdefault((fleet.namespace, fleet.name), _FleetState())
         cold = fleet_state.cold.update(scrape, endpoints)
+        plan = plans.plan(fleet.spec)
         entries: list[dict[str, Any]] = []
         keys: set[Key] = set()
         scaled = False
+        by_pack: dict[str, list[status_api.ModelAutoscaling]] = {}
         for model in models:
             key = (fleet.namespace, fleet.name, model.name)
-            entry = await self._decide(body, fleet, model, key, scrape, now, cold.get(model.name, 0.0))
+            pod = plan.pod_of(model.name)
+            deployment = (
+                naming.model_deployment_name(fleet, model)
+                if pod is None
+                else naming.pack_name(fleet, pod.name)
+            )
+            entry = await self._decide(
+                body, fleet, model, key, scrape, now, cold.get(model.name, 0.0), deployment, act=pod is None
+            )
             if entry is None:
                 continue
+            if pod is not None:
+                by_pack.setdefault(pod.name, []).append(entry)
             keys.add(key)
             scaled |= entry.current_replicas != entry.desired_replicas
             entries.append(entry.to_wire())
+        for pod in plan.pods:
+            if pod.name in by_pack:
+                await self._scale_pack(body, fleet, pod, by_pack[pod.name])
         await self._write_status(body, fleet, entries, now, force=scaled)
         return keys
+
+    async def _scale_pack(
+        self,
+        body: Mapping[str, Any],
+        fleet: ModelFleet,
+        pod: plans.PackPod,
+        decided: list[status_api.ModelAutoscaling],
+    ) -> None:
+        """Scale a pack to its busiest model's decision, within its members' largest bounds."""
+        members = packs.members(fleet, pod)
+        current = decided[0].current_replicas
+        busiest = max(decided, key=lambda e: (e.desired_replicas, e.name))
+        desired = min(packs.max_replicas(members), max(packs.min_replicas(members), busiest.desired_replicas))
+        if desired == current:
+            return
+        deployment = naming.pack_name(fleet, pod.name)
+        uid = str(body["metadata"]["uid"])
+        await asyncio.to_thread(self.cluster.scale, fleet.namespace, deployment, desired, uid)
+        for entry in decided:
+            self._models[(fleet.namespace, fleet.name, entry.name)].last_scale_time = _utc_now()
+        message = (
+            f"pack {pod.name} ({', '.join(pod.models)}): {current} -> {desired} replicas, as model "
+            f"{busiest.name} needs ({busiest.reason}; load {busiest.load:g} in flight + queued)"
+        )
+        log.info("fleet %s/%s: %s", fleet.namespace, fleet.name, message)
+        reason = "ScaleUp" if desired > current else "ScaleDown"
+        await asyncio.to_thread(self.cluster.event, body, "Normal", reason, message)
 
     async def _decide(
         self,
@@ -180,13 +228,16 @@ class Autoscaler:
         scrape: scraping.Scrape,
         now: float,
         cold: float,
+        deployment: str,
+        act: bool = True,
     ) -> status_api.ModelAutoscaling | None:
+        """The model's decision against ``deployment``'s replicas; with ``act`` (a model of its own) also
+        the scaling, its Event and metrics (a packed model's pack is scaled by ``_scale_pack``)."""
         state = self._models.get(key)
         if state is None:
             state = self._models[key] = _ModelState(Recommender(policy_for(model)))
         else:
             state.recommender.retune(policy_for(model))
-        deployment = naming.model_deployment_name(fleet, model)
         uid = str(body["metadata"]["uid"])
         current = await asyncio.to_thread(self.cluster.replicas, fleet.namespace, deployment, uid)
         if current is None:
@@ -201,7 +252,7 @@ class Autoscaler:
         ):  # held on both ticks: cold all along
             self.metrics.cold_seconds.labels(*labels).inc(max(0.0, now - state.last_tick))
         state.last_tick, state.held = now, load.queued > 0
-        if decision.changed:
+        if decision.changed and act:
             await asyncio.to_thread(self.cluster.scale, fleet.namespace, deployment, decision.desired, uid)
             state.last_scale_time = _utc_now()
             direction = "up" if decision.desired > decision.current else "down"

@@ -136,7 +136,9 @@ def pod_index(
         return {}
     component = labels.get(planning.COMPONENT_LABEL, "")
     return {
-        (namespace or "", fleet): statuses.Unschedulable(component, labels.get(planning.MODEL_LABEL), message)
+        (namespace or "", fleet): statuses.Unschedulable(
+            component, labels.get(planning.MODEL_LABEL) or labels.get(planning.PACK_LABEL), message
+        )
     }
 
 

@@ -6,6 +6,6 @@ the operator, `flotilla render` and tests compute the same plan.
     binpacking  first-fit-decreasing over sizes, deterministic
     plans       a fleet's plan: group by (pack, accelerator kind), pack each group, report what cannot fit
 
-The plan is what status.packs and `flotilla render` show. Nothing renders from it yet: packed models still
-run one pod each until the `ray` runtime serves a pack from one pod.
+The plan is what status.packs and `flotilla render` show, and what `flotilla.render.packs` renders: one
+Deployment per planned pod (the `ray` runtime), instead of one per packed model.
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 
@@ -57,6 +58,14 @@ def gpu_memory(product: str) -> int | None:
         return GPU_MEMORY[product]
     found = _GB_IN_NAME.search(product)
     return int(found.group(1)) * GIB if found else None
+
+
+def cpu_threads(model: ModelSpec) -> int:
+    """A CPU-packed model's share of the pack pod: llama.cpp threads (and Ray num_cpus), its
+    resources.requests.cpu rounded up, at least 1 (one thread without a request)."""
+    cpu = str(model.resources.requests.get("cpu", "1"))
+    cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    return max(1, math.ceil(cores))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,10 +11,8 @@ from flotilla.api.modelspec import ModelSpec
 from flotilla.api.placement import NONE
 from flotilla.packing import binpacking, budgets, memory
 
-NOT_BUILT = (
-    "planned only: each model still runs in a pod of its own until the ray runtime serves a pack from one pod"
-)
-"""Said wherever the plan is shown, so nothing claims more than is built."""
+SERVED = "each pack pod runs flotilla pack-serve (CPU) or ray.serve.llm (GPU, rendered, not run here)"
+"""Said wherever the plan is shown: what serves a planned pod."""
 
 
 def quantity(size: int) -> str:
@@ -36,6 +34,8 @@ class PackPod:
     """Largest demand first."""
     used: int
     budget: budgets.Budget
+    threads: tuple[int, ...] = ()
+    """CPU pods: each model's llama.cpp threads (its CPU share), in the order of ``models``."""
 
     @property
     def oversize(self) -> bool:
@@ -50,7 +50,7 @@ class Unplaced:
     model: str
     pack: str
     reason: str
-    """TooLarge, SizeUnknown or BudgetUnknown."""
+    """TooLarge, SizeUnknown, BudgetUnknown or NotPackable."""
     message: str
 
 
@@ -90,19 +90,36 @@ def _parts(demand: memory.Demand) -> str:
     )
 
 
+def unpackable(model: ModelSpec) -> str | None:
+    """Why a pack pod cannot serve the model whatever its size, or None: a CPU pack (llama.cpp in
+    pack-serve) loads a GGUF file the pod stages, a GPU pack (ray.serve.llm) runs vLLM engines."""
+    if model.gpus == 0 and model.source.scheme == "hf":
+        return (
+            "a CPU pack loads a GGUF file and an hf:// source names a repository: give the model an "
+            "https://huggingface.co/ORG/REPO/resolve/main/FILE.gguf, pvc://, s3:// or file:// source"
+        )
+    if model.gpus > 0 and model.runtime != "vllm":
+        return "a GPU pack runs vLLM engines (ray.serve.llm): set runtime vllm or placement.pack none"
+    return None
+
+
 def _refusal(
-    model: str, pack: str, kind: budgets.Kind, need: memory.Demand | None, budget: budgets.Budget | None
+    model: ModelSpec, pack: str, kind: budgets.Kind, need: memory.Demand | None, budget: budgets.Budget | None
 ) -> Unplaced | None:
     """Why the model cannot be planned into any pod of its group, or None when it can."""
+    why = unpackable(model)
+    if why is not None:
+        return Unplaced(model.name, pack, "NotPackable", why)
+    model_name = model.name
     if budget is None:
-        return Unplaced(model, pack, "BudgetUnknown",
+        return Unplaced(model_name, pack, "BudgetUnknown",
             f"the memory of a {kind} pod is unknown: set accelerator.product to a known GPU product or "
             "give the pack spec.packs[].memory")  # fmt: skip
     if need is None:
-        return Unplaced(model, pack, "SizeUnknown",
+        return Unplaced(model_name, pack, "SizeUnknown",
             "the size of its weights is unknown: set placement.memory (e.g. 1536Mi)")  # fmt: skip
     if need.total > budget.capacity:
-        return Unplaced(model, pack, "TooLarge",
+        return Unplaced(model_name, pack, "TooLarge",
             f"needs {quantity(need.total)} ({_parts(need)}) but a {kind} pod has "
             f"{quantity(budget.capacity)}")  # fmt: skip
     return None
@@ -117,6 +134,7 @@ def plan(spec: ModelFleetSpec, artefact_bytes: Mapping[str, int] | None = None) 
         pack = spec.pack_of(model)
         if pack != NONE:
             groups.setdefault((pack, budgets.Kind.of(model)), []).append(model)
+    by_name = {m.name: m for m in spec.models}
     pods: list[PackPod] = []
     unplaced: list[Unplaced] = []
     demands: dict[str, memory.Demand] = {}
@@ -128,7 +146,7 @@ def plan(spec: ModelFleetSpec, artefact_bytes: Mapping[str, int] | None = None) 
             need = memory.demand(model, sizes.get(model.name))
             if need is not None:
                 demands[model.name] = need
-            refusal = _refusal(model.name, pack, kind, need, budget)
+            refusal = _refusal(model, pack, kind, need, budget)
             if refusal is not None:
                 unplaced.append(refusal)
             elif need is not None:
@@ -137,14 +155,16 @@ def plan(spec: ModelFleetSpec, artefact_bytes: Mapping[str, int] | None = None) 
             continue
         for packed in binpacking.first_fit_decreasing(items, budget.usable):
             counters[pack] = counters.get(pack, 0) + 1
+            names = tuple(i.key for i in packed.items)
             pods.append(
                 PackPod(
                     name=f"{pack}-{counters[pack]}",
                     pack=pack,
                     kind=kind,
-                    models=tuple(i.key for i in packed.items),
+                    models=names,
                     used=packed.used,
                     budget=budget,
+                    threads=tuple(budgets.cpu_threads(by_name[n]) for n in names) if kind.gpus == 0 else (),
                 )
             )
     return Plan(tuple(pods), tuple(sorted(unplaced, key=lambda u: u.model)), demands)

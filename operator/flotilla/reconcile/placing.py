@@ -1,6 +1,6 @@
 """status.packs, each model's pack and the Packed condition, from a packing plan. Pure, no I/O.
 
-The plan is what the operator would do; nothing renders from it yet, and every message says so.
+The plan is what the operator renders: one pack Deployment per planned pod (``flotilla.render.packs``).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ def condition(plan: plans.Plan) -> tuple[bool, str, str]:
     """(ok, reason, message) of the Packed condition: True when every opted-in model has a pack pod."""
     if plan.unplaced:
         cannot = "; ".join(f"{u.model}: {u.reason}: {u.message}" for u in plan.unplaced)
-        message = f"cannot pack {cannot} (it runs in a pod of its own); {plans.NOT_BUILT}"
+        message = f"cannot pack {cannot} (it runs in a pod of its own)"
         return False, "ModelsDoNotFit", message[:MAX_TEXT]
     placed = sum(len(p.models) for p in plan.pods)
-    message = f"{placed} models planned into {len(plan.pods)} pods; {plans.NOT_BUILT}"
+    message = f"{placed} models packed into {len(plan.pods)} pods; {plans.SERVED}"
     return True, "AllModelsPacked", message

@@ -35,6 +35,10 @@ class DeploymentView:
     generation: int
     observed_generation: int
     failure: str | None = None
+    packed: tuple[str, ...] = ()
+    """A pack's Deployment (component pack): the models its pods serve."""
+    pack: str | None = None
+    """A pack's Deployment: the planned pod's name (flotilla.dev/pack)."""
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> DeploymentView:
@@ -57,6 +61,10 @@ class DeploymentView:
             generation=int(meta.get("generation") or 0),
             observed_generation=int(status.get("observedGeneration") or 0),
             failure=failure,
+            pack=labels.get(planning.PACK_LABEL),
+            packed=tuple(
+                m for m in str((meta.get("annotations") or {}).get(planning.PACK_MODELS, "")).split(",") if m
+            ),
         )
 
     def phase(self) -> tuple[Phase, str]:
@@ -100,6 +108,7 @@ class Unschedulable:
 
     component: str
     model: str | None
+    """The model's name; for a pack's pod (component pack), the pack pod's name (flotilla.dev/pack)."""
     message: str
 
 
@@ -166,7 +175,8 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
     """The fleet's ``status`` (camelCase dict, ready for the status subresource)."""
     previous = previous or {}
     prev_conds = {str(c.get("type")): c for c in previous.get("conditions") or [] if isinstance(c, Mapping)}
-    by_model = {d.model: d for d in observed.deployments if d.component == "model" and d.model}
+    by_model = {m: d for d in observed.deployments if d.component == "pack" for m in d.packed}
+    by_model |= {d.model: d for d in observed.deployments if d.component == "model" and d.model}
     router = next((d for d in observed.deployments if d.component == "router"), None)
     gen = observed.applied_generation if observed.applied_generation is not None else 0
 
@@ -177,8 +187,8 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
         phase, message = view.phase() if view else ("Pending", "Deployment not created yet")
         if name in observed.model_errors:
             phase, message = "Degraded", observed.model_errors[name]
-        elif phase not in SERVING and ("model", name) in unplaceable:
-            message = f"{message}; {UNSCHEDULABLE}{unplaceable[('model', name)]}"[:MAX_TEXT]
+        elif phase not in SERVING and (where := _pods_of(name, view)) in unplaceable:
+            message = f"{message}; {UNSCHEDULABLE}{unplaceable[where]}"[:MAX_TEXT]
         entry = {
             "name": name,
             "phase": phase,
@@ -191,7 +201,7 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
             entry["pack"] = pod.name
         models.append(entry)
     not_ready = [m for m in models if m["phase"] not in SERVING]
-    stuck = [m for m in not_ready if ("model", m["name"]) in unplaceable]
+    stuck = [m for m in not_ready if _pods_of(m["name"], by_model.get(m["name"])) in unplaceable]
     degraded = [m for m in models if m["phase"] == "Degraded"]
     router_phase, router_message = router.phase() if router else ("Pending", "Deployment not created yet")
     if router_phase not in SERVING and ("router", None) in unplaceable:
@@ -274,6 +284,13 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
     if classifier:
         status["classifier"] = classifier
     return status_api.FleetStatus.model_validate(status).to_wire()  # the CRD's schema, checked here
+
+
+def _pods_of(model: str, view: DeploymentView | None) -> tuple[str, str | None]:
+    """The (component, name) key of the pods serving a model: its own, or its pack's."""
+    if view is not None and view.component == "pack":
+        return ("pack", view.pack)
+    return ("model", model)
 
 
 def _unschedulable_by_component(pods: Sequence[Unschedulable]) -> dict[tuple[str, str | None], str]:

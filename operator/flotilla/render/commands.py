@@ -70,7 +70,7 @@ def plan_comment(fleet: fleet_api.ModelFleet) -> str:
     plan = plans.plan(fleet.spec)
     if not plan.wanted:
         return ""
-    lines = [f"packing plan of {fleet.namespace}/{fleet.name} ({plans.NOT_BUILT}):"]
+    lines = [f"packing plan of {fleet.namespace}/{fleet.name} ({plans.SERVED}):"]
     lines += [f"  {line}" for line in plan.describe()]
     return "".join(f"# {line}\n" for line in lines)
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from flotilla import errors
 from flotilla.api.fleet import ModelFleet
-from flotilla.render import models, router
+from flotilla.packing import plans
+from flotilla.render import models, packs, router
 from flotilla.render.naming import (
     api_key_env,
     children_selector,
@@ -29,8 +30,10 @@ from flotilla.render.settings import RenderSettings
 def render_fleet(
     fleet: ModelFleet, settings: RenderSettings | None = None, key_hashes: Mapping[str, str] | None = None
 ) -> list[dict[str, Any]]:
-    """Every child object of `fleet`: per model (spec order) Deployment, Service, HPA?, PDB?; then the
-    router's ServiceAccount, Role, RoleBinding, ConfigMap, Deployment, Service, PDB?.
+    """Every child object of `fleet`: per model of its own (spec order) Deployment, Service, HPA?, PDB?;
+    per planned pack pod (``flotilla.packing``) ConfigMap, Deployment, Service, PDB?; then the router's
+    ServiceAccount, Role, RoleBinding, ConfigMap, Deployment, Service, PDB?. A packed model has no
+    children of its own: its pack's pods serve it.
 
     ``key_hashes``: sha256 per access key name (read from the Secrets by the reconciler; see
     ``routing.render_router_config``). Raises InvalidSpecError when the fleet cannot be rendered (e.g. an
@@ -39,8 +42,11 @@ def render_fleet(
     settings = settings or RenderSettings()
     objects: list[dict[str, Any]] = []
     try:
+        plan = plans.plan(fleet.spec)
         for model in fleet.spec.models:
-            objects += models.render_model(fleet, model, settings)
+            if plan.pod_of(model.name) is None:
+                objects += models.render_model(fleet, model, settings)
+        objects += packs.render_packs(fleet, plan, settings)
         objects += router.render_router(fleet, settings, key_hashes)
     except ValueError as exc:  # pydantic ValidationError of the RouterConfig is a ValueError
         raise errors.InvalidSpecError(f"cannot render fleet {fleet.namespace}/{fleet.name}: {exc}") from None

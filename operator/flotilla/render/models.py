@@ -30,7 +30,7 @@ def autoscaled(model: ModelSpec) -> bool:
     return model.autoscaled
 
 
-def _scheduling(model: ModelSpec) -> dict[str, Any]:
+def pod_scheduling(model: ModelSpec) -> dict[str, Any]:
     """Node selector and tolerations: the model's own plus GPU placement when it has GPUs."""
     node_selector = dict(model.node_selector)
     tolerations = [t.to_k8s() for t in model.tolerations]
@@ -68,7 +68,7 @@ def deployment(fleet: ModelFleet, model: ModelSpec, settings: RenderSettings) ->
         pod_spec["initContainers"] = parts.init_containers
     pod_spec["containers"] = [parts.container]
     pod_spec["volumes"] = parts.volumes
-    pod_spec |= _scheduling(model)
+    pod_spec |= pod_scheduling(model)
     spec: dict[str, Any] = {}
     if not autoscaled(model):
         spec["replicas"] = model.replicas.min

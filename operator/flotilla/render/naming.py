@@ -16,6 +16,10 @@ FLEET = "flotilla.dev/fleet"
 MODEL = "flotilla.dev/model"
 COMPONENT = "flotilla.dev/component"
 RUNTIME = "flotilla.dev/runtime"
+PACK = "flotilla.dev/pack"
+"""On a pack's children and pods: the planned pod's name (status.packs[].name, e.g. auto-1)."""
+PACK_MODELS = "flotilla.dev/pack-models"
+"""Annotation on a pack Deployment: its models, comma-separated (status reads each model's replicas)."""
 MANAGER = "flotilla"
 INITIAL_REPLICAS = "flotilla.dev/initial-replicas"
 """On an autoscaled model's Deployment, which renders no `spec.replicas`: the count it is created with (the
@@ -25,6 +29,9 @@ ROUTER_PORT = 8080
 ROUTER_ADMIN_PORT = 9090
 """The router's /metrics and /upstreams: a port of its own, only on the ClusterIP admin Service."""
 MODEL_SERVICE_PORT = 8080
+PACK_PORT = 8000
+"""The container port of a pack pod (pack-serve's and Ray Serve's default)."""
+PACK_CONFIG_DIR = "/etc/flotilla-pack"
 CONFIG_MOUNT_DIR = "/etc/flotilla"
 SPEND_MOUNT_DIR = "/etc/flotilla-spend"
 SPOOL_MOUNT_DIR = "/var/spool/flotilla"  # the router's trace spool (an emptyDir)
@@ -46,6 +53,21 @@ model_service_name = model_deployment_name
 model_hpa_name = model_deployment_name
 model_scaled_object_name = model_deployment_name
 model_pdb_name = model_deployment_name
+
+
+def pack_name(fleet: ModelFleet, pod: str) -> str:
+    """`<fleet>-pack-<pod>` (pod: the plan's `<pack>-<n>`): the pack's Deployment, Service and ConfigMap."""
+    return f"{fleet.name}-pack-{pod}"
+
+
+def pack_labels(fleet: ModelFleet, pod: str) -> dict[str, str]:
+    """Labels on a pack's children and pods."""
+    return {**fleet_labels(fleet, "pack"), PACK: pod, RUNTIME: "ray"}
+
+
+def pack_selector(fleet: ModelFleet, pod: str) -> dict[str, str]:
+    """Selects one pack's pods (immutable in a Deployment: never add keys)."""
+    return {FLEET: fleet.name, COMPONENT: "pack", PACK: pod}
 
 
 def router_name(fleet: ModelFleet) -> str:

@@ -15,7 +15,8 @@ from flotilla.api.access import AccessPolicy
 from flotilla.api.capabilities import CAPABILITIES
 from flotilla.api.common import parse_duration
 from flotilla.api.fleet import ModelFleet, ModelSpec, TaskSpec
-from flotilla.render import naming
+from flotilla.packing import plans
+from flotilla.render import naming, packs
 from flotilla.runtimes import RUNTIMES
 
 DEFAULT_TASK = "chat"
@@ -92,20 +93,36 @@ def _capture(fleet: ModelFleet) -> rc.CaptureSettings | None:
     )
 
 
-def _upstream(fleet: ModelFleet, model: ModelSpec) -> rc.ModelUpstream:
-    service = rc.ServiceRef(
-        namespace=fleet.namespace,
-        name=naming.model_service_name(fleet, model),
-        port=RUNTIMES[model.runtime].port,  # EndpointSlices list pod (target) ports
-    )
+def _upstream(fleet: ModelFleet, model: ModelSpec, plan: plans.Plan) -> rc.ModelUpstream:
+    """Where the router finds the model: its own Service, or its pack's with the path ``/<model>``."""
+    pod = plan.pod_of(model.name)
+    if pod is None:
+        service = rc.ServiceRef(
+            namespace=fleet.namespace,
+            name=naming.model_service_name(fleet, model),
+            port=RUNTIMES[model.runtime].port,  # EndpointSlices list pod (target) ports
+        )
+        scale_from_zero = model.replicas.min == 0
+        multiple_choices = CAPABILITIES[model.runtime].multiple_choices
+    else:
+        service = rc.ServiceRef(
+            namespace=fleet.namespace,
+            name=naming.pack_name(fleet, pod.name),
+            port=naming.PACK_PORT,
+            path=f"/{model.name}",
+        )
+        scale_from_zero = packs.min_replicas(packs.members(fleet, pod)) == 0
+        multiple_choices = (
+            pod.kind.gpus > 0 and CAPABILITIES["vllm"].multiple_choices
+        )  # llama-cpp-python: n=1
     return rc.ModelUpstream(
         name=model.name,
         served_model_name=model.model_name,
         service=service,
         price=model.price,
         max_in_flight=model.max_in_flight,
-        scale_from_zero=model.replicas.min == 0,
-        multiple_choices=CAPABILITIES[model.runtime].multiple_choices,
+        scale_from_zero=scale_from_zero,
+        multiple_choices=multiple_choices,
     )
 
 
@@ -116,6 +133,7 @@ def render_router_config(fleet: ModelFleet, key_hashes: Mapping[str, str] | None
     without one is left out (its clients get 401), so a fleet rendered without the cluster refuses all.
     """
     routing = fleet.spec.routing
+    plan = plans.plan(fleet.spec)
     tasks = [_route(fleet, t) for t in _task_specs(fleet)]
     names = [t.name for t in tasks]
     default = routing.default_task or (DEFAULT_TASK if DEFAULT_TASK in names else names[0])
@@ -138,7 +156,7 @@ def render_router_config(fleet: ModelFleet, key_hashes: Mapping[str, str] | None
         namespace=fleet.namespace,
         default_task=default,
         tasks=tasks,
-        models=[_upstream(fleet, m) for m in fleet.spec.models],
+        models=[_upstream(fleet, m, plan) for m in fleet.spec.models],
         fallbacks=fallbacks,
         fallback_on=list(routing.fallback_on),
         cold_start_budget_seconds=parse_duration(routing.cold_start_budget),

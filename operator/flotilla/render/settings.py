@@ -34,6 +34,10 @@ class RenderSettings:
     """Model server images and flavours."""
     router_image: str = f"flotilla:{__version__}"
     """Image with the `flotilla` command (operator and router share it)."""
+    ray_image: str = f"flotilla-ray:{__version__}"
+    """Image of CPU pack pods: `flotilla pack-serve` (Ray Serve + llama-cpp-python)."""
+    ray_vllm_image: str = f"flotilla-ray-vllm:{__version__}"
+    """Image of GPU pack pods: Ray Serve with `ray.serve.llm` and vLLM (`serve run`)."""
     in_flight_metric: str = "flotilla_model_in_flight_requests"
     """Pods metric (custom metrics API) the HPA mode scales on."""
     keda_prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
@@ -53,6 +57,8 @@ def settings_reference() -> str:
     ]
     rows += [
         ("FLOTILLA_ROUTER_IMAGE", defaults.router_image, _doc(RenderSettings, "router_image")),
+        ("FLOTILLA_RAY_IMAGE", defaults.ray_image, _doc(RenderSettings, "ray_image")),
+        ("FLOTILLA_RAY_VLLM_IMAGE", defaults.ray_vllm_image, _doc(RenderSettings, "ray_vllm_image")),
         ("FLOTILLA_IN_FLIGHT_METRIC", defaults.in_flight_metric, _doc(RenderSettings, "in_flight_metric")),
         (
             "FLOTILLA_KEDA_PROMETHEUS_URL",
@@ -101,6 +107,10 @@ def load(environ: Mapping[str, str] | None = None) -> RenderSettings:
     settings = RenderSettings(runtimes=dataclasses.replace(RuntimeSettings(), **runtime_values))
     if env.get("FLOTILLA_ROUTER_IMAGE"):
         settings = dataclasses.replace(settings, router_image=env["FLOTILLA_ROUTER_IMAGE"])
+    if env.get("FLOTILLA_RAY_IMAGE"):
+        settings = dataclasses.replace(settings, ray_image=env["FLOTILLA_RAY_IMAGE"])
+    if env.get("FLOTILLA_RAY_VLLM_IMAGE"):
+        settings = dataclasses.replace(settings, ray_vllm_image=env["FLOTILLA_RAY_VLLM_IMAGE"])
     if env.get("FLOTILLA_IN_FLIGHT_METRIC"):
         settings = dataclasses.replace(settings, in_flight_metric=env["FLOTILLA_IN_FLIGHT_METRIC"])
     if env.get("FLOTILLA_KEDA_PROMETHEUS_URL"):

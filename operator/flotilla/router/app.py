@@ -82,7 +82,7 @@ class RouterState:
         self.spend_file: str | None = None
         """The spend file ``spend_watch`` polls (``access.spendFile`` of the current config)."""
         self.upstreams = Upstreams(on_removed=self.metrics.forget_breaker)
-        self.watchers: dict[tuple[str, str, int, str], discovering.SliceWatcher] = {}
+        self.watchers: dict[tuple[str, str, int, str, str], discovering.SliceWatcher] = {}
         self.ctx: handling.Context | None = None
         self.custom: CustomHead | None = None
         """The fleet's own classifier head in the current snapshot; None: the packaged one."""
@@ -187,7 +187,7 @@ class RouterState:
 
     def _sync_watchers(self, config: RouterConfig) -> None:
         wanted = {
-            (m.service.namespace, m.service.name, m.service.port, m.name): m.service
+            (m.service.namespace, m.service.name, m.service.port, m.service.path, m.name): m.service
             for m in config.models
             if m.service is not None
         }
@@ -196,7 +196,7 @@ class RouterState:
         loop = asyncio.get_running_loop()
         for key, service in wanted.items():
             if key not in self.watchers:
-                pool = self.upstreams.pool(key[3], config.circuit_breaker)
+                pool = self.upstreams.pool(key[4], config.circuit_breaker)
                 watcher = discovering.SliceWatcher(service, loop, pool.set_endpoints)
                 self.watchers[key] = watcher
                 watcher.start()

@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 Publish = Callable[[list[str]], None]
 
 
-def ready_urls(slices: Iterable[Mapping[str, Any]], port: int) -> list[str]:
-    """Base URLs of ready endpoints across a Service's EndpointSlices (pure; unit-tested)."""
+def ready_urls(slices: Iterable[Mapping[str, Any]], port: int, path: str = "") -> list[str]:
+    """Base URLs of ready endpoints across a Service's EndpointSlices, each followed by ``path`` (a
+    packed model's ``/<model>`` on its pack's pods) (pure; unit-tested)."""
     urls: list[str] = []
     for item in slices:
         ports = {p.get("port") for p in item.get("ports") or [] if p.get("port")}
@@ -33,7 +34,7 @@ def ready_urls(slices: Iterable[Mapping[str, Any]], port: int) -> list[str]:
                 continue
             for address in endpoint.get("addresses") or []:
                 host = f"[{address}]" if ":" in address else address
-                urls.append(f"http://{host}:{use_port}")
+                urls.append(f"http://{host}:{use_port}{path}")
     return sorted(set(urls))
 
 
@@ -95,5 +96,5 @@ class SliceWatcher:
                 self._stop.wait(2.0)
 
     def _emit(self, slices: Mapping[str, Mapping[str, Any]]) -> None:
-        urls = ready_urls(slices.values(), self.service.port)
+        urls = ready_urls(slices.values(), self.service.port, self.service.path)
         self._loop.call_soon_threadsafe(self._publish, urls)

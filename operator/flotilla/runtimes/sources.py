@@ -34,8 +34,16 @@ class StagedSource:
     init_containers: list[dict[str, Any]] = field(default_factory=list)
 
 
-def stage(model: ModelSpec, settings: base.RuntimeSettings, single_file: bool) -> StagedSource:
-    """Stage the source; `single_file` runtimes get a file path, the others a directory."""
+def stage(
+    model: ModelSpec,
+    settings: base.RuntimeSettings,
+    single_file: bool,
+    *,
+    volume: str = VOLUME,
+    directory: str = MODELS_DIR,
+) -> StagedSource:
+    """Stage the source; `single_file` runtimes get a file path, the others a directory. A pod staging
+    several models (a pack) gives each its own ``volume`` name and mount ``directory``."""
     source = model.source
     if source.scheme == "hf":
         repo, _, revision = source.location.partition("@")
@@ -51,24 +59,29 @@ def stage(model: ModelSpec, settings: base.RuntimeSettings, single_file: bool) -
     if source.scheme == "pvc":
         claim, _, sub_path = source.location.partition("/")
         return StagedSource(
-            path=posixpath.join(MODELS_DIR, sub_path) if sub_path else MODELS_DIR,
+            path=posixpath.join(directory, sub_path) if sub_path else directory,
             env=[{"name": "HF_HUB_OFFLINE", "value": "1"}],
-            mounts=[{"name": VOLUME, "mountPath": MODELS_DIR, "readOnly": True}],
-            volumes=[{"name": VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
+            mounts=[{"name": volume, "mountPath": directory, "readOnly": True}],
+            volumes=[{"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
         )
     name = posixpath.basename(source.location.split("?", 1)[0].rstrip("/")) or "model"
-    target = posixpath.join(MODELS_DIR, name)
+    target = posixpath.join(directory, name)
     return StagedSource(
         path=target,
         env=[{"name": "HF_HUB_OFFLINE", "value": "1"}],
-        mounts=[{"name": VOLUME, "mountPath": MODELS_DIR, "readOnly": True}],
-        volumes=[{"name": VOLUME, "emptyDir": {}}],
-        init_containers=[_downloader(model, settings, target, single_file)],
+        mounts=[{"name": volume, "mountPath": directory, "readOnly": True}],
+        volumes=[{"name": volume, "emptyDir": {}}],
+        init_containers=[_downloader(model, settings, target, single_file, volume, directory)],
     )
 
 
 def _downloader(
-    model: ModelSpec, settings: base.RuntimeSettings, target: str, single_file: bool
+    model: ModelSpec,
+    settings: base.RuntimeSettings,
+    target: str,
+    single_file: bool,
+    volume: str = VOLUME,
+    directory: str = MODELS_DIR,
 ) -> dict[str, Any]:
     """Init container fetching an s3:// object/prefix or an http(s):// file into the shared volume."""
     source = model.source
@@ -100,7 +113,7 @@ def _downloader(
         "command": command,
         "env": [{"name": "HOME", "value": "/tmp"}],
         "securityContext": base.container_security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": VOLUME, "mountPath": MODELS_DIR}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": volume, "mountPath": directory}],
     }
     if source.credentials_secret:
         spec["envFrom"] = [{"secretRef": {"name": source.credentials_secret}}]

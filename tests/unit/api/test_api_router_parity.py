@@ -207,6 +207,7 @@ UNREACHABLE: dict[str, str] = {
     "models[].timeoutSeconds:exclusiveMinimum": "not in the fleet spec: the router's default",
     "models[].service.port:minimum": "the runtime's fixed port (runtimes.RUNTIMES[...].port)",
     "models[].service.port:maximum": "the runtime's fixed port (runtimes.RUNTIMES[...].port)",
+    "models[].service.path:pattern": "a packed model's /<model>, a fleet model name (API: a DNS label)",
     "tasks:minItems": "rendering always adds the default task (render.routing.render_router_config)",
     "capture.directory.path:minLength": "the volume's fixed mount path (render.naming.TRACES_MOUNT_DIR)",
     "capture.spoolDir:minLength": "the spool's fixed mount path (render.naming.SPOOL_MOUNT_DIR)",

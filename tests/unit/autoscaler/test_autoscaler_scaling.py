@@ -213,3 +213,39 @@ async def test_a_failed_api_call_keeps_the_models_history(client: aiohttp.Client
         assert cluster.scaled == []
         await ticks(scaler, clock, 1)  # 65 s after first sight, as without the failure
     assert cluster.scaled == [("f-coder", 0)]
+
+
+def packed(name: str, target: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "source": {"uri": f"pvc://gguf/{name}.gguf"},
+        "runtime": "llamacpp",
+        "placement": {"pack": "auto", "memory": "250Mi"},
+        "replicas": {"min": 1, "max": 4},
+        "autoscaling": {"targetInFlight": target, "window": "10s", "scaleDownDelay": "30s"},
+    }
+
+
+async def test_a_pack_is_scaled_once_to_its_busiest_models_need(client: aiohttp.ClientSession) -> None:
+    """Each pack pod serves one replica of each of its models: 6 in flight for a (target 2) needs 3 pods,
+    1 for b (target 4) needs 1: the pack gets 3, then goes back to 1 when the load is gone."""
+    clock = Clock()
+    with router_servers(1) as (router,):
+        cluster = FakeCluster(fleet_body(packed("a", 2), packed("b", 4)), {"f-pack-auto-1": 1})
+        scaler = make(cluster, client, clock, [router.url])
+        router.set("a", in_flight=6)
+        router.set("b", in_flight=1)
+        await ticks(scaler, clock, 3)
+        assert cluster.scaled == [("f-pack-auto-1", 3)]  # no Deployment of a model of its own is touched
+        reason, message = cluster.events[-1]
+        assert reason == "ScaleUp" and "pack auto-1 (a, b): 1 -> 3 replicas, as model a needs" in message
+        entries = {s["name"]: s for s in cluster.statuses[-1]}
+        assert (entries["a"]["desiredReplicas"], entries["b"]["desiredReplicas"]) == (3, 1)
+        router.set("a", in_flight=0)
+        router.set("b", in_flight=0)
+        await ticks(scaler, clock, 12)
+    replicas = [count for name, count in cluster.scaled if name == "f-pack-auto-1"]
+    assert len(replicas) == len(cluster.scaled)  # the pack only
+    assert replicas[0] == 3 and replicas[-1] == 1  # down as the window's average falls, to the members' min
+    assert replicas == sorted(replicas, reverse=True)
+    assert cluster.deployments == {"f-pack-auto-1": 1}

@@ -18,7 +18,7 @@ GIB, MIB, KIB = memory.GIB, memory.MIB, memory.KIB
 def cpu_model(name: str, memory_hint: str | None = "300Mi", **extra: Any) -> dict[str, Any]:
     model: dict[str, Any] = {
         "name": name,
-        "source": {"uri": "hf://unsloth/gemma-3-270m-it-GGUF"},
+        "source": {"uri": "pvc://gguf/gemma-3-270m-it-Q4_K_M.gguf"},
         "runtime": "llamacpp",
         "quantization": "Q4_K_M",
         "placement": {"pack": "auto"},

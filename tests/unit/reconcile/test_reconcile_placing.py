@@ -78,7 +78,7 @@ def _plan(pocket_memory: str) -> plans.Plan:
         "spec": {
             "placement": {"pack": "auto"},
             "models": [
-                {"name": name, "source": {"uri": "hf://unsloth/gemma-3-270m-it-GGUF"}, "runtime": "llamacpp",
+                {"name": name, "source": {"uri": "pvc://gguf/gemma.gguf"}, "runtime": "llamacpp",
                  "quantization": "Q4_K_M", "placement": {"memory": memory}}
                 for name, memory in (("coder", "300Mi"), ("pocket", pocket_memory))
             ],
@@ -87,7 +87,7 @@ def _plan(pocket_memory: str) -> plans.Plan:
     return plans.plan(ModelFleet.from_body(body).spec)
 
 
-def test_the_plan_is_in_status_with_budgets_and_says_it_is_planned_only() -> None:
+def test_the_plan_is_in_status_with_budgets_and_says_what_serves_it() -> None:
     status = statuses.compute(observed(packing=_plan("250Mi")), None, NOW)
     [pack] = status["packs"]
     assert pack["name"] == "auto-1" and pack["accelerator"] == "cpu"
@@ -96,7 +96,7 @@ def test_the_plan_is_in_status_with_budgets_and_says_it_is_planned_only() -> Non
     assert {m["name"]: m.get("pack") for m in status["models"]} == {"coder": "auto-1", "pocket": "auto-1"}
     packed = condition(status, "Packed")
     assert (packed["status"], packed["reason"]) == ("True", "AllModelsPacked")
-    assert plans.NOT_BUILT in packed["message"]
+    assert plans.SERVED in packed["message"]
 
 
 def test_a_model_that_fits_no_pod_gets_a_false_packed_condition_and_the_stored_plan_survives_a_restart() -> (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -85,6 +86,41 @@ def test_all_ready() -> None:
         "phase": "Ready",
         "message": "2/2 replicas ready",
     }
+
+
+def test_packed_models_follow_their_pack_deployment() -> None:
+    body = {
+        "metadata": {"name": "f-pack-auto-1", "generation": 2,
+                     "labels": {"flotilla.dev/component": "pack", "flotilla.dev/pack": "auto-1"},
+                     "annotations": {"flotilla.dev/pack-models": "b,c"}},
+        "spec": {"replicas": 2},
+        "status": {"observedGeneration": 2, "readyReplicas": 1, "updatedReplicas": 2},
+    }  # fmt: skip
+    pack = DeploymentView.from_body(body)
+    assert (pack.component, pack.model, pack.packed) == ("pack", None, ("b", "c"))
+    status = statuses.compute(observed(view("a"), pack, view(None), models=("a", "b", "c")), None, NOW)
+    by_name = {m["name"]: m for m in status["models"]}
+    assert by_name["a"]["phase"] == "Ready"
+    for name in ("b", "c"):
+        assert (by_name[name]["phase"], by_name[name]["readyReplicas"]) == ("Progressing", 1)
+    assert status["modelsReady"] == "1/3"
+    ready = statuses.compute(
+        observed(view("a"), dataclasses.replace(pack, ready=2), view(None), models=("a", "b", "c")), None, NOW
+    )
+    assert ready["modelsReady"] == "3/3" and conditions(ready)["Ready"] == ("True", "FleetReady")
+
+
+def test_a_pack_pod_the_scheduler_cannot_place_is_named_in_each_of_its_models() -> None:
+    pack = DeploymentView(
+        "f-pack-auto-1", "pack", None, 1, 0, 0, 1, 1, packed=("a", "b"), pack="auto-1"
+    )  # fmt: skip
+    stuck = statuses.Unschedulable("pack", "auto-1", "0/2 nodes are available: 2 Insufficient memory.")
+    status = statuses.compute(observed(pack, view(None), unschedulable=[stuck]), None, NOW)
+    for model in status["models"]:
+        assert model["message"].endswith(
+            "pods unschedulable: 0/2 nodes are available: 2 Insufficient memory."
+        )
+    assert conditions(status)["ModelsReady"] == ("False", "ModelsUnschedulable")
 
 
 def test_missing_deployment_is_pending_and_counts_against_models_ready() -> None:

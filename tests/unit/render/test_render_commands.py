@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -92,7 +93,7 @@ def test_invalid_spec_is_a_one_line_failure(tmp_path: Path) -> None:
     )
 
 
-def test_prints_the_packing_plan_as_comments_and_the_objects_as_before() -> None:
+def test_prints_the_packing_plan_as_comments_and_renders_a_pack_pod_for_the_packed_model() -> None:
     doc = yaml.safe_load((ROOT / "examples" / "03-local" / "fleet.yaml").read_text())
     plain = flotilla("render", "-", stdin=yaml.safe_dump(doc))
     assert plain.returncode == 0 and "packing plan" not in plain.stdout  # nothing opted in
@@ -103,7 +104,7 @@ def test_prints_the_packing_plan_as_comments_and_the_objects_as_before() -> None
     packed = flotilla("render", "-", stdin=yaml.safe_dump(doc))
     assert packed.returncode == 0, packed.stderr
     head = packed.stdout.split("---", 1)[0].splitlines()
-    assert head[0].startswith("# packing plan of default/assistants (planned only: each model still runs")
+    assert head[0].startswith("# packing plan of default/assistants (each pack pod runs flotilla pack-serve")
     assert re.fullmatch(
         r"#   auto-1 \[1x NVIDIA-L4\]: coder: [0-9.]+Gi of 21\.6Gi usable \(24Gi in all\)", head[1]
     )
@@ -112,5 +113,17 @@ def test_prints_the_packing_plan_as_comments_and_the_objects_as_before() -> None
     doc["spec"]["placement"] = {"pack": "none"}
     unpacked = flotilla("render", "-", stdin=yaml.safe_dump(doc))
     assert "packing plan" not in unpacked.stdout
-    # Planned only: packing changes no rendered object yet.
-    assert list(yaml.safe_load_all(packed.stdout)) == list(yaml.safe_load_all(unpacked.stdout))
+
+    # The packed model's own Deployment and Service give way to its pack's; the others are unchanged.
+    def by_key(stdout: str) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(stdout)}
+
+    packed_objects, unpacked_objects = by_key(packed.stdout), by_key(unpacked.stdout)
+    gone = set(unpacked_objects) - set(packed_objects)
+    assert {("Deployment", "assistants-coder"), ("Service", "assistants-coder")} <= gone
+    assert {name for _, name in gone} == {"assistants-coder"}
+    added = set(packed_objects) - set(unpacked_objects)
+    assert {(k, "assistants-pack-auto-1") for k in ("ConfigMap", "Deployment", "Service")} <= added
+    assert {name for _, name in added} == {"assistants-pack-auto-1"}
+    for key in set(packed_objects) & set(unpacked_objects) - {("ConfigMap", "assistants-router")}:
+        assert packed_objects[key] == unpacked_objects[key], key

@@ -24,3 +24,11 @@ def test_ready_urls_from_slices():
         "http://10.0.0.4:8080",
         "http://[fd00::5]:9000",
     ]
+
+
+def test_a_packed_model_is_reached_under_its_path_on_the_pack_pods():
+    slices = [{"ports": [{"port": 8000}], "endpoints": [{"addresses": ["10.0.0.7", "10.0.0.8"]}]}]
+    assert ready_urls(slices, 8000, "/gemma-a") == [
+        "http://10.0.0.7:8000/gemma-a",
+        "http://10.0.0.8:8000/gemma-a",
+    ]
