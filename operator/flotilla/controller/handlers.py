@@ -179,6 +179,24 @@ async def recheck_access(
     await handling.handle_recheck_access(body, _context(memo), views, logger)
 
 
+PROMOTION_SECONDS = 10.0
+"""How often the routers' shadow counters of a fleet with candidates are read and the rule applied."""
+
+
+def _has_shadow(spec: Mapping[str, Any], **_: Any) -> bool:
+    tasks = (spec.get("routing") or {}).get("tasks") or []
+    return any((t.get("distillation") or {}).get("shadow") for t in tasks if isinstance(t, Mapping))
+
+
+@kopf.timer(*FLEETS, interval=PROMOTION_SECONDS, when=_has_shadow, registry=registry)
+async def promote_candidates(
+    *, body: kopf.Body, namespace: str | None, name: str, memo: Any, logger: Logger, **kwargs: Any
+) -> None:
+    """Sum the routers' scores of the fleet's candidate models; promote or roll back by the spec's rule."""
+    views = list(_deployments(kwargs, memo).get((namespace or "", name), []))
+    await handling.handle_tick_candidates(body, _context(memo), views, logger)
+
+
 @kopf.on.event(*FLEETS, registry=registry)
 def forget_fleet(*, type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     """Drop a deleted fleet's in-memory state (its children are garbage-collected)."""
