@@ -271,7 +271,8 @@ VALIDATORS: dict[str, tuple[dict[str, Any], str, Breakage]] = {
         {"capture": {"directory": {"path": "/traces"}, "redact": ["("]}},
     ),
     "shadow of an unknown model": (
-        _shadow(model="nope"), messages.SHADOW_UNKNOWN_MODEL, {"task": {"shadow": {"model": "nope", "share": 0.5}}},
+        _shadow(model="nope"), messages.SHADOW_UNKNOWN_MODEL,
+        {"task": {"shadow": {"model": "nope", "share": 0.5}}},
     ),
     "shadow judged by an unknown fallback": (
         _shadow(score="judge", judge="nope"), messages.SHADOW_UNKNOWN_JUDGE,
