@@ -160,6 +160,17 @@ def test_a_candidate_is_promoted_and_another_rolled_back_by_the_rule(
         assert tasks["chat"]["models"] == ["base"] and tasks["chat"]["shadow"] is None
         spec = ok.get_json("modelfleet", FLEET, "-n", namespace)["spec"]
         assert spec["routing"]["tasks"][0]["models"] == ["base"]
+
+        # The user makes it permanent: tuned first in the spec, no more shadows. The status forgets them.
+        for task in spec["routing"]["tasks"]:
+            task.pop("distillation")
+        spec["routing"]["tasks"][0]["models"] = ["tuned", "base"]
+        ok.kubectl("patch", "modelfleet", FLEET, "-n", namespace, "--type=merge", "-p",
+                   json.dumps({"spec": {"routing": spec["routing"]}}))  # fmt: skip
+        ok.wait_until(lambda: not _candidates(namespace) or None, 30, "status.candidates cleared")
+        status = ok.get_json("modelfleet", FLEET, "-n", namespace)["status"]
+        assert "candidatesSummary" not in status
+        assert _router_tasks(namespace)["math"]["models"] == ["tuned", "base"]
         assert ok.log_errors(operator.log()) == []
     finally:
         if router is not None:

@@ -183,12 +183,14 @@ PROMOTION_SECONDS = 10.0
 """How often the routers' shadow counters of a fleet with candidates are read and the rule applied."""
 
 
-def _has_shadow(spec: Mapping[str, Any], **_: Any) -> bool:
+def _has_candidates(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
+    """A task names a candidate, or the status still lists one (cleared once the spec no longer names it)."""
     tasks = (spec.get("routing") or {}).get("tasks") or []
-    return any((t.get("distillation") or {}).get("shadow") for t in tasks if isinstance(t, Mapping))
+    named = any((t.get("distillation") or {}).get("shadow") for t in tasks if isinstance(t, Mapping))
+    return named or bool(status.get("candidates"))
 
 
-@kopf.timer(*FLEETS, interval=PROMOTION_SECONDS, when=_has_shadow, registry=registry)
+@kopf.timer(*FLEETS, interval=PROMOTION_SECONDS, when=_has_candidates, registry=registry)
 async def promote_candidates(
     *, body: kopf.Body, namespace: str | None, name: str, memo: Any, logger: Logger, **kwargs: Any
 ) -> None:

@@ -80,11 +80,13 @@ async def collect(
     """Read the fleet's routers, advance its candidates and write ``status.candidates`` if they changed.
     InvalidSpecError for a fleet that does not parse; ApiError when the status cannot be written."""
     fleet = fleet_api.ModelFleet.from_body(body)
-    timeout = aiohttp.ClientTimeout(total=settings.scrape_timeout)
-    async with aiohttp.ClientSession(timeout=timeout) as client:
-        samples = await read_samples(
-            settings, cluster, client, fleet.namespace, naming.router_admin_name(fleet)
-        )
+    samples: list[tallies.Sample] = []
+    if deciding.shadows(fleet):  # else only stale entries are left to clear
+        timeout = aiohttp.ClientTimeout(total=settings.scrape_timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as client:
+            samples = await read_samples(
+                settings, cluster, client, fleet.namespace, naming.router_admin_name(fleet)
+            )
     entries, decisions = deciding.advance(fleet, samples, now)
     stored = (body.get("status") or {}).get("candidates") or []
     wire = [e.to_wire() for e in entries]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import random
@@ -47,7 +48,7 @@ class Shadows:
     """The mirrors of one router process: which tasks have a candidate (following reloads) and the
     background tasks in flight."""
 
-    __slots__ = ("_config", "_shadows", "_tasks", "metrics", "replica")
+    __slots__ = ("_config", "_in_flight", "_shadows", "_tasks", "metrics", "replica")
 
     def __init__(self, metrics: ShadowMetrics, replica: str) -> None:
         self.metrics = metrics
@@ -55,6 +56,8 @@ class Shadows:
         self._config: RouterConfig | None = None
         self._shadows: dict[str, Shadow] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[str, int] = {}
+        """Mirrors running per task (each task's ``maxConcurrent`` bounds its own)."""
 
     def _for(self, config: RouterConfig) -> dict[str, Shadow]:
         if config is not self._config:  # a reload: rebuild once
@@ -69,19 +72,22 @@ class Shadows:
             return None
         return Mirror(self, task, shadow, parsed)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
-
-    def _launch(self, mirror: Mirror, served: str, finish: str | None) -> None:
+    def launch(self, mirror: Mirror, served: str, finish: str | None) -> None:
+        """Start scoring ``mirror`` against the ``served`` answer, unless its task is at maxConcurrent."""
         labels = (mirror.task, mirror.shadow.model, self.replica)
-        if len(self._tasks) >= mirror.shadow.max_concurrent:
+        running = self._in_flight.get(mirror.task, 0)
+        if running >= mirror.shadow.max_concurrent:
             self.metrics.dropped.labels(*labels).inc()
             return
         self.metrics.mirrored.labels(*labels).inc()
+        self._in_flight[mirror.task] = running + 1
         task = asyncio.get_running_loop().create_task(self._run(mirror, served, finish))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(functools.partial(self._done, mirror.task))
+
+    def _done(self, name: str, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._in_flight[name] -= 1
 
     async def _run(self, mirror: Mirror, served: str, finish: str | None) -> None:
         started = time.perf_counter()
@@ -129,7 +135,7 @@ class Mirror:
             text, finish = traces.answer_of(reply.body, None)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             return
-        self.shadows._launch(self, text, finish)
+        self.shadows.launch(self, text, finish)
 
     def stream(self, reply: relaying.Stream, chunks: Sequence[bytes]) -> None:
         """A stream relayed to its end (not one that broke with an error event)."""
@@ -139,7 +145,7 @@ class Mirror:
             text, finish = traces.answer_of(None, chunks)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             return
-        self.shadows._launch(self, text, finish)
+        self.shadows.launch(self, text, finish)
 
 
 def _non_streamed(parsed: requesting.ParsedRequest) -> requesting.ParsedRequest:
