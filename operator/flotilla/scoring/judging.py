@@ -30,10 +30,11 @@ def messages(question: str, reference: str, candidate: str) -> list[dict[str, st
 
 
 def verdict(reply: str) -> bool | None:
-    """True for yes, False for no (the first of those words in the reply wins), None when it has neither."""
+    """True for yes, False for no (the first of those words in the reply wins), None when it has neither.
+    Only the two words asked for count: "not the same" must not read as a yes."""
     for word in _WORD.findall(reply.lower()):
-        if word in ("yes", "same", "agree", "agrees"):
+        if word == "yes":
             return True
-        if word in ("no", "different", "disagree", "disagrees"):
+        if word == "no":
             return False
     return None
