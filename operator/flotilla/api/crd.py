@@ -140,6 +140,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.access.summary",
         "description": "Cloud spend per API key this month (UTC).",
     },
+    {
+        "name": "Candidates",
+        "type": "string",
+        "jsonPath": ".status.candidatesSummary",
+        "description": "Candidate models per task: shadowing, promoted or rolled back, agreed/scored.",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

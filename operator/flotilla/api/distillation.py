@@ -13,8 +13,14 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 
 from flotilla.api import messages
-from flotilla.api.common import MAX_SHORT, SecretKeySelector, SpecModel, cel_rules, compiled_patterns
-from flotilla.api.routerconfig import CLASSIFIER_URL_PATTERN, CaptureSource
+from flotilla.api.common import MAX_SHORT, Name, SecretKeySelector, SpecModel, cel_rules, compiled_patterns
+from flotilla.api.routerconfig import (
+    CLASSIFIER_URL_PATTERN,
+    DEFAULT_CHECKS,
+    CaptureSource,
+    ShadowScore,
+    Verifier,
+)
 
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 
@@ -29,11 +35,56 @@ class CaptureSpec(SpecModel):
     cloud: answers served by one of the fleet's fallbacks (the teacher's answers)."""
 
 
+class ShadowSpec(SpecModel):
+    """A candidate model for the task, evaluated in the shadow of the served answers and then promoted or
+    rolled back (docs/distillation.md, "Shadow evaluation and promotion")."""
+
+    model_config = cel_rules(
+        ("self.score != 'judge' || has(self.judge)", messages.SHADOW_JUDGE_REQUIRED),
+        ("!has(self.judge) || self.score == 'judge'", messages.SHADOW_JUDGE_UNUSED),
+    )
+
+    model: Name
+    """The candidate: a fleet model (spec.models) that is not among the task's models. The router sends it
+    the task's requests only as mirrors; its answers are never returned."""
+    share: Annotated[float, Field(gt=0, le=1)] = 0.2
+    """Share of the task's answered requests mirrored to the candidate (after the client has its answer)."""
+    requests: Annotated[int, Field(ge=1, le=1_000_000)] = 200
+    """Scored requests after which the candidate is promoted or rolled back."""
+    promote_at: Annotated[float, Field(ge=0, le=1)] = 0.8
+    """Promote when the agreement (agreed / scored) reaches this; roll back otherwise. Rolled back early
+    once even agreement on every remaining request could not reach it."""
+    score: ShadowScore = "exact-final-answer"
+    """exact-final-answer: the final answers ("#### 42", \\boxed{42}, the last number) are equal;
+    checks: the candidate's answer passes `checks`; judge: the fallback `judge` says the answers agree."""
+    judge: Name | None = None
+    """With score judge: the fallback (spec.fallbacks) asked whether the answers agree (it is priced)."""
+    checks: Annotated[list[Verifier], Field(max_length=4)] = Field(
+        default_factory=lambda: list(DEFAULT_CHECKS),
+        json_schema_extra={"default": list(DEFAULT_CHECKS)},
+    )
+    """With score checks: the verifiers the candidate must pass (json when the request asks for JSON,
+    final-answer, complete, non-empty); a request whose served answer fails one is not scored."""
+    max_concurrent: Annotated[int, Field(ge=1, le=256)] = 4
+    """Mirrors in flight per router pod; a request beyond it is not mirrored (counted as dropped)."""
+
+    @model_validator(mode="after")
+    def _judge(self) -> ShadowSpec:
+        if self.score == "judge" and self.judge is None:
+            raise ValueError(messages.SHADOW_JUDGE_REQUIRED)
+        if self.score != "judge" and self.judge is not None:
+            raise ValueError(messages.SHADOW_JUDGE_UNUSED)
+        return self
+
+
 class TaskDistillationSpec(SpecModel):
-    """Distillation of one task: for now the capture of its answers (fine-tuning comes next)."""
+    """Distillation of one task: the capture of its answers and the shadow evaluation of a candidate."""
 
     capture: CaptureSpec | None = None
     """Record a sample of the task's answers into the fleet's `spec.distillation.sink`. Unset: none."""
+    shadow: ShadowSpec | None = None
+    """Mirror a share of the task's requests to a candidate model, score its answers against the served
+    ones, and promote it (first model of the task) or roll it back. Unset: no candidate."""
 
 
 class S3SinkSpec(SpecModel):

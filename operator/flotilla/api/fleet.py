@@ -79,6 +79,18 @@ class ModelFleetSpec(SpecModel):
         ("has(self.distillation) || !has(self.routing) || !has(self.routing.tasks) || "
          "self.routing.tasks.all(t, !has(t.distillation) || !has(t.distillation.capture))",
          messages.CAPTURE_WITHOUT_SINK),
+        ("!has(self.routing) || !has(self.routing.tasks) || self.routing.tasks.all(t, "
+         "!has(t.distillation) || !has(t.distillation.shadow) || "
+         "(has(self.models) && self.models.exists(m, m.name == t.distillation.shadow.model)))",
+         messages.SHADOW_UNKNOWN_MODEL),
+        ("!has(self.routing) || !has(self.routing.tasks) || self.routing.tasks.all(t, "
+         "!has(t.distillation) || !has(t.distillation.shadow) || !has(t.distillation.shadow.judge) || "
+         "(has(self.fallbacks) && self.fallbacks.exists(f, f.name == t.distillation.shadow.judge)))",
+         messages.SHADOW_UNKNOWN_JUDGE),
+        ("!has(self.routing) || !has(self.routing.tasks) || self.routing.tasks.all(t, "
+         "!has(t.distillation) || !has(t.distillation.shadow) || !has(t.models) || "
+         "!t.models.exists(n, n == t.distillation.shadow.model))",
+         messages.SHADOW_MODEL_ROUTED),
     )  # fmt: skip
 
     models: Annotated[list[ModelSpec], Field(max_length=MAX_LIST)] = Field(default_factory=list)
@@ -161,7 +173,26 @@ class ModelFleetSpec(SpecModel):
         capturing = [t.name for t in self.routing.tasks if t.distillation and t.distillation.capture]
         if capturing and self.distillation is None:
             raise ValueError(f"{messages.CAPTURE_WITHOUT_SINK} (tasks {', '.join(capturing)})")
+        self._check_shadows(model_names, fallback_names)
         return self
+
+    def _check_shadows(self, model_names: list[str], fallback_names: list[str]) -> None:
+        for task in self.routing.tasks:
+            shadow = task.distillation.shadow if task.distillation else None
+            if shadow is None:
+                continue
+            where = f"(task {task.name!r} names {{!r}})"
+            if shadow.model not in model_names:
+                raise ValueError(f"{messages.SHADOW_UNKNOWN_MODEL} {where.format(shadow.model)}")
+            if shadow.judge is not None and shadow.judge not in fallback_names:
+                raise ValueError(f"{messages.SHADOW_UNKNOWN_JUDGE} {where.format(shadow.judge)}")
+            routed = (
+                task.models
+                if task.models is not None
+                else [m.name for m in self.models if task.name in m.tasks]
+            )
+            if shadow.model in routed:
+                raise ValueError(f"{messages.SHADOW_MODEL_ROUTED} {where.format(shadow.model)}")
 
 
 class ObjectMeta(BaseModel):

@@ -94,3 +94,11 @@ SINK_ONE = "spec.distillation.sink needs exactly one of s3 or volume"
 SINK_ENDPOINT = "sink s3.endpoint must be an http:// or https:// URL with a host and no user:password@"
 SINK_BUCKET = "sink s3.bucket must be an S3 bucket name: 3-63 lowercase letters, digits, dots and dashes"
 CAPTURE_WITHOUT_SINK = "spec.routing.tasks[].distillation.capture needs spec.distillation (the sink)"
+SHADOW_JUDGE_REQUIRED = "distillation.shadow with score judge needs judge: the name of one of spec.fallbacks"
+SHADOW_JUDGE_UNUSED = "distillation.shadow.judge is only used with score judge: set score: judge or drop it"
+SHADOW_UNKNOWN_MODEL = "spec.routing.tasks[].distillation.shadow.model must name an entry of spec.models"
+SHADOW_UNKNOWN_JUDGE = "spec.routing.tasks[].distillation.shadow.judge must name an entry of spec.fallbacks"
+SHADOW_MODEL_ROUTED = (
+    "spec.routing.tasks[].distillation.shadow.model must not be one of the task's models: a candidate gets "
+    "the task's requests only as mirrors (promotion puts it first)"
+)

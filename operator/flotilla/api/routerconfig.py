@@ -165,6 +165,32 @@ class Capture(WireModel):
     )
 
 
+ShadowScore = Literal["exact-final-answer", "checks", "judge"]
+"""How a mirrored answer is compared with the served one: equal final answers (math), the request's own
+checks (verifiers), or a yes/no from an LLM judge that is one of the fleet's fallbacks."""
+
+
+DEFAULT_CHECKS: tuple[Verifier, ...] = ("json", "complete", "non-empty")
+"""The checks a candidate must pass with score checks, unless the task names others."""
+
+
+class Shadow(WireModel):
+    """Mirror a share of a task's requests to a candidate model and score its answers (never served)."""
+
+    model: str = Field(min_length=1, description="The candidate: a fleet model the task does not route to.")
+    share: float = Field(gt=0, le=1, description="Share of the task's answered requests mirrored.")
+    score: ShadowScore = "exact-final-answer"
+    judge: str | None = Field(None, description="With score judge: the fallback asked.")
+    checks: list[Verifier] = Field(
+        default_factory=lambda: list(DEFAULT_CHECKS),
+        max_length=4,
+        description="With score checks: the verifiers the candidate's answer must pass.",
+    )
+    max_concurrent: int = Field(
+        4, ge=1, le=256, description="Mirrors in flight per router replica; beyond it a mirror is dropped."
+    )
+
+
 class TaskRoute(WireModel):
     """A task type and where its requests go, in order: models first, then fallbacks."""
 
@@ -187,6 +213,7 @@ class TaskRoute(WireModel):
         1, ge=0, le=MAX_MID_STREAM_SWITCHES, description="Upstream switches one stream may make mid-way."
     )
     capture: Capture | None = Field(None, description="Capture answers for distillation; None: never.")
+    shadow: Shadow | None = Field(None, description="Mirror to a candidate model and score it; None: never.")
 
 
 class CircuitBreakerSettings(WireModel):
@@ -372,6 +399,11 @@ class RouterConfig(WireModel):
             for fallback in task.fallbacks:
                 if fallback not in provider_names:
                     raise ValueError(f"task {task.name!r} routes to unknown fallback {fallback!r}")
+            shadow = task.shadow
+            if shadow is not None and shadow.model not in model_names:
+                raise ValueError(f"task {task.name!r} shadows unknown model {shadow.model!r}")
+            if shadow is not None and shadow.score == "judge" and shadow.judge not in provider_names:
+                raise ValueError(f"task {task.name!r} names unknown judge {shadow.judge!r}")
         return self
 
     def to_wire(self) -> dict[str, object]:

@@ -173,6 +173,49 @@ class AccessStatus(StatusModel):
     """Per replica and key, what is already counted (so a restart neither loses nor repeats spend)."""
 
 
+CandidateState = Literal["Shadowing", "Promoted", "RolledBack"]
+
+
+class CountedShadow(StatusModel):
+    """How much of one router replica's shadow counters is already in a candidate's totals."""
+
+    replica: Annotated[str, Field(max_length=MAX_SHORT)]
+    """Router pod name and process id."""
+    scored: Annotated[int, Field(ge=0)] = 0
+    """The replica's scored counter when it was last added."""
+    agreed: Annotated[int, Field(ge=0)] = 0
+    """Its agreed counter then."""
+    errors: Annotated[int, Field(ge=0)] = 0
+    """Its errors counter then."""
+
+
+class CandidateStatus(StatusModel):
+    """One task's candidate model under shadow evaluation (routing.tasks[].distillation.shadow), its
+    scores summed over the router replicas, and the decision (written by field manager flotilla-promotion)."""
+
+    task: Annotated[str, Field(max_length=64)]
+    """The task."""
+    model: Annotated[str, Field(max_length=64)]
+    """The candidate (a fleet model)."""
+    state: CandidateState = "Shadowing"
+    """Shadowing (mirrored and scored), Promoted (the task's first model in the router config) or
+    RolledBack (no longer mirrored; the task routes as its spec says)."""
+    scored: Annotated[int, Field(ge=0)] = 0
+    """Mirrored requests scored (agreed, disagreed or the candidate failed)."""
+    agreed: Annotated[int, Field(ge=0)] = 0
+    """Scored requests on which the candidate agreed with the served answer."""
+    errors: Annotated[int, Field(ge=0)] = 0
+    """Scored requests the candidate failed to answer (they count as disagreement)."""
+    agreement: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """agreed / scored."""
+    last_transition_time: (
+        Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})] | None
+    ) = None
+    """When the candidate was promoted or rolled back (RFC 3339)."""
+    counted: Annotated[list[CountedShadow], Field(max_length=1024)] = Field(default_factory=list)
+    """Per router replica, what is already counted (so an operator restart neither loses nor repeats)."""
+
+
 class FleetStatus(StatusModel):
     """What the operator last observed of the fleet."""
 
@@ -196,6 +239,11 @@ class FleetStatus(StatusModel):
 
     access: AccessStatus | None = None
     """Cloud spend per API key this month (with spec.access)."""
+
+    candidates: Annotated[list[CandidateStatus], Field(max_length=32)] | None = None
+    """Candidate models under shadow evaluation per task, and whether they were promoted or rolled back."""
+    candidates_summary: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
+    """task:model=State agreed/scored per candidate (the CANDIDATES column of kubectl get mf)."""
 
     packs: Annotated[list[PackStatus], Field(max_length=32)] | None = None
     """The packing plan (models with placement.pack other than none): which models share which pod.

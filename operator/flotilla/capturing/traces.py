@@ -63,6 +63,13 @@ def size(raw: Raw) -> int:
     return answer + prompt
 
 
+def answer_of(body: bytes | None, chunks: Sequence[bytes] | None) -> tuple[str, str | None]:
+    """The answer text and finish reason of a plain body or of an SSE stream as the client received it
+    (ValueError, KeyError, IndexError or TypeError when it is not an OpenAI answer)."""
+    text, finish, _ = _answer_of_chunks(chunks) if chunks is not None else _answer_of_body(body or b"")
+    return text, finish
+
+
 def _answer_of_body(body: bytes) -> tuple[str, str | None, dict[str, int] | None]:
     data = json.loads(body)
     choice = data["choices"][0]

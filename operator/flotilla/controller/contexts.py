@@ -40,16 +40,24 @@ class Rendering:
     """``keying.Keys.fingerprint`` of the API key hashes rendered."""
     children: dict[planning.ChildKey, bytes]
     endpoint: str | None
+    decisions: str = ""
+    """``desiring.decisions`` of the status rendered: a promoted candidate changes the router config."""
 
     @classmethod
     def of(
-        cls, uid: str, generation: int, classifier: str | None, keys: str, desired: list[dict[str, Any]]
+        cls,
+        uid: str,
+        generation: int,
+        classifier: str | None,
+        keys: str,
+        desired: list[dict[str, Any]],
+        decisions: str = "",
     ) -> Rendering:
         children = {
             planning.child_key(m): zlib.compress(json.dumps(m, separators=(",", ":")).encode())
             for m in desired
         }
-        return cls(uid, generation, classifier, keys, children, statuses.endpoint(desired))
+        return cls(uid, generation, classifier, keys, children, statuses.endpoint(desired), decisions)
 
     def child(self, key: planning.ChildKey) -> dict[str, Any] | None:
         """The desired child with this key, or None when the fleet does not want it."""
@@ -148,6 +156,7 @@ class Context:
             accepted.sha256 if accepted else None,
             state.keys.fingerprint,
             desired,
+            desiring.decisions(fleet),
         )
         return desired
 
@@ -171,11 +180,18 @@ class Context:
         meta = fleet["metadata"]
         state = self.state(fleet)
         rendered = state.rendered
-        if rendered is None or (rendered.uid, rendered.generation, rendered.classifier, rendered.keys) != (
+        if rendered is None or (
+            rendered.uid,
+            rendered.generation,
+            rendered.classifier,
+            rendered.keys,
+            rendered.decisions,
+        ) != (
             str(meta.get("uid")),
             int(meta.get("generation") or 0),
             state.classifier.sha256 if state.classifier else None,
             state.keys.fingerprint,
+            desiring.decisions(fleet),
         ):
             return None
         return rendered

@@ -181,6 +181,26 @@ async def recheck_access(
     await handling.handle_recheck_access(body, _context(memo), views, logger)
 
 
+PROMOTION_SECONDS = 10.0
+"""How often the routers' shadow counters of a fleet with candidates are read and the rule applied."""
+
+
+def _has_candidates(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
+    """A task names a candidate, or the status still lists one (cleared once the spec no longer names it)."""
+    tasks = (spec.get("routing") or {}).get("tasks") or []
+    named = any((t.get("distillation") or {}).get("shadow") for t in tasks if isinstance(t, Mapping))
+    return named or bool(status.get("candidates"))
+
+
+@kopf.timer(*FLEETS, interval=PROMOTION_SECONDS, when=_has_candidates, registry=registry)
+async def promote_candidates(
+    *, body: kopf.Body, namespace: str | None, name: str, memo: Any, logger: Logger, **kwargs: Any
+) -> None:
+    """Sum the routers' scores of the fleet's candidate models; promote or roll back by the spec's rule."""
+    views = list(_deployments(kwargs, memo).get((namespace or "", name), []))
+    await handling.handle_tick_candidates(body, _context(memo), views, logger)
+
+
 @kopf.on.event(*FLEETS, registry=registry)
 def forget_fleet(*, type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     """Drop a deleted fleet's in-memory state (its children are garbage-collected)."""

@@ -15,9 +15,10 @@ from typing import Any, NoReturn
 
 import kopf
 
-from flotilla import errors
+from flotilla import autoscaler, errors
 from flotilla.api import fleet as fleet_api
 from flotilla.controller import contexts, metrics
+from flotilla.promoting import collecting as promotion
 from flotilla.reconcile import applying, desiring, keying, planning, statuses
 from flotilla.reconcile import kube as kubeapi
 
@@ -268,6 +269,43 @@ async def handle_recheck_access(
     if keys != state.keys:
         logger.info("API keys changed: re-rendering the router config")
         await handle_reconcile_fleet(body, context, views, logger)
+
+
+async def handle_tick_candidates(
+    body: Mapping[str, Any],
+    context: contexts.Context,
+    views: Iterable[statuses.DeploymentView],
+    logger: Logger,
+) -> None:
+    """Read the routers' shadow scores, write ``status.candidates``, post CandidatePromoted /
+    CandidateRolledBack, and re-render the router config when a decision changes the routing (also after
+    a restart or a failed attempt: whenever the last rendering predates the stored decisions)."""
+    fleet = fleet_entry(body)
+    aliases = context.autoscaler.host_aliases if context.autoscaler else ()
+    settings = promotion.PromotionSettings(host_aliases=aliases)
+    cluster = autoscaler.Cluster(context.kube, settings.field_manager)
+    try:
+        outcome = await promotion.collect(settings, cluster, fleet, _now())
+    except errors.InvalidSpecError:
+        return  # the reconciler reports it
+    except kubeapi.ApiError as exc:
+        logger.warning("could not update the candidates' status: %s", exc)
+        return
+    if outcome.candidates is not None:
+        status = dict(fleet["status"])
+        status["candidates"] = [c.to_wire() for c in outcome.candidates]
+        fleet["status"] = status
+    notices = [
+        statuses.Notice(
+            "Normal", "CandidatePromoted" if d.state == "Promoted" else "CandidateRolledBack", d.message()
+        )
+        for d in outcome.decisions
+    ]
+    await _post(context, fleet, notices, logger)
+    rendered = context.state(fleet).rendered
+    if (rendered.decisions if rendered else "") != desiring.decisions(fleet):
+        logger.info("candidate decisions changed: re-rendering the router config")
+        await handle_reconcile_fleet(fleet, context, views, logger)
 
 
 async def handle_event_child(

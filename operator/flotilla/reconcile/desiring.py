@@ -60,6 +60,19 @@ def _children(fleet: fleet_api.ModelFleet, key_hashes: Mapping[str, str] | None)
     return children
 
 
+def decisions(body: Mapping[str, Any]) -> str:
+    """The promotion decisions a rendering depends on: ``task/model=State`` of every candidate in
+    ``status.candidates`` that is no longer Shadowing ("" when none), so a decision invalidates the cache."""
+    candidates = (body.get("status") or {}).get("candidates") or []
+    return ",".join(
+        sorted(
+            f"{c.get('task')}/{c.get('model')}={c.get('state')}"
+            for c in candidates
+            if isinstance(c, Mapping) and c.get("state") not in (None, "Shadowing")
+        )
+    )
+
+
 def router_config(body: Mapping[str, Any]) -> routerconfig.RouterConfig:
     """The fleet's routing table as its spec says (tasks, default task, classifier)."""
     return _rendered(body, fleet_render.render_router_config)

@@ -32,12 +32,45 @@ def _task_specs(fleet: ModelFleet) -> list[TaskSpec]:
     return [TaskSpec(name=n) for n in names or [DEFAULT_TASK]]
 
 
+def candidate_state(fleet: ModelFleet, task: str, model: str) -> str:
+    """Shadowing, Promoted or RolledBack: the operator's decision on ``model`` as ``task``'s candidate, from
+    ``status.candidates`` (Shadowing until it decided)."""
+    for candidate in (fleet.status.candidates if fleet.status else None) or []:
+        if candidate.task == task and candidate.model == model:
+            return candidate.state
+    return "Shadowing"
+
+
+def _shadow(fleet: ModelFleet, task: TaskSpec) -> tuple[str | None, rc.Shadow | None]:
+    """The task's promoted candidate (first model from now on), or the shadow the router runs, or neither."""
+    spec = task.distillation.shadow if task.distillation else None
+    if spec is None:
+        return None, None
+    state = candidate_state(fleet, task.name, spec.model)
+    if state == "Promoted":
+        return spec.model, None
+    if state == "RolledBack":
+        return None, None
+    shadow = rc.Shadow(
+        model=spec.model,
+        share=spec.share,
+        score=spec.score,
+        judge=spec.judge,
+        checks=list(spec.checks),
+        max_concurrent=spec.max_concurrent,
+    )
+    return None, shadow
+
+
 def _route(fleet: ModelFleet, task: TaskSpec) -> rc.TaskRoute:
     models = (
         task.models
         if task.models is not None
         else [m.name for m in fleet.spec.models if task.name in m.tasks]
     )
+    promoted, shadow = _shadow(fleet, task)
+    if promoted is not None:  # promotion changes the rendered routing, never the user's spec
+        models = [promoted, *(m for m in models if m != promoted)]
     fallbacks = task.fallbacks if task.fallbacks is not None else [f.name for f in fleet.spec.fallbacks]
     match = rc.TaskMatch(
         keywords=task.match.keywords, patterns=task.match.patterns, examples=task.match.examples
@@ -55,6 +88,7 @@ def _route(fleet: ModelFleet, task: TaskSpec) -> rc.TaskRoute:
         mid_stream_failover=task.mid_stream_failover,
         max_mid_stream_switches=task.max_mid_stream_switches,
         capture=_task_capture(fleet, task),
+        shadow=shadow,
     )
 
 

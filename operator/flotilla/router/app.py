@@ -39,6 +39,7 @@ from flotilla.router import (
     recording,
     reloading,
     serving,
+    shadowing,
     snapshots,
     spending,
     tokens,
@@ -86,6 +87,8 @@ class RouterState:
         self.ctx: handling.Context | None = None
         self.custom: CustomHead | None = None
         """The fleet's own classifier head in the current snapshot; None: the packaged one."""
+        self.shadows = shadowing.Shadows(self.metrics.shadow, spending.replica_id())
+        """Mirroring to candidate models (tasks with a shadow; the tasks follow reloads)."""
         self.recorder: recording.Recorder | None = None
         """Distillation capture, built from the first config naming a sink (a new sink needs a restart)."""
 
@@ -121,6 +124,7 @@ class RouterState:
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
             self.ctx = handling.Context(snapshot, session, httpclient.Client(), self.metrics, self.keyring)
+            self.ctx.shadows = self.shadows
         await self._sync_capture(config)
 
     async def _sync_capture(self, config: RouterConfig) -> None:
@@ -283,6 +287,7 @@ def build_app(config_path: Path, reload_interval: float = 1.0, admin: bool = Fal
             yield
         finally:
             watcher.cancel()
+            await state.shadows.close()
             if state.recorder is not None:  # after the last request: flush the spool to the store
                 await state.recorder.pipeline.close()
             if state.spend_watch is not None:

@@ -31,6 +31,7 @@ from flotilla.router import (
     replies,
     requesting,
     routing,
+    shadowing,
     streams,
 )
 from flotilla.router.metrics import Metrics
@@ -52,6 +53,7 @@ class Context:
     metrics: Metrics
     keyring: access.Keyring
     recorder: recording.Recorder | None = None  # distillation capture, when the config has a sink
+    shadows: shadowing.Shadows | None = None  # mirroring to candidate models (shadow evaluation)
 
 
 async def complete(
@@ -97,7 +99,23 @@ async def complete(
         counterfactual = snapshot.counterfactual.get(route.task)
         reply = await _walk(ctx, snapshot, parsed, route.chain, route, started, grant, extra, counterfactual)
     reply.capture = draft
+    if ctx.shadows is not None:
+        mirror = ctx.shadows.pick(snapshot.config, route.task, parsed)
+        if mirror is not None:
+            mirror.ask = functools.partial(_ask, ctx, snapshot, route)
+            reply.shadow = mirror
     return reply
+
+
+async def _ask(
+    ctx: Context,
+    snapshot: Snapshot,
+    route: routing.Route,
+    parsed: requesting.ParsedRequest,
+    chain: tuple[str, ...],
+) -> Plain | relaying.Stream:
+    """A mirror's or judge's request along ``chain``: the same walk as a client's, without its key."""
+    return await _walk(ctx, snapshot, parsed, chain, route, time.perf_counter(), None, {})
 
 
 async def _walk(

@@ -15,6 +15,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from flotilla.api import candidates
 from flotilla.capturing.pipeline import CaptureMetrics
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -51,6 +52,36 @@ class Served:
         return child
 
 
+class ShadowMetrics:
+    """flotilla_router_shadow_*: mirroring to candidate models (``router.shadowing``); the operator sums the
+    counters over replicas (``flotilla.api.candidates``)."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        labels = ["task", "candidate", "replica"]
+
+        def counter(name: str, doc: str) -> Counter:
+            return Counter(name.removesuffix("_total"), doc, labels, registry=r)
+
+        self.mirrored = counter(candidates.MIRRORED_METRIC, "Requests mirrored to a task's candidate model.")
+        self.scored = counter(candidates.SCORED_METRIC, "Mirrors scored (agreed, disagreed or errors).")
+        self.agreed = counter(candidates.AGREED_METRIC, "Scored mirrors that agreed with the served answer.")
+        self.errors = counter(candidates.ERRORS_METRIC, "Scored mirrors the candidate failed to answer.")
+        self.unscored = counter(
+            "flotilla_router_shadow_unscored_total",
+            "Mirrors not scored: no final answer in the served one, no verdict from the judge.",
+        )
+        self.dropped = counter(
+            "flotilla_router_shadow_dropped_total", "Requests not mirrored: maxConcurrent mirrors in flight."
+        )
+        self.seconds = Histogram(
+            "flotilla_router_shadow_seconds",
+            "Time to ask the candidate (and the judge) and score, after the client had its answer.",
+            ["task", "candidate"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+
+
 class Metrics:
     """Every metric the router exports; attributes are the prometheus-client objects."""
 
@@ -59,6 +90,8 @@ class Metrics:
         r = self.registry
         self.capture = CaptureMetrics(r)
         """flotilla_router_traces_*: distillation capture (``capturing.pipeline``)."""
+        self.shadow = ShadowMetrics(r)
+        """flotilla_router_shadow_*: mirroring to candidate models (``router.shadowing``)."""
         self.requests = Counter(
             "flotilla_router_requests",
             "Completed requests by serving model, task and outcome (ok, error, client_error, cancelled).",

@@ -26,6 +26,7 @@ from flotilla.router.upstreams import Endpoint
 
 if TYPE_CHECKING:
     from flotilla.router.recording import Draft
+    from flotilla.router.shadowing import Mirror
 
 log = logging.getLogger(__name__)
 Outcome = Literal["ok", "error", "client_error", "cancelled", "failed"]
@@ -137,6 +138,8 @@ class Stream:
     headers: dict[str, str]
     capture: Draft | None = None
     """Set on a request sampled for distillation (``router.recording``)."""
+    shadow: Mirror | None = None
+    """Set on a request mirrored to its task's candidate model (``router.shadowing``)."""
 
     async def finish(self) -> None:
         """Settle a stream that ended well; drop the upstream socket when it broke or the client left."""

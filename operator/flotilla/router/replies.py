@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from flotilla.router.recording import Draft
+    from flotilla.router.shadowing import Mirror
 
 _TYPES = {
     400: "invalid_request_error",
@@ -47,6 +48,8 @@ class Plain:
     content_type: str = "application/json"
     capture: Draft | None = None
     """Set on a request sampled for distillation (``router.recording``)."""
+    shadow: Mirror | None = None
+    """Set on a request mirrored to its task's candidate model (``router.shadowing``)."""
 
 
 class RequestError(Exception):

@@ -115,6 +115,8 @@ async def _answer(
         if content_type.startswith("text/") and "charset=" not in content_type:
             content_type += "; charset=utf-8"  # as Starlette's Response did for relayed 4xx bodies
         await _send_plain(send, reply, content_type.encode("latin-1"))
+        if reply.shadow is not None:  # after the client has the whole answer
+            reply.shadow.plain(reply)
     else:
         await _send_stream(reply, receive, send)
 
@@ -243,7 +245,7 @@ async def _send_plain(send: Send, reply: Plain, content_type: bytes) -> None:
 async def _send_stream(reply: Stream, receive: Receive, send: Send) -> None:
     """Relay ``reply``'s chunks; a client disconnect cancels the relay (and so closes the upstream)."""
     watch = _DisconnectWatch(receive)
-    sent: list[bytes] | None = None if reply.capture is None else []
+    sent: list[bytes] | None = None if reply.capture is None and reply.shadow is None else []
     try:
         headers = _raw_headers(reply.headers, _SSE)
         headers.append((b"cache-control", b"no-cache"))
@@ -256,6 +258,8 @@ async def _send_stream(reply: Stream, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         if reply.capture is not None and sent is not None:
             reply.capture.stream(reply, sent)
+        if reply.shadow is not None and sent is not None:
+            reply.shadow.stream(reply, sent)
     except asyncio.CancelledError:
         if not watch.client_left():
             raise  # cancelled from elsewhere (shutdown), not by the client leaving

@@ -51,6 +51,7 @@ def test_printer_columns() -> None:
         "Ready": '.status.conditions[?(@.type=="Ready")].status',
         "Models": ".status.modelsReady",
         "Spend": ".status.access.summary",
+        "Candidates": ".status.candidatesSummary",
         "Endpoint": ".status.endpoint",
         "Age": ".metadata.creationTimestamp",
     }

@@ -62,6 +62,12 @@ def _capture(**capture: Any) -> dict[str, Any]:
     return {"spec__distillation": DIST, "spec__routing__tasks": [task]}
 
 
+def _shadow(**shadow: Any) -> dict[str, Any]:
+    """A fleet edit: task code (served by coder) shadows ``shadow`` (candidate pocket unless given)."""
+    task = {"name": "code", "models": ["coder"], "distillation": {"shadow": {"model": "pocket", **shadow}}}
+    return {"spec__routing__tasks": [task]}
+
+
 def _sampling(**sampling: Any) -> dict[str, Any]:
     return {"spec__routing__tasks": [{"name": "code", "testTimeCompute": sampling}]}
 
@@ -192,6 +198,14 @@ REACHABLE: dict[str, tuple[dict[str, Any], str]] = {
     "tasks[].capture.from:enum": (_capture(**{"from": "sometimes"}), "Input should be"),
     "tasks[].capture.sample:minimum": (_capture(sample=-0.1), "greater than or equal"),
     "tasks[].capture.sample:maximum": (_capture(sample=1.5), "less than or equal"),
+    "tasks[].shadow.model:minLength": (_shadow(model=""), "at least 1 character"),
+    "tasks[].shadow.share:exclusiveMinimum": (_shadow(share=0), "greater than 0"),
+    "tasks[].shadow.share:maximum": (_shadow(share=1.5), "less than or equal"),
+    "tasks[].shadow.score:enum": (_shadow(score="bleu"), "Input should be 'exact-final-answer'"),
+    "tasks[].shadow.checks:maxItems": (_shadow(score="checks", checks=["json"] * 5), "at most 4 items"),
+    "tasks[].shadow.checks[]:enum": (_shadow(score="checks", checks=["spelling"]), "Input should be 'json'"),
+    "tasks[].shadow.maxConcurrent:minimum": (_shadow(maxConcurrent=0), "greater than or equal"),
+    "tasks[].shadow.maxConcurrent:maximum": (_shadow(maxConcurrent=1000), "less than or equal"),
     "access.jwt.policyClaim:minLength": (
         {"spec__access": {"jwt": {**JWT, "policyClaim": ""}}}, "at least 1 character"
     ),
@@ -257,6 +271,14 @@ VALIDATORS: dict[str, tuple[dict[str, Any], str, Breakage]] = {
         {"spec__distillation": {**DIST, "redact": ["("]}}, messages.INVALID_REDACT_PATTERN,
         {"capture": {"directory": {"path": "/traces"}, "redact": ["("]}},
     ),
+    "shadow of an unknown model": (
+        _shadow(model="nope"), messages.SHADOW_UNKNOWN_MODEL,
+        {"task": {"shadow": {"model": "nope", "share": 0.5}}},
+    ),
+    "shadow judged by an unknown fallback": (
+        _shadow(score="judge", judge="nope"), messages.SHADOW_UNKNOWN_JUDGE,
+        {"task": {"shadow": {"model": "pocket", "share": 0.5, "score": "judge", "judge": "nope"}}},
+    ),
     "pattern that does not compile": (
         {"spec__routing__tasks": [{"name": "code", "match": {"patterns": ["("]}}]}, messages.INVALID_PATTERN,
         {"task": {"match": {"keywords": [], "patterns": ["("], "examples": []}}},
@@ -264,7 +286,8 @@ VALIDATORS: dict[str, tuple[dict[str, Any], str, Breakage]] = {
 }  # fmt: skip
 VALIDATOR_RAISES = {
     # how many rejections each router-side validator has, counted in its source below
-    RouterConfig._references_resolve: 4,  # duplicates (models, fallbacks, tasks), default, model, fallback
+    RouterConfig._references_resolve: 6,  # duplicates (models, fallbacks, tasks), default, model, fallback,
+    # shadow model, shadow judge
     routerconfig.Escalation._decides: 1,
     routerconfig.CaptureSettings._one_sink: 2,
     classifying.classifiers._task_preset: 1,

@@ -38,6 +38,42 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
         messages.MEMORY_QUANTITY,
     ),
     "duplicate model names": ({f"{POCKET}__name": "coder"}, messages.DUPLICATE_MODEL),
+    "shadow judge score without a judge": (
+        {
+            "spec__routing__tasks": [
+                {
+                    "name": "code",
+                    "models": ["coder"],
+                    "distillation": {"shadow": {"model": "pocket", "score": "judge"}},
+                }
+            ]
+        },
+        messages.SHADOW_JUDGE_REQUIRED,
+    ),
+    "shadow judge without score judge": (
+        {
+            "spec__routing__tasks": [
+                {
+                    "name": "code",
+                    "models": ["coder"],
+                    "distillation": {"shadow": {"model": "pocket", "judge": "frontier"}},
+                }
+            ]
+        },
+        messages.SHADOW_JUDGE_UNUSED,
+    ),
+    "shadow candidate already routed": (
+        {
+            "spec__routing__tasks": [
+                {
+                    "name": "code",
+                    "models": ["coder", "pocket"],
+                    "distillation": {"shadow": {"model": "pocket"}},
+                }
+            ]
+        },
+        messages.SHADOW_MODEL_ROUTED,
+    ),
     "replicas min > max": ({f"{CODER}__replicas": {"min": 3, "max": 2}}, messages.REPLICAS_ORDER),
     "vllm without accelerator": ({f"{CODER}__accelerator": None}, messages.runtime_needs_gpu("vllm")),
     "vllm with zero gpus": ({f"{CODER}__accelerator": {"gpus": 0}}, messages.runtime_needs_gpu("vllm")),
