@@ -82,14 +82,23 @@ def test_pod_engine_packs_render_no_rayservice() -> None:
     assert _render(_fleet(packs=[{"name": "small", "memory": "3Gi"}])) == []
 
 
-def test_sources_a_head_pod_cannot_read_are_refused() -> None:
+def test_sources_a_head_pod_cannot_read_stay_out_of_the_rayservices() -> None:
+    """The plan leaves an hf:// llama.cpp model unpacked (pack-serve needs a GGUF file), so no RayService
+    carries it and the plan says why."""
     fleet = _fleet()
     body = fleet.model_dump(by_alias=True, exclude_none=True, mode="json")
     body["spec"]["models"][0]["source"] = {"uri": "hf://unsloth/gemma-3-270m-it-GGUF"}
     body["spec"]["models"][0]["quantization"] = "Q4_K_M"
     changed = ModelFleet.from_body({"metadata": {"name": "local", "namespace": "flotilla-demo"}, **body})
-    with pytest.raises(errors.InvalidSpecError, match=r"file:// .* or pvc:// sources, not hf://"):
-        _render(changed)
+    hub_model = body["spec"]["models"][0]["name"]
+    served = [
+        m["name"]
+        for o in _render(changed)
+        for m in yaml.safe_load(o["spec"]["serveConfigV2"])["applications"][0]["args"]["models"]
+    ]
+    assert served and hub_model not in served
+    (refused,) = [u for u in plans.plan(changed.spec).unplaced if u.model == hub_model]
+    assert refused.reason == "NotPackable"
 
 
 def test_gpu_packs_are_refused_clearly() -> None:
