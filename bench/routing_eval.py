@@ -23,6 +23,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from flotilla.router import classifying
 from flotilla.router.classifying import datasets, embedding, evaluating, training
@@ -74,10 +75,12 @@ def leave_one_source_out(prefix: int | None) -> None:
     shipped = datasets.shipped_training_rows()
     everything = datasets.routing_train()
     embedder = embedding.load()
-    options = {} if prefix is None else {"prefix": prefix}
+    options: dict[str, Any] = {"offsets": datasets.SHIPPED_OFFSETS}  # the shipped design
+    if prefix is not None:
+        options["prefix"] = prefix
     full = None
     if prefix is not None:  # a design other than the shipped one: its head on all shipped rows
-        full = training.train([_row(r) for r in shipped], embedder, prefix=prefix)
+        full = training.train([_row(r) for r in shipped], embedder, **options)
     print("\n## leave one source out (all rows of the source, train and dev)\n")
     print("| source | rows | trained without it | accuracy |")
     print("|---|---:|---|---:|")

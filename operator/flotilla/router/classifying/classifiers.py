@@ -28,7 +28,7 @@ import numpy as np
 from flotilla import errors
 from flotilla.api import routerconfig
 from flotilla.router import presets
-from flotilla.router.classifying import embedding, heads, rules, texts
+from flotilla.router.classifying import embedding, heads, overrides, rules, texts
 
 DEFAULT_PRIOR = 1.5
 """Logit head start of the default task: evidence must add up to more than this to leave it."""
@@ -86,6 +86,7 @@ class Classifier:
         "_tasks",
         "_threshold",
         "_unknown_tasks",
+        "_writing_index",
         "default_task",
         "version",
     )
@@ -116,6 +117,11 @@ class Classifier:
         self._unknown_tasks = self._head is None or any(
             not t.known or t.own_reasons for i, t in enumerate(self._tasks) if i != self._default_index
         )
+        # high-precision writing requests override the head, for fleets with the head's writing task
+        has_writing = (
+            self._head is not None and overrides.TASK in self._head.classes and overrides.TASK in names
+        )
+        self._writing_index = names.index(overrides.TASK) if has_writing else -1
         self.version = str(head.meta.get("version", "?")) if head else "rules"
 
     @property
@@ -138,6 +144,12 @@ class Classifier:
         np.add.at(probs, self._targets, self._head.predict(self._embedder, ids))
         best = int(probs.argmax())
         table = tuple((t.name, round(float(p), 4)) for t, p in zip(self._tasks, probs, strict=True))
+        writing = self._writing_index
+        undecided = best != writing or probs[best] < self._threshold
+        if writing >= 0 and undecided and overrides.writing_request(turns[0]):
+            score = max(overrides.SCORE, float(probs[writing]))
+            if score >= self._threshold:
+                return Classification(overrides.TASK, score, overrides.REASON, table)
         if best == self._default_index or probs[best] < self._threshold:
             return Classification(self.default_task, float(probs[self._default_index]), DEFAULT_REASON, table)
         return Classification(self._tasks[best].name, float(probs[best]), HEAD_REASON, table)

@@ -16,6 +16,10 @@ from typing import Any
 PERMISSIVE_LICENCES = frozenset({"Apache-2.0", "MIT", "CC-BY-SA-3.0"})
 REPOSITORY = Path(__file__).resolve().parents[4]
 OWN_DATA = REPOSITORY / "data" / "routing"
+SHIPPED_OFFSETS = {"writing": 0.2, "general": -0.05}
+"""Logit offsets of the shipped head (``flotilla classifier train --offset``), chosen by cross-validation on
+the train split (docs/routing.md): the own prompts make writing easier to recognise than real traffic does,
+so the head is shifted towards writing and away from general."""
 
 
 def shared_data() -> Path:

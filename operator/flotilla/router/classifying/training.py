@@ -14,7 +14,7 @@ import hashlib
 import itertools
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,14 @@ def data_sha256(rows: Iterable[Row]) -> str:
         digest.update(json.dumps([row.task, row.prompt], ensure_ascii=False).encode())
         digest.update(b"\n")
     return digest.hexdigest()
+
+
+def _version(rows: Sequence[Row], offsets: Mapping[str, float]) -> str:
+    """The head's version: its data's hash, and its offsets' when it has any."""
+    data = data_sha256(rows)
+    if not offsets:
+        return data[:12]
+    return hashlib.sha256((data + json.dumps(dict(sorted(offsets.items())))).encode()).hexdigest()[:12]
 
 
 def _check_sizes(rows: Sequence[Row]) -> list[str]:
@@ -236,7 +244,12 @@ def _out_of_fold(features: Features, labels: npt.NDArray[np.str_], splits: Any, 
 
 
 def _stage(
-    features: Features, labels: npt.NDArray[np.str_], folds: int, c: float, sources: npt.NDArray[np.str_]
+    features: Features,
+    labels: npt.NDArray[np.str_],
+    folds: int,
+    c: float,
+    sources: npt.NDArray[np.str_],
+    offset: npt.NDArray[np.float64],
 ) -> _Stage:
     from sklearn.model_selection import GroupKFold, StratifiedKFold
 
@@ -244,15 +257,16 @@ def _stage(
     classes = sorted(set(labels.tolist()))
     truth = np.searchsorted(classes, labels)
     stratified = StratifiedKFold(folds, shuffle=True, random_state=0).split(everything, labels)
-    out_of_fold = _out_of_fold(features, labels, stratified, c)
+    out_of_fold = _out_of_fold(features, labels, stratified, c) + offset
     calibration = out_of_fold
     groups = len(set(sources.tolist()))
     if groups >= MIN_SOURCES:
         by_source = GroupKFold(min(FOLDS, groups)).split(everything, labels, sources)
-        calibration = _out_of_fold(features, labels, by_source, c)
+        calibration = _out_of_fold(features, labels, by_source, c) + offset
     temperature = _temperature(calibration, truth)
     model, idf = _fit(features, everything, labels, c)
     weights, bias = _per_class(model)
+    bias = (bias + offset).astype(np.float32)
     return _Stage(
         tuple(str(x) for x in model.classes_), weights, bias, idf, temperature, out_of_fold, calibration
     )
@@ -300,20 +314,27 @@ def train(
     c: float = REGULARISATION_C,
     source: str = "",
     prefix: int = PREFIX_TOKENS,
+    offsets: Mapping[str, float] | None = None,
 ) -> heads.Head:
     """A calibrated two-stage head for the tasks in ``rows`` (``prefix=0``: one stage).
-    Deterministic for the same rows and embedding."""
+    ``offsets`` shift tasks' logits (before calibration, in both stages). Deterministic for the same rows
+    and embedding."""
     classes = _check_sizes(rows)
+    offsets = dict(offsets or {})
+    unknown = sorted(set(offsets) - set(classes))
+    if unknown:
+        raise errors.UsageError(f"offset for task(s) {', '.join(unknown)} not in the data")
+    offset = np.array([float(offsets.get(name, 0.0)) for name in classes])
     labels = np.array([row.task for row in rows])
     truth = np.searchsorted(classes, labels)
     features = Features(embedder, [row.prompt for row in rows])
     folds = min(FOLDS, min(Counter(labels).values()))
     dims = features.vectors.shape[1]
     sources = np.array([row.source for row in rows])
-    first = _stage(features, labels, folds, c, sources)
+    first = _stage(features, labels, folds, c, sources, offset)
     meta: dict[str, Any] = {
         "format": heads.HEAD_FORMAT,
-        "version": data_sha256(rows)[:12],
+        "version": _version(rows, offsets),
         "tasks": classes,
         "rows": len(rows),
         "rows_per_task": dict(sorted(Counter(labels.tolist()).items())),
@@ -323,12 +344,13 @@ def train(
         "features": embedding.FEATURES,
         "opening": heads.OPENING,
         "regularisation_c": c,
+        **({"offsets": dict(sorted(offsets.items()))} if offsets else {}),
         "temperature": first.temperature,
         "cross_validation": {"folds": folds, "first_stage": _scores(first.out_of_fold, truth, classes)},
     }
     refine = None
     if prefix > 0:
-        second = _stage(features.with_prefix(embedder, prefix), labels, folds, c, sources)
+        second = _stage(features.with_prefix(embedder, prefix), labels, folds, c, sources, offset)
         below = _refine_below(first.out_of_fold, second.out_of_fold, truth)
         unsure = first.out_of_fold.max(axis=1) < below
         if unsure.sum() >= MIN_ROWS_PER_TASK:  # calibrate the second stage where it is used: unsure prompts

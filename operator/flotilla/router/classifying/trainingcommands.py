@@ -27,15 +27,38 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--c", type=float, default=training.REGULARISATION_C, help="inverse L2 regularisation (default 3)"
     )
+    train.add_argument(
+        "--offset",
+        action="append",
+        default=[],
+        metavar="TASK=LOGIT",
+        help="shift a task's logit (repeatable): route more (positive) or fewer (negative) prompts to it",
+    )
+
+
+def _offsets(values: list[str]) -> dict[str, float]:
+    offsets = {}
+    for value in values:
+        task, _, number = value.partition("=")
+        try:
+            offsets[task] = float(number)
+        except ValueError:
+            raise errors.UsageError(f"--offset {value!r}: expected TASK=NUMBER (writing=0.2)") from None
+        if not task or not -10 <= offsets[task] <= 10:
+            raise errors.UsageError(f"--offset {value!r}: expected TASK=NUMBER with |NUMBER| <= 10")
+    return offsets
 
 
 def run(name: str, args: argparse.Namespace) -> int:
     if not args.c > 0:
         raise errors.UsageError("--c must be positive")
+    offsets = _offsets(args.offset)
     rows = training.read_rows(args.data)
     if args.out.exists() and not args.out.is_dir():
         raise errors.UsageError(f"--out {args.out} exists and is not a directory")
-    head = training.train(rows, embedding.load(args.embedding), c=args.c, source=args.data.name)
+    head = training.train(
+        rows, embedding.load(args.embedding), c=args.c, source=args.data.name, offsets=offsets
+    )
     sha256 = head.save(args.out / "classifier.npz")
     meta = {**head.meta, "sha256": sha256}
     (args.out / "classifier.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")

@@ -204,3 +204,16 @@ def test_a_default_without_examples_still_wins_neutral_prompts() -> None:
     classifier = classifying.build_classifier(config(tasks, default="general"))
     for prompt in ("Tell me about the French revolution.", "What causes the northern lights?"):
         assert classifier.classify(user(prompt)).task == "general", prompt
+
+
+def test_a_writing_request_overrides_the_head() -> None:
+    # the head reads the programming words and leans to code (0.53); the request is to translate a text
+    prompt = user("请把这段产品说明翻译成英文：本产品支持Python和Java两种接口。")  # noqa: RUF001
+    fleet = [{"name": "code"}, {"name": "writing"}, {"name": "chat"}]
+    result = classifying.build_classifier(config(fleet)).classify(prompt)
+    assert (result.task, result.reason, result.score) == ("writing", "pattern:writing-request", 0.98)
+    assert dict(result.probabilities)["code"] > dict(result.probabilities)["writing"]
+    without_writing = classifying.build_classifier(config([{"name": "code"}, {"name": "chat"}]))
+    assert without_writing.classify(prompt).reason != "pattern:writing-request"
+    strict = classifying.build_classifier(config(fleet, threshold=0.99)).classify(prompt)
+    assert strict.reason != "pattern:writing-request"  # its score (0.98) is below the threshold

@@ -140,3 +140,25 @@ def test_bad_data_is_a_usage_error(tmp_path: Path, content: str, message: str) -
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out" / "classifier.npz").exists()
+
+
+def test_offsets_shift_a_task(tmp_path: Path) -> None:
+    from flotilla.router.classifying import embedding
+
+    rows = training.read_rows(write_rows(tmp_path / "labelled.jsonl"))
+    plain = training.train(rows, embedding.load(), prefix=0)
+    shifted = training.train(rows, embedding.load(), prefix=0, offsets={"legal": 2.0})
+    assert shifted.meta["offsets"] == {"legal": 2.0} and "offsets" not in plain.meta
+    assert shifted.bias - plain.bias == pytest.approx([0.0, 2.0, 0.0], abs=1e-5)
+    with pytest.raises(errors.UsageError, match="offset for task\\(s\\) poetry not in the data"):
+        training.train(rows, embedding.load(), prefix=0, offsets={"poetry": 1.0})
+
+
+@pytest.mark.parametrize("value", ["legal", "legal=much", "=1", "legal=99"])
+def test_a_bad_offset_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    data = write_rows(tmp_path / "labelled.jsonl")
+    done = flotilla(
+        "classifier", "train", "--data", str(data), "--out", str(tmp_path / "o"), "--offset", value
+    )
+    assert done.returncode == 2
+    assert "--offset" in done.stderr and "Traceback" not in done.stderr
