@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from flotilla.api.fleet import ModelFleet, ModelSpec
-from flotilla.packing import plans
+from flotilla.packing import budgets, plans
 from flotilla.render import models as model_render
 from flotilla.render import naming, packconfigs
 from flotilla.render.settings import RenderSettings
@@ -131,7 +131,9 @@ def deployment(
         }
     else:
         command = ["flotilla", "pack-serve", "--config", config_path]
-        cpu = str(sum(pod.threads))
+        # What the models asked for, not their threads (each at least 1): three 250m models fit a
+        # 2-core node; llama.cpp's threads may use more when the node has it idle.
+        cpu = f"{sum(budgets.cpu_millicores(m) for m in models)}m"
         resources = {
             "requests": {"cpu": cpu, "memory": _mebibytes(pod.used)},
             "limits": {"memory": _mebibytes(pod.budget.capacity)},

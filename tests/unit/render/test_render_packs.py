@@ -74,7 +74,7 @@ def test_packed_models_get_no_pods_of_their_own_and_the_pack_config_follows_the_
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"].startswith("flotilla-ray:")
     assert container["command"] == ["flotilla", "pack-serve", "--config", "/etc/flotilla-pack/pack.yaml"]
-    assert container["resources"]["requests"]["cpu"] == "4"
+    assert container["resources"]["requests"]["cpu"] == "3500m"  # what they asked (threads: 2 + 1 + 1)
     assert deployment["metadata"]["annotations"]["flotilla.dev/pack-models"] == "b,a,c"
     router = yaml.safe_load(objects[("ConfigMap", "f-router")]["data"]["router.yaml"])
     services = {m["name"]: m["service"] for m in router["models"]}
