@@ -131,8 +131,8 @@ def test_installed_policy_refuses_fleets_outside_the_allow_lists(
         "allowed",
         models=[
             {**_fleet(fleet_namespace, "x")["spec"]["models"][0], "image": "flotilla-gemma3-270m:0.1.0"},
-            {**_fleet(fleet_namespace, "x")["spec"]["models"][0], "name": "packed", "image": "flotilla-ray:0.1.0",
-             "placement": {"pack": "auto", "memory": "300Mi"}},
+            {**_fleet(fleet_namespace, "x")["spec"]["models"][0], "name": "packed",
+             "image": "flotilla-ray:0.1.0", "placement": {"pack": "auto", "memory": "300Mi"}},
         ],
         fallbacks=[
             *_compatible("http://standin:8080/v1"),

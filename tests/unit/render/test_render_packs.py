@@ -153,3 +153,12 @@ def test_gpu_fraction_is_floored_to_a_thousandth() -> None:
     (pod,) = plan.pods
     fraction = packconfigs.gpu_fraction(pod, plan.demands["a"])
     assert fraction == int(plan.demands["a"].total * 1000 / (24 * 2**30)) / 1000
+
+
+def test_a_packed_model_keeps_its_chat_format() -> None:
+    """CHAT_FORMAT, which llama-cpp-python's own server reads from a model pod's env, reaches pack-serve's
+    config (Gemma 3 270M's GGUF template is not picked up: without it the model answers nothing)."""
+    chatty = cpu_model("a", "250Mi", env=[{"name": "CHAT_FORMAT", "value": "gemma"}])
+    objects = by_key(render_fleet(fleet([chatty, cpu_model("b", "250Mi")], placement={"pack": "auto"})))
+    config = yaml.safe_load(objects[("ConfigMap", "f-pack-auto-1")]["data"]["pack.yaml"])
+    assert {m["name"]: m.get("chatFormat") for m in config["models"]} == {"a": "gemma", "b": None}
