@@ -85,10 +85,12 @@ def test_pod_engine_packs_render_no_rayservice() -> None:
 def test_sources_a_head_pod_cannot_read_are_refused() -> None:
     fleet = _fleet()
     body = fleet.model_dump(by_alias=True, exclude_none=True, mode="json")
-    body["spec"]["models"][0]["source"] = {"uri": "hf://unsloth/gemma-3-270m-it-GGUF"}
-    body["spec"]["models"][0]["quantization"] = "Q4_K_M"
+    # hf:// llama.cpp models are not packed at all (NotPackable); an https:// GGUF is, and a head pod has no
+    # init container to download it
+    url = "https://huggingface.co/unsloth/gemma-3-270m-it-GGUF/resolve/main/gemma-3-270m-it-Q4_K_M.gguf"
+    body["spec"]["models"][0]["source"] = {"uri": url}
     changed = ModelFleet.from_body({"metadata": {"name": "local", "namespace": "flotilla-demo"}, **body})
-    with pytest.raises(errors.InvalidSpecError, match=r"file:// .* or pvc:// sources, not hf://"):
+    with pytest.raises(errors.InvalidSpecError, match=r"file:// .* or pvc:// sources, not https://"):
         _render(changed)
 
 

@@ -234,5 +234,8 @@ def render_pack(
 
 
 def render_packs(fleet: ModelFleet, plan: plans.Plan, settings: RenderSettings) -> list[dict[str, Any]]:
-    """Every planned pod's children, in plan order."""
-    return [obj for pod in plan.pods for obj in render_pack(fleet, plan, pod, settings)]
+    """Every planned pod's children, in plan order, but those of `engine: kuberay` packs (each a
+    RayService: ``render.rayservice``)."""
+    kuberay = {p.name for p in fleet.spec.packs if p.engine == "kuberay"}
+    pods = [pod for pod in plan.pods if pod.pack not in kuberay]
+    return [obj for pod in pods for obj in render_pack(fleet, plan, pod, settings)]

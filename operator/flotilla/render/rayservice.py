@@ -43,6 +43,11 @@ def name(fleet: ModelFleet, pod: PackPod) -> str:
     return f"{fleet.name}-{pod.name}"
 
 
+def serve_service(fleet: ModelFleet, pod: PackPod) -> str:
+    """The Service KubeRay creates for a RayService's Serve endpoints (port 8000), where the router looks."""
+    return f"{name(fleet, pod)}-serve-svc"
+
+
 def threads(model: ModelSpec) -> int:
     """A model's CPU share: its cpu request rounded up (500m -> 1), 1 without one."""
     cpu = model.resources.requests.get("cpu")
@@ -176,7 +181,12 @@ def render_rayservice(
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": {"name": name(fleet, pod), "namespace": fleet.namespace, "labels": labels},
+        "metadata": {
+            "name": name(fleet, pod),
+            "namespace": fleet.namespace,
+            "labels": labels,
+            "annotations": {naming.PACK_MODELS: ",".join(pod.models)},
+        },
         "spec": {
             "serveConfigV2": yaml.safe_dump(config, sort_keys=False),
             "rayClusterConfig": {
