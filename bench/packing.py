@@ -13,9 +13,12 @@ llama_cpp.server` per model, as tests/router/conftest.py starts it). Measured, i
    request (time.perf_counter); the same requests straight to each server; medians and p90 over the rounds;
 3. load time (a second pack-serve with maxLoaded 2, after the first run is stopped): a request to the
    least recently used, unloaded, model (held while the idle one is unloaded and it is loaded) vs the same
-   request to a loaded model; rounds cycle a -> b -> c so every request after the first two loads.
+   request to a loaded model; rounds cycle a -> b -> c so every request after the first two loads;
+4. pod count (first, from the operator's own plan, no process): N such models (the GGUF's size as
+   placement.memory, 2048 context, 250m CPU) packed by `flotilla.packing.plans` with the default CPU budget
+   (16Gi) and with a 3Gi pack, vs one pod each (N). `--plan-only` prints just these.
 
-    PYTHONPATH=operator .venv/bin/python bench/packing.py [--rounds 20] [--load-rounds 6]
+    PYTHONPATH=operator .venv/bin/python bench/packing.py [--rounds 20] [--load-rounds 6] [--plan-only]
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "router")
 import yaml
 from packkit import PackServe, memory_kib, session_pids
 from routerkit import PYTHON, Proc, free_port, gemma_gguf
+
+from flotilla.api.fleet import ModelFleet
+from flotilla.packing import plans
 
 NAMES = ["a", "b", "c"]
 CONTEXT, THREADS = 2048, 1
@@ -109,18 +115,57 @@ def replica_pids(sid: int) -> list[int]:
     return found
 
 
+def pod_counts(gguf: Path, counts: tuple[int, ...] = (3, 6, 12, 24)) -> list[tuple[str, str]]:
+    """Pods the operator's plan needs for N Gemma models packed (16Gi default budget, a 3Gi pack) vs one
+    pod each."""
+    size = f"{-(-gguf.stat().st_size // 2**20)}Mi"
+    rows = []
+    for n in counts:
+        pods = {}
+        for pack, packs in (("auto", []), ("small", [{"name": "small", "memory": "3Gi"}])):
+            model = {
+                "runtime": "llamacpp",
+                "maxContextLength": CONTEXT,
+                "resources": {"requests": {"cpu": "250m"}},
+            }
+            models = [
+                {**model, "name": f"m{i}", "source": {"uri": f"pvc://gguf/{gguf.name}"},
+                 "placement": {"pack": pack, "memory": size}}
+                for i in range(n)
+            ]  # fmt: skip
+            body = {
+                "metadata": {"name": "bench", "namespace": "bench"},
+                "spec": {"models": models, "packs": packs},
+            }
+            plan = plans.plan(ModelFleet.from_body(body).spec)
+            assert not plan.unplaced, plan.unplaced
+            pods[pack] = len(plan.pods)
+        rows.append(
+            (
+                f"pods for {n} models ({size} each)",
+                f"packed {pods['auto']} (16Gi budget), {pods['small']} (3Gi pack) vs {n} one pod each",
+            )
+        )
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--load-rounds", type=int, default=6)
+    parser.add_argument("--plan-only", action="store_true", help="only the pod counts from the plan")
     args = parser.parse_args()
     gguf = gemma_gguf()
+    if args.plan_only:
+        for key, value in pod_counts(gguf):
+            print(f"{key}  {value}")
+        return 0
     logs = Path(f"/tmp/flotilla-bench-packing-{time.time_ns():x}")
     logs.mkdir()
     pack = PackServe(logs, pack_config(gguf, None))
     llamas: list[tuple[Proc, str]] = []
     router: Proc | None = None
-    rows: list[tuple[str, str]] = []
+    rows: list[tuple[str, str]] = pod_counts(gguf)
     try:
         started = time.perf_counter()
         pack.wait_ready()

@@ -53,12 +53,14 @@ def _body(prompt: str, max_tokens: int, stream: bool) -> dict[str, Any]:
 
 def chat(
     base_url: str, prompt: str, max_tokens: int = 48, headers: Mapping[str, str] | None = None,
-    timeout: float = 300,
+    timeout: float = 300, model: str | None = None,
 ) -> Answer:  # fmt: skip
-    """POST one chat completion; an HTTP error is an Answer too (status and the OpenAI error JSON)."""
+    """POST one chat completion (``model``: the body's, naming a fleet model; default none: the router
+    classifies); an HTTP error is an Answer too (status and the OpenAI error JSON)."""
     start = time.perf_counter()
+    request_body = _body(prompt, max_tokens, False) | ({"model": model} if model else {})
     try:
-        with urllib.request.urlopen(_request(base_url, _body(prompt, max_tokens, False), headers or {}),
+        with urllib.request.urlopen(_request(base_url, request_body, headers or {}),
                                     timeout=timeout) as response:  # fmt: skip
             status, raw, got = response.status, response.read(), response.headers
     except urllib.error.HTTPError as exc:

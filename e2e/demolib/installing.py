@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,9 +62,10 @@ class Provider:
         return cls("stand-in")
 
 
-def build_images(containerd_socket: Path) -> list[dict[str, Any]]:
-    """scripts/build-images --load into the real node's containerd (k8s.io): one row per image."""
-    command = [str(ROOT / "scripts" / "build-images"), "--load", "--json"]
+def build_images(containerd_socket: Path, names: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """scripts/build-images --load into the real node's containerd (k8s.io): one row per image (`names`:
+    only those, e.g. flotilla and ray; default all)."""
+    command = [str(ROOT / "scripts" / "build-images"), "--load", "--json", *names]
     command += ["--containerd-address", str(containerd_socket)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False)
     if done.returncode != 0:

@@ -107,7 +107,7 @@ def test_installed_policy_refuses_fleets_outside_the_allow_lists(
                 ]
             },
             "spec.models[].image is not allowed: images must start with one of the allowed prefixes "
-            "(flotilla:, flotilla-llamacpp:, flotilla-gemma3-270m:)",
+            "(flotilla:, flotilla-llamacpp:, flotilla-gemma3-270m:, flotilla-ray:, flotilla-ray-vllm:)",
         ),
         "router-image": (
             {"router": {"image": "registry.example/flotilla:1"}},
@@ -129,7 +129,11 @@ def test_installed_policy_refuses_fleets_outside_the_allow_lists(
     allowed = _fleet(
         fleet_namespace,
         "allowed",
-        models=[{**_fleet(fleet_namespace, "x")["spec"]["models"][0], "image": "flotilla-gemma3-270m:0.1.0"}],
+        models=[
+            {**_fleet(fleet_namespace, "x")["spec"]["models"][0], "image": "flotilla-gemma3-270m:0.1.0"},
+            {**_fleet(fleet_namespace, "x")["spec"]["models"][0], "name": "packed",
+             "image": "flotilla-ray:0.1.0", "placement": {"pack": "auto", "memory": "300Mi"}},
+        ],
         fallbacks=[
             *_compatible("http://standin:8080/v1"),
             {**_compatible("https://eu.models.example/v1")[0], "name": "eu"},

@@ -82,7 +82,7 @@ def test_pod_engine_packs_render_no_rayservice() -> None:
     assert _render(_fleet(packs=[{"name": "small", "memory": "3Gi"}])) == []
 
 
-def test_sources_a_head_pod_cannot_read_stay_out_of_the_rayservices() -> None:
+def test_hub_models_stay_out_of_the_rayservices() -> None:
     """The plan leaves an hf:// llama.cpp model unpacked (pack-serve needs a GGUF file), so no RayService
     carries it and the plan says why."""
     fleet = _fleet()
@@ -99,6 +99,17 @@ def test_sources_a_head_pod_cannot_read_stay_out_of_the_rayservices() -> None:
     assert served and hub_model not in served
     (refused,) = [u for u in plans.plan(changed.spec).unplaced if u.model == hub_model]
     assert refused.reason == "NotPackable"
+
+
+def test_sources_a_head_pod_cannot_read_are_refused() -> None:
+    fleet = _fleet()
+    body = fleet.model_dump(by_alias=True, exclude_none=True, mode="json")
+    # an https:// GGUF is packed, and a head pod has no init container to download it
+    url = "https://huggingface.co/unsloth/gemma-3-270m-it-GGUF/resolve/main/gemma-3-270m-it-Q4_K_M.gguf"
+    body["spec"]["models"][0]["source"] = {"uri": url}
+    changed = ModelFleet.from_body({"metadata": {"name": "local", "namespace": "flotilla-demo"}, **body})
+    with pytest.raises(errors.InvalidSpecError, match=r"file:// .* or pvc:// sources, not https://"):
+        _render(changed)
 
 
 def test_gpu_packs_are_refused_clearly() -> None:

@@ -168,9 +168,12 @@ class Autoscaler:
         keys: set[Key] = set()
         scaled = False
         by_pack: dict[str, list[status_api.ModelAutoscaling]] = {}
+        kuberay = {p.name for p in fleet.spec.packs if p.engine == "kuberay"}
         for model in models:
             key = (fleet.namespace, fleet.name, model.name)
             pod = plan.pod_of(model.name)
+            if pod is not None and pod.pack in kuberay:
+                continue  # a RayService, not a Deployment: not scaled by the built-in autoscaler yet
             deployment = (
                 naming.model_deployment_name(fleet, model)
                 if pod is None

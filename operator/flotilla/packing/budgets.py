@@ -60,12 +60,16 @@ def gpu_memory(product: str) -> int | None:
     return int(found.group(1)) * GIB if found else None
 
 
+def cpu_millicores(model: ModelSpec) -> int:
+    """The model's resources.requests.cpu in millicores (1000, one core, without a request)."""
+    cpu = str(model.resources.requests.get("cpu", "1"))
+    return math.ceil(round(float(cpu[:-1]) if cpu.endswith("m") else float(cpu) * 1000, 3))
+
+
 def cpu_threads(model: ModelSpec) -> int:
     """A CPU-packed model's share of the pack pod: llama.cpp threads (and Ray num_cpus), its
     resources.requests.cpu rounded up, at least 1 (one thread without a request)."""
-    cpu = str(model.resources.requests.get("cpu", "1"))
-    cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
-    return max(1, math.ceil(cores))
+    return max(1, math.ceil(cpu_millicores(model) / 1000))
 
 
 @dataclasses.dataclass(frozen=True)

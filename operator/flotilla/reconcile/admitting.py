@@ -29,8 +29,11 @@ from urllib.parse import urlsplit
 from flotilla import errors
 from flotilla.api import fleet as fleet_api
 
-DEFAULT_IMAGE_PREFIXES = ("flotilla:", "flotilla-llamacpp:", "flotilla-gemma3-270m:")
-"""The project's own images (``scripts/build-images``): what a fleet may name without further settings."""
+DEFAULT_IMAGE_PREFIXES = (
+    "flotilla:", "flotilla-llamacpp:", "flotilla-gemma3-270m:", "flotilla-ray:", "flotilla-ray-vllm:",
+)  # fmt: skip
+"""The project's own images (``scripts/build-images``; the vLLM pack image's Dockerfile): what a fleet may
+name without further settings, and every image the operator renders by default but vLLM's own."""
 
 BLOCKED_HOSTS = frozenset({
     "metadata", "metadata.google.internal", "metadata.goog", "metadata.azure.com",

@@ -120,7 +120,13 @@ async def observe(
     return [item for items in found for item in items]
 
 
-ADDONS = {kubeapi.SCALED_OBJECT: "KEDA (autoscaling.mode keda)"}
+ADDONS = {
+    kubeapi.SCALED_OBJECT: ("KEDA (autoscaling.mode keda)", "nothing scales this model; install it or use "
+                            "autoscaling.mode builtin"),
+    kubeapi.RAY_SERVICE: ("KubeRay (spec.packs[].engine kuberay)", "nothing serves this model; install "
+                          "KubeRay or use engine pod"),
+}  # fmt: skip
+"""Per optional kind: the add-on that serves it, and what its absence means for the model."""
 
 
 async def served_optional_kinds(kube: kubeapi.Kube) -> list[kubeapi.Kind]:
@@ -138,12 +144,17 @@ def drop_unserved(
     for manifest in desired:
         kind = kubeapi.kind_of(manifest)
         if kind in kubeapi.OPTIONAL_KINDS and kind not in served:
-            model = (manifest["metadata"].get("labels") or {}).get(planning.MODEL_LABEL, "")
-            unserved[model] = (
-                f"{ADDONS.get(kind, kind.kind)} is not installed: the apiserver does not serve "
-                f"{kind.plural}.{kind.api_version}, so {kind.kind} {manifest['metadata']['name']} cannot be "
-                "applied and nothing scales this model; install it or use autoscaling.mode builtin"
+            meta = manifest["metadata"]
+            addon, consequence = ADDONS[kind]
+            why = (
+                f"{addon} is not installed: the apiserver does not serve {kind.plural}.{kind.api_version}, "
+                f"so {kind.kind} {meta['name']} cannot be applied and {consequence}"
             )
+            packed = str((meta.get("annotations") or {}).get(planning.PACK_MODELS, ""))
+            for model in (
+                packed.split(",") if packed else [(meta.get("labels") or {}).get(planning.MODEL_LABEL, "")]
+            ):
+                unserved[model] = why
             continue
         kept.append(manifest)
     return kept, unserved

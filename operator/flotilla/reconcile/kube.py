@@ -67,6 +67,7 @@ SERVICE_ACCOUNT = Kind("v1", "ServiceAccount", "serviceaccounts")
 ROLE = Kind("rbac.authorization.k8s.io/v1", "Role", "roles")
 ROLE_BINDING = Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings")
 SCALED_OBJECT = Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects")
+RAY_SERVICE = Kind("ray.io/v1", "RayService", "rayservices")
 SECRET = Kind("v1", "Secret", "secrets")
 """Not a child: the API keys a fleet's spec.access names, read by name only (``reconcile.keying``)."""
 ENDPOINT_SLICE = Kind("discovery.k8s.io/v1", "EndpointSlice", "endpointslices")
@@ -84,15 +85,17 @@ CHILD_KINDS: tuple[Kind, ...] = (
 )
 """Every kind a fleet renders into (the router's ServiceAccount, Role and RoleBinding included)."""
 
-OPTIONAL_KINDS: tuple[Kind, ...] = (SCALED_OBJECT,)
-"""Kinds of add-ons a cluster may not have (KEDA): applied and listed only when the apiserver serves them
-(``Kube.serves``), and not watched (a kopf watch on an unserved resource fails)."""
+OPTIONAL_KINDS: tuple[Kind, ...] = (SCALED_OBJECT, RAY_SERVICE)
+"""Kinds of add-ons a cluster may not have (KEDA, KubeRay): applied and listed only when the apiserver serves
+them (``Kube.serves``), and not watched (a kopf watch on an unserved resource fails)."""
 
 KINDS: dict[tuple[str, str], Kind] = {(k.api_version, k.kind): k for k in CHILD_KINDS + OPTIONAL_KINDS}
 
 APPLY_WAVES: tuple[frozenset[tuple[str, str]], ...] = (
     frozenset((k.api_version, k.kind) for k in (SERVICE_ACCOUNT, ROLE, CONFIGMAP, SERVICE)),
-    frozenset((k.api_version, k.kind) for k in (ROLE_BINDING, DEPLOYMENT, HPA, PDB, SCALED_OBJECT)),
+    frozenset(
+        (k.api_version, k.kind) for k in (ROLE_BINDING, DEPLOYMENT, HPA, PDB, SCALED_OBJECT, RAY_SERVICE)
+    ),
 )
 """Children are applied in waves, each wave concurrently: a RoleBinding needs its Role to exist (the
 apiserver checks the binder holds the Role's permissions), and pods need their ServiceAccount and

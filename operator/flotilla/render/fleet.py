@@ -11,7 +11,7 @@ from typing import Any
 from flotilla import errors
 from flotilla.api.fleet import ModelFleet
 from flotilla.packing import plans
-from flotilla.render import models, packs, router
+from flotilla.render import models, packs, rayservice, router
 from flotilla.render.naming import (
     api_key_env,
     children_selector,
@@ -47,6 +47,9 @@ def render_fleet(
             if plan.pod_of(model.name) is None:
                 objects += models.render_model(fleet, model, settings)
         objects += packs.render_packs(fleet, plan, settings)
+        objects += rayservice.render_rayservices(
+            fleet, plan, image=settings.ray_image, pull_policy=settings.runtimes.image_pull_policy
+        )
         objects += router.render_router(fleet, settings, key_hashes)
     except ValueError as exc:  # pydantic ValidationError of the RouterConfig is a ValueError
         raise errors.InvalidSpecError(f"cannot render fleet {fleet.namespace}/{fleet.name}: {exc}") from None

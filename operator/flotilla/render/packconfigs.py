@@ -40,6 +40,13 @@ def context(model: ModelSpec) -> int:
     return model.max_context_length or memory.DEFAULT_CONTEXT
 
 
+def chat_format(model: ModelSpec) -> str | None:
+    """The model's CHAT_FORMAT env value (what llama-cpp-python's own server reads), if it sets one: a pack
+    serves the model with the format its pod of its own would use (Gemma 3 270M's GGUF template is not
+    picked up, and without a format it answers nothing)."""
+    return next((e.value for e in model.env if e.name == "CHAT_FORMAT" and e.value), None)
+
+
 def cpu_config(
     pod: plans.PackPod,
     models: Sequence[ModelSpec],
@@ -56,6 +63,7 @@ def cpu_config(
                 gguf=weights[model.name].path or "",
                 context_length=context(model),
                 threads=threads,
+                chat_format=chat_format(model),
             )
             for model, threads in zip(models, pod.threads, strict=True)
         ],

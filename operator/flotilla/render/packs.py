@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from flotilla.api.fleet import ModelFleet, ModelSpec
-from flotilla.packing import plans
+from flotilla.packing import budgets, plans
 from flotilla.render import models as model_render
 from flotilla.render import naming, packconfigs
 from flotilla.render.settings import RenderSettings
@@ -131,7 +131,9 @@ def deployment(
         }
     else:
         command = ["flotilla", "pack-serve", "--config", config_path]
-        cpu = str(sum(pod.threads))
+        # What the models asked for, not their threads (each at least 1): three 250m models fit a
+        # 2-core node; llama.cpp's threads may use more when the node has it idle.
+        cpu = f"{sum(budgets.cpu_millicores(m) for m in models)}m"
         resources = {
             "requests": {"cpu": cpu, "memory": _mebibytes(pod.used)},
             "limits": {"memory": _mebibytes(pod.budget.capacity)},
@@ -232,5 +234,8 @@ def render_pack(
 
 
 def render_packs(fleet: ModelFleet, plan: plans.Plan, settings: RenderSettings) -> list[dict[str, Any]]:
-    """Every planned pod's children, in plan order."""
-    return [obj for pod in plan.pods for obj in render_pack(fleet, plan, pod, settings)]
+    """Every planned pod's children, in plan order, but those of `engine: kuberay` packs (each a
+    RayService: ``render.rayservice``)."""
+    kuberay = {p.name for p in fleet.spec.packs if p.engine == "kuberay"}
+    pods = [pod for pod in plan.pods if pod.pack not in kuberay]
+    return [obj for pod in pods for obj in render_pack(fleet, plan, pod, settings)]

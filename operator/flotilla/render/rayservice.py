@@ -21,7 +21,7 @@ import yaml
 from flotilla import __version__, errors
 from flotilla.api.fleet import ModelFleet, ModelSpec
 from flotilla.packing.plans import PackPod, Plan
-from flotilla.render import naming
+from flotilla.render import naming, packconfigs
 from flotilla.runtimes import base
 
 API_VERSION = "ray.io/v1"
@@ -41,6 +41,11 @@ PORTS = {"gcs-server": 6379, "dashboard": 8265, "client": 10001, "serve": SERVE_
 def name(fleet: ModelFleet, pod: PackPod) -> str:
     """``<fleet>-<pack pod>``, e.g. ``local-small-1``."""
     return f"{fleet.name}-{pod.name}"
+
+
+def serve_service(fleet: ModelFleet, pod: PackPod) -> str:
+    """The Service KubeRay creates for a RayService's Serve endpoints (port 8000), where the router looks."""
+    return f"{name(fleet, pod)}-serve-svc"
 
 
 def threads(model: ModelSpec) -> int:
@@ -73,11 +78,6 @@ def _gguf(model: ModelSpec) -> tuple[str, list[dict[str, Any]], list[dict[str, A
     )
 
 
-def _chat_format(model: ModelSpec) -> str | None:
-    """The model's CHAT_FORMAT env value (what llama-cpp-python's own server reads), if it sets one."""
-    return next((e.value for e in model.env if e.name == "CHAT_FORMAT" and e.value), None)
-
-
 def serve_config(fleet: ModelFleet, pod: PackPod, max_loaded: int | None = None) -> dict[str, Any]:
     """The Serve config (serveConfigV2, as data): one application, one deployment per model."""
     models = {m.name: m for m in fleet.spec.models}
@@ -90,7 +90,7 @@ def serve_config(fleet: ModelFleet, pod: PackPod, max_loaded: int | None = None)
             "contextLength": model.max_context_length or DEFAULT_CONTEXT,
             "threads": threads(model),
         }
-        chat_format = _chat_format(model)
+        chat_format = packconfigs.chat_format(model)
         if chat_format:
             entry["chatFormat"] = chat_format
         args_models.append(entry)
@@ -181,7 +181,12 @@ def render_rayservice(
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": {"name": name(fleet, pod), "namespace": fleet.namespace, "labels": labels},
+        "metadata": {
+            "name": name(fleet, pod),
+            "namespace": fleet.namespace,
+            "labels": labels,
+            "annotations": {naming.PACK_MODELS: ",".join(pod.models)},
+        },
         "spec": {
             "serveConfigV2": yaml.safe_dump(config, sort_keys=False),
             "rayClusterConfig": {

@@ -16,7 +16,7 @@ from flotilla.api.capabilities import CAPABILITIES
 from flotilla.api.common import parse_duration
 from flotilla.api.fleet import ModelFleet, ModelSpec, TaskSpec
 from flotilla.packing import plans
-from flotilla.render import naming, packs
+from flotilla.render import naming, packs, rayservice
 from flotilla.runtimes import RUNTIMES
 
 DEFAULT_TASK = "chat"
@@ -139,10 +139,11 @@ def _upstream(fleet: ModelFleet, model: ModelSpec, plan: plans.Plan) -> rc.Model
         scale_from_zero = model.replicas.min == 0
         multiple_choices = CAPABILITIES[model.runtime].multiple_choices
     else:
+        kuberay = any(p.name == pod.pack and p.engine == "kuberay" for p in fleet.spec.packs)
         service = rc.ServiceRef(
             namespace=fleet.namespace,
-            name=naming.pack_name(fleet, pod.name),
-            port=naming.PACK_PORT,
+            name=rayservice.serve_service(fleet, pod) if kuberay else naming.pack_name(fleet, pod.name),
+            port=naming.PACK_PORT,  # KubeRay's serve port is pack-serve's: 8000
             path=f"/{model.name}",
         )
         scale_from_zero = packs.min_replicas(packs.members(fleet, pod)) == 0

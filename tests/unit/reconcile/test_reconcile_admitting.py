@@ -9,6 +9,7 @@ import pytest
 from flotilla import errors
 from flotilla.api import fleet as fleet_api
 from flotilla.reconcile import admitting
+from flotilla.render.fleet import render_fleet
 
 POLICY = admitting.Policy(
     image_prefixes=("flotilla:", "registry.example/llm/"),
@@ -80,6 +81,32 @@ def test_defaults_allow_the_project_images_and_no_custom_provider() -> None:
     assert admitting.violations(_fleet(image="flotilla-gemma3-270m:0.1.0"), default) == []
     assert admitting.violations(_fleet(base_url="http://standin:8080/v1"), default)
     assert admitting.violations(_fleet(base_url="https://llm.example.com/v1"), default)
+
+
+def test_defaults_allow_every_image_a_default_rendered_pack_runs() -> None:
+    """CPU and GPU packs as the operator renders them by default (flotilla-ray, flotilla-ray-vllm): their
+    images are the project's own, so a fleet naming them passes the default allow-list too."""
+    cpu = {"name": "pocket", "source": {"uri": "pvc://m/a.gguf"}, "runtime": "llamacpp"}
+    gpu = {
+        "name": "coder", "source": {"uri": "hf://Qwen/Qwen2.5-0.5B-Instruct"}, "runtime": "vllm",
+        "accelerator": {"gpus": 1, "product": "NVIDIA-L4"},
+    }  # fmt: skip
+    models = [{**m, "placement": {"pack": "auto", "memory": "300Mi"}} for m in (cpu, gpu)]
+    body = {"metadata": {"name": "f", "namespace": "ns"}, "spec": {"models": models}}
+    packed = fleet_api.ModelFleet.from_body(body)
+    default = admitting.load({})
+    assert admitting.violations(packed, default) == []
+    images = {
+        c["image"]
+        for o in render_fleet(packed)
+        if o["kind"] == "Deployment"
+        for c in o["spec"]["template"]["spec"]["containers"]
+    }
+    assert {i.split(":")[0] for i in images} == {"flotilla", "flotilla-ray", "flotilla-ray-vllm"}
+    for image in images:
+        assert image.startswith(default.image_prefixes), image
+        named = fleet_api.ModelFleet.from_body({**body, "spec": {"models": [{**cpu, "image": image}]}})
+        assert admitting.violations(named, default) == [], image
 
 
 def test_load_reads_comma_separated_lists_and_empty_means_none() -> None:

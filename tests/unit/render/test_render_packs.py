@@ -74,7 +74,7 @@ def test_packed_models_get_no_pods_of_their_own_and_the_pack_config_follows_the_
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"].startswith("flotilla-ray:")
     assert container["command"] == ["flotilla", "pack-serve", "--config", "/etc/flotilla-pack/pack.yaml"]
-    assert container["resources"]["requests"]["cpu"] == "4"
+    assert container["resources"]["requests"]["cpu"] == "3500m"  # what they asked (threads: 2 + 1 + 1)
     assert deployment["metadata"]["annotations"]["flotilla.dev/pack-models"] == "b,a,c"
     router = yaml.safe_load(objects[("ConfigMap", "f-router")]["data"]["router.yaml"])
     services = {m["name"]: m["service"] for m in router["models"]}
@@ -153,3 +153,12 @@ def test_gpu_fraction_is_floored_to_a_thousandth() -> None:
     (pod,) = plan.pods
     fraction = packconfigs.gpu_fraction(pod, plan.demands["a"])
     assert fraction == int(plan.demands["a"].total * 1000 / (24 * 2**30)) / 1000
+
+
+def test_a_packed_model_keeps_its_chat_format() -> None:
+    """CHAT_FORMAT, which llama-cpp-python's own server reads from a model pod's env, reaches pack-serve's
+    config (Gemma 3 270M's GGUF template is not picked up: without it the model answers nothing)."""
+    chatty = cpu_model("a", "250Mi", env=[{"name": "CHAT_FORMAT", "value": "gemma"}])
+    objects = by_key(render_fleet(fleet([chatty, cpu_model("b", "250Mi")], placement={"pack": "auto"})))
+    config = yaml.safe_load(objects[("ConfigMap", "f-pack-auto-1")]["data"]["pack.yaml"])
+    assert {m["name"]: m.get("chatFormat") for m in config["models"]} == {"a": "gemma", "b": None}
