@@ -100,6 +100,13 @@ def unpackable(model: ModelSpec) -> str | None:
         )
     if model.gpus > 0 and model.runtime != "vllm":
         return "a GPU pack runs vLLM engines (ray.serve.llm): set runtime vllm or placement.pack none"
+    if model.autoscaled and model.autoscaling.mode in ("hpa", "keda"):
+        # A pack's replicas are set by the built-in autoscaler from all its models' load; one model's
+        # HorizontalPodAutoscaler or ScaledObject would fight it over the same Deployment.
+        return (
+            f"autoscaling mode {model.autoscaling.mode} scales one model's own Deployment and a pack is "
+            "scaled by the built-in autoscaler: use mode builtin (or none) or placement.pack none"
+        )
     return None
 
 

@@ -120,6 +120,22 @@ def test_unknown_sizes_and_budgets_are_reported_not_guessed() -> None:
     assert [p.models for p in named.pods] == [("anygpu",)] and not named.unplaced
 
 
+def test_a_model_with_its_own_hpa_or_keda_keeps_its_own_pod() -> None:
+    replicas = {"min": 1, "max": 3}
+    models = [
+        cpu_model("hpa", autoscaling={"mode": "hpa"}, replicas=replicas),
+        cpu_model("keda", autoscaling={"mode": "keda"}, replicas=replicas),
+        cpu_model("builtin", autoscaling={"mode": "builtin"}, replicas=replicas),
+        cpu_model("fixed-keda", autoscaling={"mode": "keda"}),  # min == max: no autoscaler acts
+    ]
+    plan = plans.plan(spec(models))
+    assert [p.models for p in plan.pods] == [("builtin", "fixed-keda")]
+    refused = {u.model: u for u in plan.unplaced}
+    assert sorted(refused) == ["hpa", "keda"]
+    assert all(u.reason == "NotPackable" for u in refused.values())
+    assert "mode builtin" in refused["hpa"].message
+
+
 def test_pack_none_and_the_fleet_default() -> None:
     models = [cpu_model("a"), cpu_model("b")]
     del models[0]["placement"]["pack"]  # inherits spec.placement
