@@ -465,7 +465,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--teacher needs --answers")
     key = AnswerKey.load(args.answers) if args.answers else None
     uvicorn.run(
-        build_app(args.api_key, key, args.teacher), host=args.host, port=args.port, log_level="warning", access_log=False
+        build_app(args.api_key, key, args.teacher),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
     )
 
 
