@@ -9,7 +9,7 @@ greedily, first without and then with the adapter (``--lora``). Agreement is the
 teacher's format and the share whose ``#### <number>`` equals the teacher's (exact final answer).
 Wall times include whatever else runs on the machine: the load average is printed with the table.
 
-Run: ``PYTHONPATH=operator .venv/bin/python bench/distillation.py [--train 120 --steps 30]``
+Run: ``PYTHONPATH=operator .venv/bin/python bench/distillation.py [--train 120 --steps 15]``
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=120, help="teacher pairs to train on")
     parser.add_argument("--held-out", type=int, default=40, help="prompts to measure agreement on")
     parser.add_argument("--teacher-tokens", type=int, default=12, help="words per teacher answer")
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=4)
     args = parser.parse_args()
     rows = math_rows()

@@ -101,9 +101,10 @@ def run_finetune(
 
 
 def serve(log_dir: Path, adapter: Path | None, name: str) -> LlamaServer:
-    """ggml-org's llama-server with the Gemma GGUF (and the adapter), the Gemma chat template as fleets
-    serve it."""
-    extra = ["--chat-template", "gemma", *(["--lora", str(adapter)] if adapter else [])]
+    """ggml-org's llama-server with the Gemma GGUF (and the adapter) and llama.cpp's built-in ``gemma`` chat
+    template. ``--no-jinja`` matters: with jinja on (llama-server's default) ``--chat-template gemma`` is
+    taken as a jinja template whose whole text is "gemma", and every prompt becomes that one word."""
+    extra = ["--no-jinja", "--chat-template", "gemma", *(["--lora", str(adapter)] if adapter else [])]
     return LlamaServer(log_dir, name=name, extra=extra)
 
 

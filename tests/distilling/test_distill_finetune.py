@@ -27,7 +27,7 @@ from routerkit import gemma_gguf
 
 pytestmark = [pytest.mark.llamacpp, pytest.mark.timeout(2400)]
 
-TRAIN, HELD_OUT = 120, 40
+TRAIN, HELD_OUT, STEPS = 120, 40, 15
 
 
 def test_finetuned_adapter_loads_in_llama_server_and_answers_like_the_teacher(tmp_path: Path) -> None:
@@ -44,14 +44,14 @@ def test_finetuned_adapter_loads_in_llama_server_and_answers_like_the_teacher(tm
     done = run_finetune(
         [
             "--data", str(tmp_path / "train.jsonl"), "--eval", str(tmp_path / "eval.jsonl"),
-            "--base", str(gemma_gguf()), "--out", str(out), "--steps", "30", "--batch-size", "4",
+            "--base", str(gemma_gguf()), "--out", str(out), "--steps", str(STEPS), "--batch-size", "4",
         ],
         finetune_deps(),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["method"] == "lora" and manifest["examples"] == TRAIN and manifest["steps"] == 30
-    assert manifest["loss_after"] < manifest["loss_before"] * 0.7, manifest
+    assert manifest["method"] == "lora" and manifest["examples"] == TRAIN and manifest["steps"] == STEPS
+    assert manifest["loss_after"] < manifest["loss_before"] * 0.8, manifest
 
     base_server = serve(tmp_path, None, "llama-base")
     try:
