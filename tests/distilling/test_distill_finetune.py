@@ -5,6 +5,9 @@ The teacher (the stand-in provider in ``--teacher`` mode) answers 120 math promp
 ggml-org's llama-server loads the adapter (``--lora``) next to the unchanged base GGUF and answers 40
 held-out prompts. The share of answers in the teacher's ``#### <number>`` format must rise from the base's
 (which never uses it) to most of them.
+
+Marked ``finetune`` and so deselected by default (addopts): it needs the ``finetune`` extra (~3 GB of
+wheels, installed once by scripts/finetune-deps) and ~15 min. Run it: ``pytest -m finetune tests/distilling``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from distilkit import (
 )
 from routerkit import gemma_gguf
 
-pytestmark = [pytest.mark.llamacpp, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.llamacpp, pytest.mark.finetune, pytest.mark.timeout(2400)]
 
 TRAIN, HELD_OUT, STEPS = 120, 40, 15
 
