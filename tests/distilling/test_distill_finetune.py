@@ -7,7 +7,7 @@ held-out prompts. The share of answers in the teacher's ``#### <number>`` format
 (which never uses it) to most of them.
 
 Marked ``finetune`` and so deselected by default (addopts): it needs the ``finetune`` extra (~3 GB of
-wheels, installed once by scripts/finetune-deps) and 2-20 min. Run it: ``pytest -m finetune tests/distilling``.
+wheels, installed once by scripts/finetune-deps) and 2-20 min. Run: ``pytest -m finetune tests/distilling``.
 """
 
 from __future__ import annotations
