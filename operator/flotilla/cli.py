@@ -35,6 +35,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "train a task classifier from labelled prompts",
     ),
     "traces": ("flotilla.capturing.commands", "export captured traces as fine-tuning datasets"),
+    "distill": ("flotilla.distilling.commands", "fine-tune a small model on a teacher's answers"),
 }
 
 

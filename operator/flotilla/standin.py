@@ -22,7 +22,10 @@ A plain OpenAI request with ``n`` gets ``n`` (identical) choices, priced as ``n`
 ``--answers FILE`` (JSONL with ``prompt``, ``answer`` and optionally ``solution``, e.g.
 ``../shared/data/math-answers.jsonl``) plays a frontier model that knows the key: a request whose last user
 message contains one of the prompts is answered with ``#### <answer>`` and that row's solution (after the
-banner, cut at ``max_tokens`` words like every answer).
+banner, cut at ``max_tokens`` words like every answer). ``--teacher`` (with ``--answers``) drops the banner
+from those answers: the stand-in then plays the cloud teacher of a distillation loop, whose known answers are
+the training data (``#### <answer>`` first: a distinctive, learnable format a student's agreement is measured
+by); prompts it does not know still get the bannered echo, so they never pass for a teacher's answer.
 
 A chat or Anthropic request whose last message is the assistant's is a prefill: the stand-in continues it.
 When the prefill is the start of the answer it would give, only the rest is sent (so a stream cut and
@@ -178,7 +181,7 @@ def _error(status: int, anthropic: bool) -> Response:
     )
 
 
-def build_app(api_key: str | None = None, key: AnswerKey | None = None) -> Starlette:
+def build_app(api_key: str | None = None, key: AnswerKey | None = None, teacher: bool = False) -> Starlette:
     stats = Stats()
 
     async def handle(request: Request) -> Response:
@@ -229,7 +232,7 @@ def build_app(api_key: str | None = None, key: AnswerKey | None = None) -> Starl
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 64)
         known = key.lookup(prompt) if key is not None else None
         if known is not None:
-            words = [BANNER, *known.split()][: max(1, max_tokens)]
+            words = [*([] if teacher else [BANNER]), *known.split()][: max(1, max_tokens)]
         else:
             words = _reply_words(prompt, max_tokens, faults.get("chunks"))
         last = messages[-1] if messages and isinstance(messages[-1], Mapping) else {}
@@ -454,10 +457,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--api-key", default=None, help="require this key (Bearer or x-api-key)")
     parser.add_argument("--answers", default=None, help="JSONL of prompt/answer(/solution): answer from it")
+    parser.add_argument(
+        "--teacher", action="store_true", help="known answers without the banner (a distillation teacher)"
+    )
     args = parser.parse_args(argv)
+    if args.teacher and not args.answers:
+        parser.error("--teacher needs --answers")
     key = AnswerKey.load(args.answers) if args.answers else None
     uvicorn.run(
-        build_app(args.api_key, key), host=args.host, port=args.port, log_level="warning", access_log=False
+        build_app(args.api_key, key, args.teacher),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
     )
 
 

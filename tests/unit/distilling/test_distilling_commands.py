@@ -1,0 +1,79 @@
+"""`flotilla distill finetune` on bad input: one line on stderr naming the problem, exit code 2 (bad input) or
+1 (the fine-tune cannot run), never a traceback. Run as the real command in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+OPERATOR = Path(__file__).resolve().parents[3] / "operator"
+GOOD = {"messages": [{"role": "user", "content": "6 x 7?"}, {"role": "assistant", "content": "#### 42"}]}
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(OPERATOR)}
+    argv = [sys.executable, "-m", "flotilla.cli", "distill", "finetune", *args]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    path = tmp_path / "base.gguf"
+    path.write_bytes(b"GGUF" + b"\0" * 60)  # a header and nothing else: no model loads from it
+    return path
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (None, "no such file"),
+        ("", "no examples"),
+        ('{"messages": [{"role": "user", "content": "hi"}]}\n{not json\n', ":1: expected an openai-chat row"),
+        (json.dumps(GOOD) + "\n{not json\n", ":2: not JSON"),
+        (json.dumps({"conversations": []}) + "\n", ":1: expected an openai-chat row"),
+        (json.dumps({"messages": [GOOD["messages"][0], {"role": "assistant", "content": " "}]}), "non-empty"),
+        (json.dumps({"messages": [{"role": "bot", "content": "x"}, GOOD["messages"][1]]}), "role"),
+    ],
+)
+def test_bad_data_is_one_line_and_exit_2(tmp_path: Path, base: Path, data: str | None, expected: str) -> None:
+    path = tmp_path / "train.jsonl"
+    if data is not None:
+        path.write_text(data)
+    done = _run("--data", str(path), "--base", str(base), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stderr
+    assert expected in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.startswith("flotilla distill: ") and done.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_base_and_flags(tmp_path: Path) -> None:
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps(GOOD) + "\n")
+    not_gguf = tmp_path / "model.bin"
+    not_gguf.write_bytes(b"PK\3\4 not a model")
+    for args, expected in [
+        (["--base", str(tmp_path / "missing.gguf")], "no such file"),
+        (["--base", str(not_gguf)], "not a GGUF file"),
+        (["--base", str(not_gguf), "--steps", "0"], "must be at least 1"),
+        (["--base", str(not_gguf), "--method", "full"], "invalid choice"),
+    ]:
+        done = _run("--data", str(data), "--out", str(tmp_path / "out"), *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert expected in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_base_that_cannot_load_fails_with_one_line(tmp_path: Path, base: Path) -> None:
+    """Exit 1: without the ``finetune`` extra the message says how to install it; with it, that the base does
+    not load. Either way one line, nothing written."""
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps(GOOD) + "\n")
+    done = _run("--data", str(data), "--base", str(base), "--out", str(tmp_path / "out"))
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+    assert "finetune" in done.stderr or "cannot load" in done.stderr
+    assert not (tmp_path / "out").exists()
