@@ -2,6 +2,7 @@
 candidate as a shadow, sums the router's shadow counters, and when the spec's rule fires writes
 status.candidates, posts CandidatePromoted / CandidateRolledBack, shows the CANDIDATES column of
 `kubectl get mf`, and re-renders the router config with the promoted candidate first (the spec untouched).
+The math task also captures its answers: status.traces counts them from the same router scrape.
 
 What is real: the apiserver, the operator (as its ServiceAccount), a `flotilla router` process running the
 rendered config, the stand-in providers playing the models (both knowing the math answer key, so the
@@ -52,12 +53,14 @@ def _fleet(namespace: str) -> dict[str, Any]:
                 "defaultTask": "chat",
                 "tasks": [
                     {"name": "math", "models": ["base"], "fallbacks": [],
-                     "distillation": {"shadow": {"model": "tuned", "share": 1, "requests": 3,
+                     "distillation": {"capture": {"sample": 1},
+                                      "shadow": {"model": "tuned", "share": 1, "requests": 3,
                                                  "promoteAt": 0.6}}},
                     {"name": "chat", "models": ["base"], "fallbacks": [],
                      "distillation": {"shadow": {"model": "broken", "share": 1, "requests": 2}}},
                 ],
             },
+            "distillation": {"sink": {"volume": {"claimName": "traces"}}},
         },
     }  # fmt: skip
 
@@ -107,6 +110,8 @@ def test_a_candidate_is_promoted_and_another_rolled_back_by_the_rule(
         config = routerpodkit.rendered_config(
             namespace, FLEET, lambda model: nowhere if model == "broken" else knowing_standin
         )
+        config["capture"]["directory"]["path"] = str(tmp_path / "store")  # the volume, on loopback
+        config["capture"]["spoolDir"] = str(tmp_path / "spool")
         router = routerpodkit.LoopbackRouter(namespace, FLEET, config, tmp_path)
         rows = datasets.read_jsonl(KEY)[:3]
         with httpx.Client(base_url=router.url, timeout=30) as client:
@@ -136,6 +141,14 @@ def test_a_candidate_is_promoted_and_another_rolled_back_by_the_rule(
         )
         assert (chat["model"], chat["scored"], chat["agreed"], chat["errors"]) == ("broken", 2, 0, 2)
         assert math["lastTransitionTime"] and [c["replica"] for c in math["counted"]]
+
+        # status.traces: the 3 captured math answers, summed from the router's counter (chat captures none)
+        def counted() -> list[dict[str, Any]] | None:
+            traces = (ok.get_json("modelfleet", FLEET, "-n", namespace).get("status") or {}).get("traces")
+            return traces if traces and traces[0]["captured"] == 3 else None
+
+        (traces,) = ok.wait_until(counted, 60, "status.traces counting the captured math answers")
+        assert traces["task"] == "math" and traces["counted"][0]["replica"].startswith(f"{FLEET}-router-")
 
         # kubectl get mf shows them
         table = ok.kubectl("get", "mf", FLEET, "-n", namespace)

@@ -62,6 +62,11 @@ class Router:
     def metric(self, name: str, **labels: str) -> float:
         return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
 
+    def metric_sum(self, name: str, **labels: str) -> float:
+        """The sum over the samples of `name` carrying these labels, whatever their others (a replica)."""
+        wanted = set(labels.items())
+        return sum(v for (n, got), v in self.metrics().items() if n == name and wanted <= set(got))
+
 
 def _start_standin(tmp: Path, name: str, *extra: str, env: dict[str, str] | None = None) -> Standin:
     port = free_port()

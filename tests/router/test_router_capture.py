@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from routerkit import chat, fleet_config, write_config
 
+from flotilla.api.captures import CAPTURED_METRIC as CAPTURED
 from flotilla.capturing import redacting
 
 COMPLETIONS = "/v1/chat/completions"
@@ -69,7 +70,9 @@ def test_plain_and_streamed_answers_land_with_their_fields(
         assert client.post(COMPLETIONS, json=chat("prose please"), headers={"x-flotilla-task": "writing"})
     records = wait_stored(tmp_path / "store", 6)
     assert len(records) == 6
-    assert router.metric("flotilla_router_traces_captured_total", task="chat") == 6
+    assert router.metric_sum(CAPTURED, task="chat") == 6
+    replicas = {dict(labels).get("replica") for name, labels in router.metrics() if name.startswith(CAPTURED)}
+    assert len(replicas) == 1 and None not in replicas  # one process: one replica id the operator sums by
     by_prompt = {r["messages"][0]["content"]: r for r in records}
     assert set(by_prompt) == {f"{kind} question {i}" for kind in ("plain", "streamed") for i in range(3)}
     for prompt, record in by_prompt.items():

@@ -171,7 +171,7 @@ def test_store_outage_keeps_requests_fast_and_loses_nothing(
                 30,
                 "failed uploads",
             )
-            assert router.metric("flotilla_router_traces_captured_total", task="chat") == 90
+            assert router.metric_sum("flotilla_router_traces_captured_total", task="chat") == 90
             assert router.metric("flotilla_router_traces_uploaded_total") == 30
         finally:
             store.start()

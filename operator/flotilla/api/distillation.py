@@ -8,7 +8,7 @@ redacted besides the built-ins (emails, phone and card numbers, API keys and tok
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -77,6 +77,32 @@ class ShadowSpec(SpecModel):
         return self
 
 
+class TrainWhen(SpecModel):
+    """When the operator starts a training Job for the task."""
+
+    traces: Annotated[int, Field(ge=1, le=100_000_000)]
+    """Traces of the task captured (status.traces[].captured) at which a training Job is to start, e.g. 500.
+    The operator does not create the Job yet (docs/distillation.md, "Training Job")."""
+
+
+class TrainSpec(SpecModel):
+    """A fine-tune of a fleet model on the task's captured traces, run as a Kubernetes Job that exports the
+    traces from the sink, fine-tunes, and writes the adapter and its manifest back to the sink
+    (docs/distillation.md, "Training Job")."""
+
+    base: Name
+    """The fleet model (spec.models) fine-tuned: runtime llamacpp with a GGUF file source (CPU LoRA)."""
+    when: TrainWhen
+    """The trigger."""
+    method: Literal["lora"] = "lora"
+    """lora: a LoRA adapter (rank 16) trained on CPU with torch + peft and converted to an adapter GGUF."""
+    steps: Annotated[int, Field(ge=1, le=100_000)] = 200
+    """Optimizer steps (batch 4): about 1.8 s each for Gemma 3 270M on 2 CPU cores."""
+    image: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    """Image of the training container: it needs the `flotilla` command with the finetune extra (torch,
+    peft); the operator's default (the router image) lacks it (docs/distillation.md)."""
+
+
 class TaskDistillationSpec(SpecModel):
     """Distillation of one task: the capture of its answers and the shadow evaluation of a candidate."""
 
@@ -85,6 +111,9 @@ class TaskDistillationSpec(SpecModel):
     shadow: ShadowSpec | None = None
     """Mirror a share of the task's requests to a candidate model, score its answers against the served
     ones, and promote it (first model of the task) or roll it back. Unset: no candidate."""
+    train: TrainSpec | None = None
+    """Fine-tune a fleet model on the task's captured traces once there are enough (the Job is rendered;
+    the operator does not start it yet). Unset: never."""
 
 
 class S3SinkSpec(SpecModel):

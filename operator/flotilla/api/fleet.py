@@ -91,6 +91,18 @@ class ModelFleetSpec(SpecModel):
          "!has(t.distillation) || !has(t.distillation.shadow) || !has(t.models) || "
          "!t.models.exists(n, n == t.distillation.shadow.model))",
          messages.SHADOW_MODEL_ROUTED),
+        ("has(self.distillation) || !has(self.routing) || !has(self.routing.tasks) || "
+         "self.routing.tasks.all(t, !has(t.distillation) || !has(t.distillation.train))",
+         messages.TRAIN_WITHOUT_SINK),
+        ("!has(self.routing) || !has(self.routing.tasks) || self.routing.tasks.all(t, "
+         "!has(t.distillation) || !has(t.distillation.train) || "
+         "(has(self.models) && self.models.exists(m, m.name == t.distillation.train.base)))",
+         messages.TRAIN_UNKNOWN_BASE),
+        ("!has(self.routing) || !has(self.routing.tasks) || !has(self.models) || self.routing.tasks.all(t, "
+         "!has(t.distillation) || !has(t.distillation.train) || "
+         "self.models.all(m, m.name != t.distillation.train.base || "
+         "(m.runtime == 'llamacpp' && !m.source.uri.startsWith('hf://'))))",
+         messages.TRAIN_BASE_RUNTIME),
     )  # fmt: skip
 
     models: Annotated[list[ModelSpec], Field(max_length=MAX_LIST)] = Field(default_factory=list)
@@ -174,7 +186,22 @@ class ModelFleetSpec(SpecModel):
         if capturing and self.distillation is None:
             raise ValueError(f"{messages.CAPTURE_WITHOUT_SINK} (tasks {', '.join(capturing)})")
         self._check_shadows(model_names, fallback_names)
+        self._check_training(model_names)
         return self
+
+    def _check_training(self, model_names: list[str]) -> None:
+        for task in self.routing.tasks:
+            train = task.distillation.train if task.distillation else None
+            if train is None:
+                continue
+            where = f"(task {task.name!r} names {train.base!r})"
+            if self.distillation is None:
+                raise ValueError(f"{messages.TRAIN_WITHOUT_SINK} (task {task.name!r})")
+            if train.base not in model_names:
+                raise ValueError(f"{messages.TRAIN_UNKNOWN_BASE} {where}")
+            base = self.model(train.base)
+            if base.runtime != "llamacpp" or base.source.scheme == "hf":
+                raise ValueError(f"{messages.TRAIN_BASE_RUNTIME} {where}")
 
     def _check_shadows(self, model_names: list[str], fallback_names: list[str]) -> None:
         for task in self.routing.tasks:

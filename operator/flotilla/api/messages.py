@@ -98,6 +98,15 @@ SHADOW_JUDGE_REQUIRED = "distillation.shadow with score judge needs judge: the n
 SHADOW_JUDGE_UNUSED = "distillation.shadow.judge is only used with score judge: set score: judge or drop it"
 SHADOW_UNKNOWN_MODEL = "spec.routing.tasks[].distillation.shadow.model must name an entry of spec.models"
 SHADOW_UNKNOWN_JUDGE = "spec.routing.tasks[].distillation.shadow.judge must name an entry of spec.fallbacks"
+TRAIN_WITHOUT_SINK = (
+    "spec.routing.tasks[].distillation.train needs spec.distillation (the sink the traces are read from and "
+    "the adapter is written to)"
+)
+TRAIN_UNKNOWN_BASE = "spec.routing.tasks[].distillation.train.base must name an entry of spec.models"
+TRAIN_BASE_RUNTIME = (
+    "spec.routing.tasks[].distillation.train.base must be a model with runtime llamacpp and a GGUF file "
+    "source (pvc://, s3://, http(s)://, file://; not hf://): the CPU fine-tune reads the base GGUF file"
+)
 SHADOW_MODEL_ROUTED = (
     "spec.routing.tasks[].distillation.shadow.model must not be one of the task's models: a candidate gets "
     "the task's requests only as mirrors (promotion puts it first)"

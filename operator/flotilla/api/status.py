@@ -216,6 +216,28 @@ class CandidateStatus(StatusModel):
     """Per router replica, what is already counted (so an operator restart neither loses nor repeats)."""
 
 
+class CountedTraces(StatusModel):
+    """How much of one router replica's capture counter is already in a task's total."""
+
+    replica: Annotated[str, Field(max_length=MAX_SHORT)]
+    """Router pod name and process id."""
+    captured: Annotated[int, Field(ge=0)] = 0
+    """The replica's captured counter when it was last added."""
+
+
+class TraceStatus(StatusModel):
+    """Traces of one capturing task (routing.tasks[].distillation.capture) written by the routers, summed
+    over the router replicas (written by field manager flotilla-promotion)."""
+
+    task: Annotated[str, Field(max_length=64)]
+    """The task."""
+    captured: Annotated[int, Field(ge=0)] = 0
+    """Traces captured (durable in a router's spool, on their way to the sink) since capture began; what
+    distillation.train.when.traces is compared with."""
+    counted: Annotated[list[CountedTraces], Field(max_length=1024)] = Field(default_factory=list)
+    """Per router replica, what is already counted (so an operator restart neither loses nor repeats)."""
+
+
 class FleetStatus(StatusModel):
     """What the operator last observed of the fleet."""
 
@@ -244,6 +266,9 @@ class FleetStatus(StatusModel):
     """Candidate models under shadow evaluation per task, and whether they were promoted or rolled back."""
     candidates_summary: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
     """task:model=State agreed/scored per candidate (the CANDIDATES column of kubectl get mf)."""
+
+    traces: Annotated[list[TraceStatus], Field(max_length=64)] | None = None
+    """Traces captured per capturing task, summed over the router replicas (docs/distillation.md)."""
 
     packs: Annotated[list[PackStatus], Field(max_length=32)] | None = None
     """The packing plan (models with placement.pack other than none): which models share which pod.

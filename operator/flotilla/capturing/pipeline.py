@@ -25,6 +25,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from flotilla.api.captures import CAPTURED_METRIC
 from flotilla.api.routerconfig import CaptureSettings
 from flotilla.capturing import traces
 from flotilla.capturing.redacting import Redactor
@@ -49,9 +50,9 @@ class CaptureMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.captured = Counter(
-            "flotilla_router_traces_captured",
-            "Traces written to the local spool, by task.",
-            ["task"],
+            CAPTURED_METRIC.removesuffix("_total"),
+            "Traces written to the local spool, by task and replica (the operator sums them: status.traces).",
+            ["task", "replica"],
             registry=registry,
         )
         self.uploaded = Counter(
@@ -243,7 +244,7 @@ class Pipeline:
         for task in tasks[:accepted]:
             counts[task] = counts.get(task, 0) + 1
         for task, count in counts.items():
-            self.metrics.captured.labels(task).inc(count)
+            self.metrics.captured.labels(task, self.replica).inc(count)
         if accepted < len(lines):
             self.metrics.dropped.labels("spool_full").inc(len(lines) - accepted)
         self.metrics.spool_bytes.set(self.spool.pending_bytes())

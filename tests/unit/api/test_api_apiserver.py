@@ -37,6 +37,7 @@ SCHEMA_MESSAGES = {
     ),
     "bad scale-down delay": "spec.models[0].autoscaling.scaleDownDelay in body should match",
     "shared-secret JWT algorithm": 'spec.access.jwt.algorithms[0]: Unsupported value: "HS256"',
+    "train method not lora": 'Unsupported value: "full": supported values: "lora"',
 }
 
 

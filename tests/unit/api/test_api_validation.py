@@ -18,6 +18,8 @@ FRONTIER = "spec__fallbacks__0"
 ACCESS_KEY = {"name": "web", "secretRef": {"name": "keys", "key": "web"}}
 JWT = {"jwksURL": "https://idp.example/jwks", "issuer": "https://idp.example", "audience": "f",
        "policies": [{"name": "team"}]}  # fmt: skip
+SINK = {"sink": {"volume": {"claimName": "traces"}}}
+TRAIN = {"base": "pocket", "when": {"traces": 500}}
 INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "model placed in an unknown pack": (
         {f"{POCKET}__placement": {"pack": "tiny"}},
@@ -73,6 +75,50 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
             ]
         },
         messages.SHADOW_MODEL_ROUTED,
+    ),
+    "train without a sink": (
+        {"spec__routing__tasks": [{"name": "code", "distillation": {"train": TRAIN}}]},
+        messages.TRAIN_WITHOUT_SINK,
+    ),
+    "train base not a fleet model": (
+        {
+            "spec__distillation": SINK,
+            "spec__routing__tasks": [{"name": "code", "distillation": {"train": {**TRAIN, "base": "nope"}}}],
+        },
+        messages.TRAIN_UNKNOWN_BASE,
+    ),
+    "train base served by vllm": (
+        {
+            "spec__distillation": SINK,
+            "spec__routing__tasks": [{"name": "code", "distillation": {"train": {**TRAIN, "base": "coder"}}}],
+        },
+        messages.TRAIN_BASE_RUNTIME,
+    ),
+    "train base pulled from hf": (
+        {
+            "spec__distillation": SINK,
+            f"{POCKET}__source": {"uri": "hf://ggml-org/gemma-3-270m-GGUF"},
+            "spec__routing__tasks": [{"name": "code", "distillation": {"train": TRAIN}}],
+        },
+        messages.TRAIN_BASE_RUNTIME,
+    ),
+    "train method not lora": (
+        {
+            "spec__distillation": SINK,
+            "spec__routing__tasks": [
+                {"name": "code", "distillation": {"train": {**TRAIN, "method": "full"}}}
+            ],
+        },
+        "Input should be 'lora'",
+    ),
+    "train at zero traces": (
+        {
+            "spec__distillation": SINK,
+            "spec__routing__tasks": [
+                {"name": "code", "distillation": {"train": {**TRAIN, "when": {"traces": 0}}}}
+            ],
+        },
+        "greater than or equal to 1",
     ),
     "replicas min > max": ({f"{CODER}__replicas": {"min": 3, "max": 2}}, messages.REPLICAS_ORDER),
     "vllm without accelerator": ({f"{CODER}__accelerator": None}, messages.runtime_needs_gpu("vllm")),
@@ -325,3 +371,19 @@ def test_placement_defaults_to_a_pod_per_model_and_inherits_the_fleet_default() 
         "none",
     )
     assert packed.packs[0].safety_margin_percent == 10
+
+
+def test_train_defaults_to_lora_and_200_steps() -> None:
+    body = fleet(
+        spec__distillation=SINK,
+        spec__routing__tasks=[{"name": "code", "distillation": {"train": TRAIN}}],
+    )
+    train = ModelFleet.from_body(body).spec.routing.tasks[0].distillation
+    assert train is not None and train.train is not None
+    assert (train.train.base, train.train.when.traces, train.train.method, train.train.steps) == (
+        "pocket",
+        500,
+        "lora",
+        200,
+    )
+    assert train.train.image is None

@@ -1,0 +1,62 @@
+"""The training Jobs of the golden fleet (tests/golden/training) are valid Kubernetes objects: a real
+kube-apiserver accepts them (server-side dry run, strict field validation) in a namespace that warns on pods
+breaking the `restricted` Pod Security Standard, with an S3 sink and with a volume sink.
+
+Marked `cluster`: runs on the local cluster (root conftest.py brings it up). Nothing runs: dry runs only.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from flotilla.api.fleet import ModelFleet
+from flotilla.render import documents, training
+from flotilla.render.settings import RenderSettings
+
+pytestmark = pytest.mark.cluster
+
+FLEET = Path(__file__).resolve().parents[2] / "golden" / "training" / "fleet.yaml"
+SINKS: dict[str, dict[str, Any] | None] = {
+    "s3": None,  # the golden fleet's own
+    "volume": {"volume": {"claimName": "traces", "subPath": "fleet"}},
+}
+
+
+def kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def namespace(kubeconfig: Path) -> Iterator[str]:
+    name = f"flotilla-train-{uuid.uuid4().hex[:8]}"
+    assert kubectl("create", "namespace", name).returncode == 0
+    assert kubectl("label", "namespace", name, "pod-security.kubernetes.io/warn=restricted").returncode == 0
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.mark.parametrize("sink", list(SINKS))
+def test_training_jobs_pass_the_apiserver(namespace: str, sink: str) -> None:
+    body = yaml.safe_load(FLEET.read_text(encoding="utf-8"))
+    body["metadata"]["namespace"] = namespace
+    if SINKS[sink] is not None:
+        body["spec"]["distillation"]["sink"] = SINKS[sink]
+    fleet = ModelFleet.from_body(body)
+    jobs = [training.render_training_job(fleet, task, 1, RenderSettings()) for task in ("math", "chat")]
+    done = kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-n", namespace, "-f", "-",
+        stdin=documents.dump_all(jobs),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr  # PodSecurity `restricted` warnings
+    assert done.stdout.count("job.batch/") == len(jobs) == 2
+    assert done.stdout.count("(server dry run)") == 2
