@@ -48,27 +48,37 @@ def test_killing_gemma_mid_stream_is_continued_by_the_fallback(
     pod = _pocket(tools, installed)
     restarts = pod["status"]["containerStatuses"][0]["restartCount"]
     client = openai.OpenAI(base_url=f"{router_url}/v1", api_key="unused", max_retries=0, timeout=300)
-    stream = client.chat.completions.create(
-        model="chat",
-        messages=[{"role": "user", "content": "Write a long story about a lighthouse keeper and the sea."}],
-        stream=True,
-        max_tokens=300,
-        temperature=0,
-        # the base model sometimes ends after two words ("### Instructions:"), before the kill: ban its end
-        # tokens (<eos> 1, <end_of_turn> 106) so the answer always streams long enough to be cut
-        logit_bias={"1": -100, "106": -100},
-        stream_options={"include_usage": True},
-    )
     chunks: list[Any] = []
-    before, killed = "", False
-    for chunk in stream:
-        chunks.append(chunk)
-        if not killed and chunk.choices and chunk.choices[0].delta.content:
-            before += chunk.choices[0].delta.content
-            if len(before.split()) >= 5:
-                _kill(real_node, pod)
-                killed = True
-    assert killed, f"the answer ended before the pod could be killed: {before!r}"
+    before, killed, ended = "", False, list[str]()
+    # The capability under test is the router's failover, not the base model's prose: a 270M base model
+    # now and then ends its answer before five words (once with no text at all), so such an answer is
+    # asked again (worded differently, as temperature 0 may repeat itself), at most three times, and every
+    # early end is named if the kill never happens.
+    for subject in ("a lighthouse keeper and the sea", "a fisherman and a storm", "a sailor's first voyage"):
+        stream = client.chat.completions.create(
+            model="chat",
+            messages=[{"role": "user", "content": f"Write a long story about {subject}."}],
+            stream=True,
+            max_tokens=300,
+            temperature=0,
+            # the base model sometimes ends after two words ("### Instructions:"), before the kill: ban its
+            # end tokens (<eos> 1, <end_of_turn> 106) so the answer usually streams long enough to be cut
+            logit_bias={"1": -100, "106": -100},
+            stream_options={"include_usage": True},
+        )
+        chunks, before = [], ""
+        for chunk in stream:
+            chunks.append(chunk)
+            if not killed and chunk.choices and chunk.choices[0].delta.content:
+                before += chunk.choices[0].delta.content
+                if len(before.split()) >= 5:
+                    _kill(real_node, pod)
+                    killed = True
+        if killed:
+            break
+        reasons = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        ended.append(f"{before!r} (finish_reason {reasons}, {len(chunks)} chunks)")
+    assert killed, f"every answer ended before the pod could be killed: {ended}"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.startswith(before) and BANNER not in before
     continuation = text[len(before) :]
