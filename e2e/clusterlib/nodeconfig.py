@@ -196,8 +196,11 @@ def kubelet_config(files: NodeFiles, ports: NodePorts, tainted: bool = True) -> 
         "serializeImagePulls": False,
         "nodeStatusReportFrequency": "10s",
         "evictionHard": {"memory.available": "200Mi", "nodefs.available": "2%", "imagefs.available": "2%"},
-        "imageGCHighThresholdPercent": 95,
-        "imageGCLowThresholdPercent": 90,
+        # Image garbage collection off (100 disables it): images reach this node by `ctr import`, with no
+        # registry to pull them again, so one collected while no pod used it was lost, and the next pod
+        # stayed in ErrImageNeverPull. The machine's shared disk often sits above the default 85%.
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
     }
 
 

@@ -87,7 +87,10 @@ def install_operator(tools: Tools, target: Target, values: Mapping[str, Any] | N
     args += ["--values", str(DEMO_POLICY)]
     for key, value in settings.items():
         args += ["--set-json", f"{key}={json.dumps(value)}"]
-    tools.helm(*args, "--wait", "--timeout", "5m")
+    try:
+        tools.helm(*args, "--wait", "--timeout", "5m")
+    except DemoError as exc:
+        raise DemoError(f"{exc}\n{why_not_ready(tools, target.operator_namespace)}") from None
 
 
 def operator_pods(tools: Tools, target: Target) -> list[dict[str, Any]]:
@@ -140,8 +143,25 @@ def wait_fleet_ready(tools: Tools, namespace: str, timeout: float, name: str = F
     except AssertionError as exc:
         conditions = (fleet(tools, namespace, name).get("status") or {}).get("conditions", [])
         lines = [f"  {c['type']}={c['status']} {c.get('reason')}: {c.get('message')}" for c in conditions]
-        pods = tools.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False)
-        raise DemoError(f"{exc}\nconditions:\n" + "\n".join(lines) + f"\npods:\n{pods}") from None
+        details = why_not_ready(tools, namespace)
+        raise DemoError(f"{exc}\nconditions:\n" + "\n".join(lines) + f"\n{details}") from None
+
+
+def why_not_ready(tools: Tools, namespace: str) -> str:
+    """What usually says why pods did not get Ready: the namespace's pods and its Warning events (image
+    missing, unschedulable, probes failing), and the nodes' pressure conditions and taints."""
+    pods = tools.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False)
+    events = tools.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "type=Warning", "--sort-by", ".lastTimestamp",
+        check=False,
+    )  # fmt: skip
+    nodes = tools.kubectl(
+        "get", "nodes", "-o",
+        "custom-columns=NODE:.metadata.name,TAINTS:.spec.taints[*].key,"
+        "PRESSURE:.status.conditions[?(@.status==\"True\")].type",
+        check=False,
+    )  # fmt: skip
+    return f"pods:\n{pods}\nwarning events:\n{events[-4000:]}\nnodes:\n{nodes}"
 
 
 def pods_of(tools: Tools, namespace: str, selector: str) -> list[dict[str, Any]]:
