@@ -24,6 +24,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from flotilla.api.spend import SPEND_METRIC, SpendFile
+from flotilla.counters import increase
 
 FORGET_AFTER = 3600.0
 """Seconds after which a replica no longer read is dropped from ``counted``."""
@@ -85,9 +86,10 @@ class FleetLedger:
             self.seen[sample.replica] = now
             mine = self.counted.setdefault(sample.replica, {})
             before = mine.get(sample.key, 0.0)
-            delta = sample.usd - before if sample.usd >= before else sample.usd
+            delta = increase(sample.usd, before)
             if delta > 0:
                 self.totals[sample.key] = self.totals.get(sample.key, 0.0) + delta
+            if sample.usd != before:  # also a reset to zero: what it counts from next time
                 mine[sample.key] = sample.usd
                 changed = True
         for replica in [r for r in self.counted if now - self.seen.get(r, now) > FORGET_AFTER]:

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from flotilla.api.captures import CAPTURED_METRIC
 from flotilla.api.fleet import ModelFleet
 from flotilla.api.status import CountedTraces, TraceStatus
+from flotilla.counters import increase
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +50,9 @@ def advance(
     fleet: ModelFleet, samples: Iterable[Captured], stored: Iterable[TraceStatus]
 ) -> list[TraceStatus]:
     """``status.traces``: the stored totals of the capturing tasks plus each replica's increase since it was
-    last counted. A counter below what was counted (it cannot go back within one replica id) is taken as a
-    reset: all of it is new. Tasks that no longer capture keep their entry (the count a training trigger
-    compares with); tasks no longer in the spec are dropped."""
+    last counted (``flotilla.counters``: a counter below what was counted is a reset, all of it new). Tasks
+    that no longer capture keep their entry (the count a training trigger compares with); tasks no longer
+    in the spec are dropped."""
     tasks = capturing(fleet)
     known = {t.name for t in fleet.spec.routing.tasks}
     totals: dict[str, tuple[int, dict[str, int]]] = {
@@ -63,10 +64,9 @@ def advance(
         if sample.task not in totals:
             continue
         total, counted = totals[sample.task]
-        before = counted.get(sample.replica, 0)
-        increase = sample.captured - before if sample.captured >= before else sample.captured
+        grown = increase(sample.captured, counted.get(sample.replica, 0))
         counted[sample.replica] = sample.captured
-        totals[sample.task] = (total + increase, counted)
+        totals[sample.task] = (total + grown, counted)
     return [
         TraceStatus(
             task=task,

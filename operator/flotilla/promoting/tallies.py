@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flotilla.api import candidates
 from flotilla.api.status import CandidateStatus, CountedShadow
+from flotilla.counters import increases
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,16 +63,12 @@ class Tally:
         return cls(status.scored, status.agreed, status.errors, counted)
 
     def observe(self, samples: Iterable[Sample]) -> bool:
-        """Add each replica's increase since it was last counted; True when a total changed. A counter
-        below what was counted (it cannot go back within one replica id) is taken as a reset: all of it
-        is new."""
+        """Add each replica's increase since it was last counted (``flotilla.counters``); True when a
+        total changed."""
         changed = False
         for sample in samples:
             now = (sample.scored, sample.agreed, sample.errors)
-            before = self.counted.get(sample.replica, (0, 0, 0))
-            if any(n < b for n, b in zip(now, before, strict=True)):
-                before = (0, 0, 0)
-            scored, agreed, errors = (n - b for n, b in zip(now, before, strict=True))
+            scored, agreed, errors = increases(now, self.counted.get(sample.replica, (0, 0, 0)))
             if scored or agreed or errors:
                 self.scored, self.agreed, self.errors = (
                     self.scored + scored,

@@ -14,29 +14,23 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from render_dryrun import dry_run, kubectl, restricted_namespace
 
 from flotilla.api.fleet import ModelFleet
 from flotilla.packing import plans
-from flotilla.render import documents, rayservice
+from flotilla.render import rayservice
 
 pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parents[3]
 FLEET = ROOT / "tests" / "golden" / "kuberay" / "fleet.yaml"
 CRD = "rayservices.ray.io"
-
-
-def kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def _wait_established(timeout: float = 60) -> None:
@@ -73,11 +67,8 @@ def rayservice_crd(kubeconfig: Path) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def namespace(kubeconfig: Path) -> Iterator[str]:
-    name = f"flotilla-kuberay-{uuid.uuid4().hex[:8]}"
-    assert kubectl("create", "namespace", name).returncode == 0
-    assert kubectl("label", "namespace", name, "pod-security.kubernetes.io/warn=restricted").returncode == 0
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false")
+    with restricted_namespace("flotilla-kuberay") as name:
+        yield name
 
 
 def _rendered(namespace: str) -> list[dict[str, Any]]:
@@ -88,10 +79,7 @@ def _rendered(namespace: str) -> list[dict[str, Any]]:
 
 
 def _dry_run(namespace: str, objects: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
-    return kubectl(
-        "apply", "--server-side", "--dry-run=server", "--validate=strict", "-n", namespace, "-f", "-",
-        stdin=documents.dump_all(objects),
-    )  # fmt: skip
+    return dry_run(namespace, objects, server_side=True)
 
 
 def test_rendered_rayservices_pass_the_apiserver(rayservice_crd: None, namespace: str) -> None:

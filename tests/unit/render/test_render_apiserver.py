@@ -7,16 +7,14 @@ Marked `cluster`: runs on the local cluster (root conftest.py brings it up).
 
 from __future__ import annotations
 
-import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from render_dryrun import dry_run, restricted_namespace
 
 from flotilla.api.fleet import ModelFleet
-from flotilla.render import documents
 from flotilla.render.fleet import render_fleet
 
 pytestmark = pytest.mark.cluster
@@ -25,19 +23,10 @@ GOLDEN = Path(__file__).resolve().parents[2] / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "input.yaml").exists())
 
 
-def kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
 @pytest.fixture(scope="module")
 def namespace(kubeconfig: Path) -> Iterator[str]:
-    name = f"flotilla-render-{uuid.uuid4().hex[:8]}"
-    assert kubectl("create", "namespace", name).returncode == 0
-    assert kubectl("label", "namespace", name, "pod-security.kubernetes.io/warn=restricted").returncode == 0
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false")
+    with restricted_namespace("flotilla-render") as name:
+        yield name
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -47,10 +36,7 @@ def test_rendered_objects_pass_the_apiserver(namespace: str, case: str) -> None:
     for doc in yaml.safe_load_all(text):
         doc["metadata"]["namespace"] = namespace
         objects += render_fleet(ModelFleet.from_body(doc))
-    done = kubectl(
-        "apply", "--dry-run=server", "--validate=strict", "-n", namespace, "-f", "-",
-        stdin=documents.dump_all(objects),
-    )  # fmt: skip
+    done = dry_run(namespace, objects)
     assert done.returncode == 0, done.stderr
     assert "Warning" not in done.stderr, done.stderr  # PodSecurity `restricted` warnings
     assert done.stdout.count("(server dry run)") == len(objects)

@@ -7,17 +7,16 @@ Marked `cluster`: runs on the local cluster (root conftest.py brings it up). Not
 
 from __future__ import annotations
 
-import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from render_dryrun import dry_run, restricted_namespace
 
 from flotilla.api.fleet import ModelFleet
-from flotilla.render import documents, training
+from flotilla.render import training
 from flotilla.render.settings import RenderSettings
 
 pytestmark = pytest.mark.cluster
@@ -29,19 +28,10 @@ SINKS: dict[str, dict[str, Any] | None] = {
 }
 
 
-def kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
 @pytest.fixture(scope="module")
 def namespace(kubeconfig: Path) -> Iterator[str]:
-    name = f"flotilla-train-{uuid.uuid4().hex[:8]}"
-    assert kubectl("create", "namespace", name).returncode == 0
-    assert kubectl("label", "namespace", name, "pod-security.kubernetes.io/warn=restricted").returncode == 0
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false")
+    with restricted_namespace("flotilla-train") as name:
+        yield name
 
 
 @pytest.mark.parametrize("sink", list(SINKS))
@@ -52,10 +42,7 @@ def test_training_jobs_pass_the_apiserver(namespace: str, sink: str) -> None:
         body["spec"]["distillation"]["sink"] = SINKS[sink]
     fleet = ModelFleet.from_body(body)
     jobs = [training.render_training_job(fleet, task, 1, RenderSettings()) for task in ("math", "chat")]
-    done = kubectl(
-        "apply", "--dry-run=server", "--validate=strict", "-n", namespace, "-f", "-",
-        stdin=documents.dump_all(jobs),
-    )  # fmt: skip
+    done = dry_run(namespace, jobs)
     assert done.returncode == 0, done.stderr
     assert "Warning" not in done.stderr, done.stderr  # PodSecurity `restricted` warnings
     assert done.stdout.count("job.batch/") == len(jobs) == 2
