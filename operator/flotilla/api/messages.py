@@ -15,6 +15,11 @@ DUPLICATE_FALLBACK = "fallback names must be unique: two entries in spec.fallbac
 DUPLICATE_TASK = "task names must be unique: two entries in spec.routing.tasks have the same name"
 NAME_CLASH = "a fallback cannot have the same name as a model"
 RESERVED_MODEL_NAME = "model name 'router' is reserved for the fleet's router"
+ADAPTER_RUNTIME = "adapter (a LoRA adapter GGUF) needs runtime llamacpp"
+ADAPTER_FILE = (
+    "adapter.uri must name one .gguf file by pvc://, s3://, http(s):// or file:// (llama.cpp loads the "
+    "adapter from a local path; hf:// is not fetched for adapters)"
+)
 UNKNOWN_ROUTE_MODEL = "spec.routing.tasks[].models may only name models defined in spec.models"
 UNKNOWN_ROUTE_FALLBACK = "spec.routing.tasks[].fallbacks may only name fallbacks defined in spec.fallbacks"
 UNKNOWN_DEFAULT_TASK = "spec.routing.defaultTask must name a task of spec.routing.tasks or of a model's tasks"

@@ -189,6 +189,12 @@ class ModelSpec(SpecModel):
             messages.HPA_ZERO,
         ),
         *_runtime_rules(),
+        ("!has(self.adapter) || self.runtime == 'llamacpp'", messages.ADAPTER_RUNTIME),
+        (
+            "!has(self.adapter) || (!self.adapter.uri.startsWith('hf://') && "
+            "self.adapter.uri.matches('(?i)[.]gguf([?].*)?$'))",
+            messages.ADAPTER_FILE,
+        ),
     )
 
     name: Name
@@ -196,6 +202,10 @@ class ModelSpec(SpecModel):
     request's `model` by the router."""
     source: ModelSource
     """Where the weights come from."""
+    adapter: ModelSource | None = None
+    """A LoRA adapter GGUF llama.cpp applies on top of `source` (llamacpp only; `llama-server --lora`), e.g.
+    the adapter a distillation training Job wrote to the sink. Fetched like `source` (s3:// and http(s)://
+    by an init container, pvc:// mounted read-only, file:// inside the image)."""
     runtime: Annotated[str, Field(max_length=32, json_schema_extra={"enum": list(capabilities.CAPABILITIES)})]
     """Serving runtime: vllm (GPU, OpenAI server) or llamacpp (CPU, llama.cpp server; GGUF files)."""
     served_model_name: Annotated[str, Field(min_length=1, max_length=MAX_SHORT)] | None = None
@@ -277,4 +287,10 @@ class ModelSpec(SpecModel):
             raise ValueError(f"{caps.quantization_message()} (got {self.quantization!r})")
         if self.autoscaling.mode == "hpa" and self.replicas.min < 1:
             raise ValueError(messages.HPA_ZERO)
+        if self.adapter is not None:
+            if self.runtime != "llamacpp":
+                raise ValueError(messages.ADAPTER_RUNTIME)
+            uri = self.adapter.uri
+            if uri.startswith("hf://") or not re.search(r"(?i)[.]gguf([?].*)?$", uri):
+                raise ValueError(f"{messages.ADAPTER_FILE} (got {uri!r})")
         return self

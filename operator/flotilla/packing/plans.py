@@ -98,6 +98,8 @@ def unpackable(model: ModelSpec) -> str | None:
             "a CPU pack loads a GGUF file and an hf:// source names a repository: give the model an "
             "https://huggingface.co/ORG/REPO/resolve/main/FILE.gguf, pvc://, s3:// or file:// source"
         )
+    if model.adapter is not None:
+        return "pack-serve loads no LoRA adapters: a model with an adapter keeps its own pod"
     if model.gpus > 0 and model.runtime != "vllm":
         return "a GPU pack runs vLLM engines (ray.serve.llm): set runtime vllm or placement.pack none"
     if model.autoscaled and model.autoscaling.mode in ("hpa", "keda"):

@@ -17,7 +17,7 @@ DEFAULT_RESOURCES: dict[str, Any] = {
 
 
 def _llama_server_args(
-    model: ModelSpec, staged: sources.StagedSource
+    model: ModelSpec, staged: sources.StagedSource, adapter: str | None
 ) -> tuple[list[str] | None, list[str], str]:
     """(command, args, probe path) for ggml-org's `llama-server` (the image's entrypoint)."""
     args = ["--host", "0.0.0.0", "--port", str(PORT), "--alias", model.model_name, "--metrics"]
@@ -32,11 +32,13 @@ def _llama_server_args(
         args += ["--ctx-size", str(model.max_context_length)]
     if model.gpus:
         args += ["--n-gpu-layers", "999"]
+    if adapter:
+        args += ["--lora", adapter]
     return None, args, "/health"
 
 
 def _llama_cpp_python_args(
-    model: ModelSpec, staged: sources.StagedSource
+    model: ModelSpec, staged: sources.StagedSource, adapter: str | None
 ) -> tuple[list[str] | None, list[str], str]:
     """(command, args, probe path) for `python -m llama_cpp.server` (no /health: probe /v1/models)."""
     args = ["--host", "0.0.0.0", "--port", str(PORT), "--model_alias", model.model_name]
@@ -49,6 +51,8 @@ def _llama_cpp_python_args(
         args += ["--n_ctx", str(model.max_context_length)]
     if model.gpus:
         args += ["--n_gpu_layers", "-1"]
+    if adapter:
+        args += ["--lora_path", adapter]
     return ["python", "-m", "llama_cpp.server"], args, "/v1/models"
 
 
@@ -60,10 +64,12 @@ class LlamaCpp:
 
     def build(self, model: ModelSpec, settings: base.RuntimeSettings) -> base.PodParts:
         staged = sources.stage(model, settings, single_file=True)
+        adapter = sources.stage_adapter(model, settings)
         flavor = (
             _llama_cpp_python_args if settings.llamacpp_flavor == "llama-cpp-python" else _llama_server_args
         )
-        command, args, probe_path = flavor(model, staged)
+        command, args, probe_path = flavor(model, staged, adapter.path if adapter else None)
+        parts = [staged] if adapter is None else [staged, adapter]
         env = [{"name": "LLAMA_CACHE", "value": "/cache/llama.cpp"}, *staged.env]
         container = base.container(
             model,
@@ -73,14 +79,14 @@ class LlamaCpp:
             command=command,
             args=args,
             env=env,
-            mounts=staged.mounts,
+            mounts=[m for p in parts for m in p.mounts],
             probe_path=probe_path,
             default_resources=DEFAULT_RESOURCES,
         )
         return base.PodParts(
             container=container,
-            init_containers=staged.init_containers,
-            volumes=[*base.scratch_volumes(), *staged.volumes],
+            init_containers=[c for p in parts for c in p.init_containers],
+            volumes=[*base.scratch_volumes(), *(v for p in parts for v in p.volumes)],
         )
 
 

@@ -12,11 +12,13 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from flotilla.api.modelspec import ModelSpec
+from flotilla.api.modelspec import ModelSource, ModelSpec
 from flotilla.runtimes import base
 
 MODELS_DIR = "/models"
 VOLUME = "model"
+ADAPTERS_DIR = "/adapters"
+ADAPTER_VOLUME = "adapter"
 
 
 @dataclass
@@ -41,10 +43,12 @@ def stage(
     *,
     volume: str = VOLUME,
     directory: str = MODELS_DIR,
+    source: ModelSource | None = None,
 ) -> StagedSource:
     """Stage the source; `single_file` runtimes get a file path, the others a directory. A pod staging
-    several models (a pack) gives each its own ``volume`` name and mount ``directory``."""
-    source = model.source
+    several models (a pack) gives each its own ``volume`` name and mount ``directory``; ``source`` stages
+    another file of the model (its adapter) instead of its weights."""
+    source = source or model.source
     if source.scheme == "hf":
         repo, _, revision = source.location.partition("@")
         staged = StagedSource(hf_repo=repo, hf_revision=revision or None)
@@ -71,20 +75,29 @@ def stage(
         env=[{"name": "HF_HUB_OFFLINE", "value": "1"}],
         mounts=[{"name": volume, "mountPath": directory, "readOnly": True}],
         volumes=[{"name": volume, "emptyDir": {}}],
-        init_containers=[_downloader(model, settings, target, single_file, volume, directory)],
+        init_containers=[_downloader(source, settings, target, single_file, volume, directory)],
+    )
+
+
+def stage_adapter(model: ModelSpec, settings: base.RuntimeSettings) -> StagedSource | None:
+    """The model's LoRA adapter file, staged like weights in a volume of its own (None without one)."""
+    if model.adapter is None:
+        return None
+    return stage(
+        model, settings, single_file=True, volume=ADAPTER_VOLUME, directory=ADAPTERS_DIR, source=model.adapter
     )
 
 
 def _downloader(
-    model: ModelSpec,
+    source: ModelSource,
     settings: base.RuntimeSettings,
     target: str,
     single_file: bool,
     volume: str = VOLUME,
     directory: str = MODELS_DIR,
 ) -> dict[str, Any]:
-    """Init container fetching an s3:// object/prefix or an http(s):// file into the shared volume."""
-    source = model.source
+    """Init container fetching an s3:// object/prefix or an http(s):// file into the shared volume (one per
+    volume: ``download`` for the weights, ``download-<volume>`` for anything else)."""
     if source.scheme == "s3":
         image = settings.s3_download_image
         command = ["aws", "s3", "cp", source.uri, target]
@@ -107,7 +120,7 @@ def _downloader(
         ]
         command.append(source.uri)
     spec: dict[str, Any] = {
-        "name": "download",
+        "name": "download" if volume == VOLUME else f"download-{volume}",
         "image": image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": command,

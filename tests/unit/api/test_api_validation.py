@@ -213,6 +213,12 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
         },
         messages.HF_TOKEN_SCHEME,
     ),
+    "adapter on vllm": ({f"{CODER}__adapter": {"uri": "s3://b/adapter.gguf"}}, messages.ADAPTER_RUNTIME),
+    "adapter from hf": ({f"{POCKET}__adapter": {"uri": "hf://org/adapter"}}, messages.ADAPTER_FILE),
+    "adapter not a gguf": (
+        {f"{POCKET}__adapter": {"uri": "s3://b/adapter_model.safetensors"}},
+        messages.ADAPTER_FILE,
+    ),
     "vllm with GGUF quant": ({f"{CODER}__quantization": "Q4_K_M"}, messages.runtime_quantization("vllm", "")),
     "llamacpp with awq": ({f"{POCKET}__quantization": "awq"}, messages.runtime_quantization("llamacpp", "")),
     "hpa at zero": (
