@@ -10,7 +10,7 @@ import pytest
 from flotilla.api.fleet import ModelFleet
 from flotilla.api.status import TrainingStatus
 from flotilla.render import training
-from flotilla.training import deciding
+from flotilla.training import deciding, launching
 from flotilla.training.deciding import JobView
 
 NOW = "2026-12-07T08:00:00Z"
@@ -190,3 +190,28 @@ def test_summary_and_condition() -> None:
     assert deciding.condition(fleet, [done]) == (True, "JobSucceeded", "math v1 succeeded")
     assert deciding.condition(_fleet(0, train=False), []) is None
     assert deciding.summary([done]) == "math=v1 Succeeded"
+
+
+def test_the_applied_job_is_owned_by_the_fleet_and_records_its_count() -> None:
+    fleet = _fleet(100)
+    body = {
+        "apiVersion": "flotilla.dev/v1alpha1",
+        "kind": "ModelFleet",
+        "metadata": {"name": "f", "uid": "u-1"},
+    }
+    (entry,) = deciding.decide(fleet, [], NOW).start
+    job = launching.job_manifest(body, fleet, entry)
+    assert job["metadata"]["name"] == entry.job == "f-train-math-v1"
+    assert job["metadata"]["ownerReferences"] == [
+        {"apiVersion": "flotilla.dev/v1alpha1", "kind": "ModelFleet", "name": "f", "uid": "u-1",
+         "controller": True, "blockOwnerDeletion": True}
+    ]  # fmt: skip
+    assert job["metadata"]["annotations"][deciding.TRACES_ANNOTATION] == "100"
+    assert launching.selector(fleet) == "flotilla.dev/fleet=f,flotilla.dev/component=training"
+    view = JobView.from_body(job)  # what the next pass reads back from it
+    assert view is not None and (view.task, view.version, view.traces, view.phase) == (
+        "math",
+        1,
+        100,
+        "Pending",
+    )
