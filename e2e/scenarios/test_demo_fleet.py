@@ -68,7 +68,16 @@ def test_the_fleet_is_reconciled_and_its_real_pods_pass_their_readiness_probes(
         (pod,) = _model_pods(tools, installed, model)
         assert pod["spec"]["nodeName"] == GPU_NODE  # simulated: no GPU here
     table = tools.kubectl("get", "mf", "-n", installed.namespace)
-    assert table.split()[:7] == ["NAME", "READY", "MODELS", "ENDPOINT", "SPEND", "CANDIDATES", "AGE"]
+    assert table.split()[:8] == [
+        "NAME",
+        "READY",
+        "MODELS",
+        "ENDPOINT",
+        "SPEND",
+        "CANDIDATES",
+        "TRAINING",
+        "AGE",
+    ]
     assert f"{installing.FLEET}   True    3/3" in table
 
 

@@ -111,7 +111,16 @@ def test_realistic_example_becomes_ready_with_owned_children(
     assert pods and all(p["spec"]["nodeName"] == "kwok-gpu-0" for p in pods)
 
     table = ok.kubectl("get", "mf", "-n", namespace).splitlines()
-    assert table[0].split() == ["NAME", "READY", "MODELS", "ENDPOINT", "SPEND", "CANDIDATES", "AGE"]
+    assert table[0].split() == [
+        "NAME",
+        "READY",
+        "MODELS",
+        "ENDPOINT",
+        "SPEND",
+        "CANDIDATES",
+        "TRAINING",
+        "AGE",
+    ]
     assert table[1].split()[:4] == ["assistants", "True", "3/3", status["endpoint"]]
     assert ok.wait_until(lambda: events(namespace, "FleetReady"), 30, "a FleetReady Event")
     assert ok.log_errors(operator.log()) == []

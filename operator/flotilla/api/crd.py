@@ -146,6 +146,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.candidatesSummary",
         "description": "Candidate models per task: shadowing, promoted or rolled back, agreed/scored.",
     },
+    {
+        "name": "Training",
+        "type": "string",
+        "jsonPath": ".status.trainingSummary",
+        "description": "Latest adapter version per training task and its Job's phase.",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -81,8 +81,9 @@ class TrainWhen(SpecModel):
     """When the operator starts a training Job for the task."""
 
     traces: Annotated[int, Field(ge=1, le=100_000_000)]
-    """Traces of the task captured (status.traces[].captured) at which a training Job is to start, e.g. 500.
-    The operator does not create the Job yet (docs/distillation.md, "Training Job")."""
+    """Traces of the task captured (status.traces[].captured) at which the operator creates the training Job
+    of adapter version 1, e.g. 500; version N+1 starts once version N finished and another `traces` were
+    captured since it started (docs/distillation.md, "Training Job")."""
 
 
 class TrainSpec(SpecModel):
@@ -112,8 +113,8 @@ class TaskDistillationSpec(SpecModel):
     """Mirror a share of the task's requests to a candidate model, score its answers against the served
     ones, and promote it (first model of the task) or roll it back. Unset: no candidate."""
     train: TrainSpec | None = None
-    """Fine-tune a fleet model on the task's captured traces once there are enough (the Job is rendered;
-    the operator does not start it yet). Unset: never."""
+    """Fine-tune a fleet model on the task's captured traces once there are enough: the operator creates
+    the Job and reports it in status.training. Unset: never."""
 
 
 class S3SinkSpec(SpecModel):

@@ -12,7 +12,7 @@ from pydantic.alias_generators import to_camel
 from flotilla.api.common import MAX_SHORT, MAX_TEXT
 
 ConditionType = Literal[
-    "Ready", "ModelsReady", "RouterReady", "Degraded", "ClassifierReady", "AccessReady", "Packed"
+    "Ready", "ModelsReady", "RouterReady", "Degraded", "ClassifierReady", "AccessReady", "Packed", "Trained"
 ]
 CONDITION_TYPES: tuple[ConditionType, ...] = (
     "Ready",
@@ -22,6 +22,7 @@ CONDITION_TYPES: tuple[ConditionType, ...] = (
     "ClassifierReady",
     "AccessReady",
     "Packed",
+    "Trained",
 )
 ModelPhase = Literal["Pending", "Progressing", "Ready", "Degraded", "ScaledToZero"]
 
@@ -44,7 +45,8 @@ class Condition(StatusModel):
     type: Annotated[str, Field(max_length=64)]
     """Ready, ModelsReady, RouterReady, Degraded, ClassifierReady (only with routing.classifier.model),
     AccessReady (only with spec.access: every key's Secret was read) or Packed (only when a model opts in
-    to packing: every such model has a pack pod in the plan)."""
+    to packing: every such model has a pack pod in the plan) or Trained (only when a task has
+    distillation.train: the latest training Job of every such task succeeded)."""
     status: Literal["True", "False", "Unknown"]
     """True, False or Unknown."""
     reason: Annotated[str, Field(max_length=128)] = ""
@@ -238,6 +240,41 @@ class TraceStatus(StatusModel):
     """Per router replica, what is already counted (so an operator restart neither loses nor repeats)."""
 
 
+TrainingPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
+
+
+class TrainingStatus(StatusModel):
+    """The latest version of one task's adapter trained by a Job (routing.tasks[].distillation.train), as
+    the Job reports it (written by field manager flotilla-training; docs/distillation.md)."""
+
+    task: Annotated[str, Field(max_length=64)]
+    """The task."""
+    version: Annotated[int, Field(ge=1)]
+    """The adapter version (1, 2, ...): the Job <fleet>-train-<task>-v<version> writes it under
+    adapters/<fleet>/<task>/v<version>/ in the sink. A version is trained by one Job only, never twice."""
+    job: Annotated[str, Field(max_length=63)]
+    """The Job's name."""
+    phase: TrainingPhase = "Pending"
+    """Pending (no pod running: not yet scheduled, or backing off between attempts), Running, Succeeded or
+    Failed (the Job's retries are spent or its deadline passed; serving is not touched)."""
+    attempts: Annotated[int, Field(ge=0)] = 0
+    """Pods the Job started (failed, running and succeeded); it retries up to its backoffLimit."""
+    traces: Annotated[int, Field(ge=0)] = 0
+    """status.traces[].captured when the Job was created."""
+    next_traces: Annotated[int, Field(ge=0)] = 0
+    """Captured traces at which the next version starts (traces + when.traces), once this one finished."""
+    adapter: Annotated[str, Field(max_length=MAX_TEXT)] = ""
+    """Where the Job writes the adapter (its flotilla.dev/adapter annotation)."""
+    message: Annotated[str, Field(max_length=MAX_TEXT)] = ""
+    """The Job's failure reason and message, or its progress."""
+    start_time: Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})] | None = None
+    """When the Job was created (RFC 3339)."""
+    completion_time: (
+        Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})] | None
+    ) = None
+    """When the Job succeeded or failed (RFC 3339)."""
+
+
 class FleetStatus(StatusModel):
     """What the operator last observed of the fleet."""
 
@@ -269,6 +306,11 @@ class FleetStatus(StatusModel):
 
     traces: Annotated[list[TraceStatus], Field(max_length=64)] | None = None
     """Traces captured per capturing task, summed over the router replicas (docs/distillation.md)."""
+
+    training: Annotated[list[TrainingStatus], Field(max_length=64)] | None = None
+    """The latest training Job per task with distillation.train (docs/distillation.md, "Training Job")."""
+    training_summary: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
+    """task=vN Phase per training task (the TRAINING column of kubectl get mf)."""
 
     packs: Annotated[list[PackStatus], Field(max_length=32)] | None = None
     """The packing plan (models with placement.pack other than none): which models share which pod.

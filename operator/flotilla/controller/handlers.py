@@ -185,20 +185,45 @@ PROMOTION_SECONDS = 10.0
 """How often the routers' shadow counters of a fleet with candidates are read and the rule applied."""
 
 
-def _has_candidates(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
-    """A task names a candidate, or the status still lists one (cleared once the spec no longer names it)."""
+def _distilling(spec: Mapping[str, Any], *fields: str) -> bool:
+    """Some task's distillation sets one of ``fields``."""
     tasks = (spec.get("routing") or {}).get("tasks") or []
-    named = any((t.get("distillation") or {}).get("shadow") for t in tasks if isinstance(t, Mapping))
-    return named or bool(status.get("candidates"))
+    return any(
+        (t.get("distillation") or {}).get(field) for t in tasks if isinstance(t, Mapping) for field in fields
+    )
 
 
-@kopf.timer(*FLEETS, interval=PROMOTION_SECONDS, when=_has_candidates, registry=registry)
+def _reads_routers(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
+    """A task names a candidate or captures traces (status.traces), or the status still lists a candidate
+    (cleared once the spec no longer names it)."""
+    return _distilling(spec, "shadow", "capture") or bool(status.get("candidates"))
+
+
+@kopf.timer(*FLEETS, interval=PROMOTION_SECONDS, when=_reads_routers, registry=registry)
 async def promote_candidates(
     *, body: kopf.Body, namespace: str | None, name: str, memo: Any, logger: Logger, **kwargs: Any
 ) -> None:
     """Sum the routers' scores of the fleet's candidate models; promote or roll back by the spec's rule."""
     views = list(_deployments(kwargs, memo).get((namespace or "", name), []))
     await handling.handle_tick_candidates(body, _context(memo), views, logger)
+
+
+TRAINING_SECONDS = 10.0
+"""How often a fleet with training tasks is checked: its Jobs listed, a due version started."""
+
+
+def _trains(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
+    """A task has distillation.train, or the status still lists a training entry (cleared without one)."""
+    return _distilling(spec, "train") or bool(status.get("training"))
+
+
+@kopf.timer(*FLEETS, interval=TRAINING_SECONDS, when=_trains, registry=registry)
+async def train_tasks(
+    *, body: kopf.Body, namespace: str | None, name: str, memo: Any, logger: Logger, **kwargs: Any
+) -> None:
+    """Start the next adapter version of a task once enough traces were captured; follow its Job."""
+    views = list(_deployments(kwargs, memo).get((namespace or "", name), []))
+    await handling.handle_tick_training(body, _context(memo), views, logger)
 
 
 @kopf.on.event(*FLEETS, registry=registry)

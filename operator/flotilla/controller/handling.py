@@ -11,7 +11,7 @@ import asyncio
 import datetime
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import kopf
 
@@ -21,6 +21,8 @@ from flotilla.controller import contexts, metrics
 from flotilla.promoting import collecting as promotion
 from flotilla.reconcile import applying, desiring, keying, planning, statuses
 from flotilla.reconcile import kube as kubeapi
+from flotilla.training import deciding as training_rule
+from flotilla.training import launching
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 RETRY_DELAY = 5.0
@@ -228,6 +230,7 @@ async def _write_status(
         access_problems=list(state.keys.problems) if state.keys.wanted else None,
         unschedulable=context.unschedulable(fleet),
         packing=state.packing,
+        trained=_trained(fleet),
     )
     status = statuses.compute(observed, state.published, _now())
     if state.published is not None and _settled(state.published) == _settled(status):
@@ -241,6 +244,57 @@ async def _write_status(
     notices = statuses.transitions(state.published, status)
     state.published = status
     await _post(context, fleet, notices, logger)
+
+
+def _trained(fleet: Mapping[str, Any]) -> tuple[bool, str, str] | None:
+    """The Trained condition from the fleet's status.training (None: no task trains, or a bad spec)."""
+    tasks = ((fleet.get("spec") or {}).get("routing") or {}).get("tasks") or []
+    if not any((t.get("distillation") or {}).get("train") for t in tasks if isinstance(t, Mapping)):
+        return None  # most fleets: no parse on every status write
+    try:
+        parsed = fleet_api.ModelFleet.from_body(fleet)
+    except errors.InvalidSpecError:
+        return None
+    return training_rule.condition(parsed, (parsed.status.training if parsed.status else None) or [])
+
+
+TRAINING_EVENTS: dict[str, tuple[Literal["Normal", "Warning"], str]] = {
+    "Started": ("Normal", "TrainingStarted"),
+    "Succeeded": ("Normal", "TrainingSucceeded"),
+    "Failed": ("Warning", "TrainingFailed"),
+}
+
+
+async def handle_tick_training(
+    body: Mapping[str, Any],
+    context: contexts.Context,
+    views: Iterable[statuses.DeploymentView],
+    logger: Logger,
+) -> None:
+    """List the fleet's training Jobs, create a version that is due, write ``status.training``, post
+    TrainingStarted / TrainingSucceeded / TrainingFailed, and refresh the Trained condition. Serving
+    children are not touched."""
+    fleet = fleet_entry(body)
+    try:
+        outcome = await launching.tick(context.kube, fleet, _now())
+    except errors.InvalidSpecError:
+        return  # the reconciler reports it
+    except kubeapi.ApiError as exc:
+        level = logging.DEBUG if kubeapi.terminating(exc) else logging.WARNING
+        logger.log(level, "could not start or follow the training Jobs: %s", exc)
+        return
+    notices = [statuses.Notice(*TRAINING_EVENTS[e.kind], e.message) for e in outcome.events]
+    await _post(context, fleet, notices, logger)
+    if outcome.entries is None:
+        return
+    status = dict(fleet["status"])
+    status["training"] = [e.to_wire() for e in outcome.entries]
+    fleet["status"] = status
+    if context.state(fleet).published is not None:  # else the reconciler writes the first status
+        try:
+            await refresh_fleet_status(fleet, context, views, logger)
+        except kubeapi.ApiError as exc:
+            logger.warning("could not refresh the Trained condition: %s", exc)
 
 
 def _settled(status: Mapping[str, Any]) -> dict[str, Any]:

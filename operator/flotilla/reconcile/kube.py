@@ -70,6 +70,9 @@ SCALED_OBJECT = Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects")
 RAY_SERVICE = Kind("ray.io/v1", "RayService", "rayservices")
 SECRET = Kind("v1", "Secret", "secrets")
 """Not a child: the API keys a fleet's spec.access names, read by name only (``reconcile.keying``)."""
+JOB = Kind("batch/v1", "Job", "jobs")
+"""Not a child the reconciler renders: a task's training Job, created by ``flotilla.training`` when enough
+traces were captured, never pruned or restored."""
 ENDPOINT_SLICE = Kind("discovery.k8s.io/v1", "EndpointSlice", "endpointslices")
 """Not a child: the autoscaler reads the router Service's slices to find its pods."""
 
@@ -89,7 +92,9 @@ OPTIONAL_KINDS: tuple[Kind, ...] = (SCALED_OBJECT, RAY_SERVICE)
 """Kinds of add-ons a cluster may not have (KEDA, KubeRay): applied and listed only when the apiserver serves
 them (``Kube.serves``), and not watched (a kopf watch on an unserved resource fails)."""
 
-KINDS: dict[tuple[str, str], Kind] = {(k.api_version, k.kind): k for k in CHILD_KINDS + OPTIONAL_KINDS}
+KINDS: dict[tuple[str, str], Kind] = {
+    (k.api_version, k.kind): k for k in (*CHILD_KINDS, *OPTIONAL_KINDS, JOB)
+}
 
 APPLY_WAVES: tuple[frozenset[tuple[str, str]], ...] = (
     frozenset((k.api_version, k.kind) for k in (SERVICE_ACCOUNT, ROLE, CONFIGMAP, SERVICE)),

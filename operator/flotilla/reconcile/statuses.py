@@ -138,6 +138,8 @@ class Observed:
     packing: plans.Plan | None = None
     """The packing plan of the applied generation; None: not planned by this process yet (the stored
     status.packs and Packed condition stand)."""
+    trained: tuple[bool, str, str] | None = None
+    """The Trained condition (ok, reason, message) from status.training; None: no task trains."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,6 +272,10 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
         packs = placing.packs(observed.packing)
     else:
         packs = None
+
+    if observed.trained is not None:
+        ok, reason, text = observed.trained
+        conditions.append(_condition("Trained", ok, reason, text[:MAX_TEXT], prev_conds, now, gen))
 
     status: dict[str, Any] = {
         "observedGeneration": gen,

@@ -52,6 +52,7 @@ def test_printer_columns() -> None:
         "Models": ".status.modelsReady",
         "Spend": ".status.access.summary",
         "Candidates": ".status.candidatesSummary",
+        "Training": ".status.trainingSummary",
         "Endpoint": ".status.endpoint",
         "Age": ".metadata.creationTimestamp",
     }
