@@ -121,3 +121,12 @@ class Load:
         self.stopped.set()
         for thread in self.threads:
             thread.join(timeout=self.join_timeout)
+
+
+def operator_reaching_routers(kubeconfig: Path, log_dir: Path, namespace: str) -> ok.OperatorProcess:
+    """The operator watching ``namespace``, with the routers' pod host name resolving to the loopback
+    router (FLOTILLA_AUTOSCALER_HOST_ALIASES), so its timers read that router's counters; not started."""
+    return ok.OperatorProcess(
+        kubeconfig, log_dir, args=("--namespace", namespace),
+        env={"FLOTILLA_AUTOSCALER_HOST_ALIASES": f"{HOST}=127.0.0.1"},
+    )  # fmt: skip

@@ -94,10 +94,7 @@ def _candidates(namespace: str) -> dict[str, dict[str, Any]]:
 def test_a_candidate_is_promoted_and_another_rolled_back_by_the_rule(
     flotilla_crds: None, operator_kubeconfig: Path, namespace: str, tmp_path: Path, knowing_standin: str
 ) -> None:
-    operator = ok.OperatorProcess(
-        operator_kubeconfig, tmp_path, args=("--namespace", namespace),
-        env={"FLOTILLA_AUTOSCALER_HOST_ALIASES": f"{routerpodkit.HOST}=127.0.0.1"},
-    )  # fmt: skip
+    operator = routerpodkit.operator_reaching_routers(operator_kubeconfig, tmp_path, namespace)
     ok.apply_doc(_fleet(namespace))
     operator.start()
     router = None

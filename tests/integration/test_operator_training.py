@@ -143,10 +143,7 @@ def _claim(namespace: str, host_dir: Path) -> str:
 def test_the_training_job_starts_at_when_traces_fails_for_real_and_the_next_version_succeeds(
     flotilla_crds: None, operator_kubeconfig: Path, namespace: str, tmp_path: Path, cloud: str
 ) -> None:
-    operator = ok.OperatorProcess(
-        operator_kubeconfig, tmp_path, args=("--namespace", namespace),
-        env={"FLOTILLA_AUTOSCALER_HOST_ALIASES": f"{routerpodkit.HOST}=127.0.0.1"},
-    )  # fmt: skip
+    operator = routerpodkit.operator_reaching_routers(operator_kubeconfig, tmp_path, namespace)
     ok.apply_doc(_fleet(namespace))
     operator.start()
     router = None
