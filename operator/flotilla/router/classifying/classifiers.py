@@ -133,7 +133,8 @@ class Classifier:
         turns = texts.user_turns(messages, self._history_turns)
         if not turns:
             return Classification(self.default_task, 1.0, DEFAULT_REASON)
-        ids = self._embedder.token_ids(" \n".join(turns)) if self._embedder is not None else None
+        text = " \n".join(turns)
+        ids = self._embedder.token_ids(text) if self._embedder is not None else None
         if self._unknown_tasks:
             found = self._by_rules(turns, ids)
             if found is not None:
@@ -141,7 +142,7 @@ class Classifier:
         if self._head is None or self._embedder is None or ids is None:
             return Classification(self.default_task, 1.0, DEFAULT_REASON)
         probs = np.zeros(len(self._tasks), dtype=np.float64)
-        np.add.at(probs, self._targets, self._head.predict(self._embedder, ids))
+        np.add.at(probs, self._targets, self._head.predict(self._embedder, ids, text))
         best = int(probs.argmax())
         table = tuple((t.name, round(float(p), 4)) for t, p in zip(self._tasks, probs, strict=True))
         writing = self._writing_index

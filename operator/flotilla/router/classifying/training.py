@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from flotilla import errors
-from flotilla.router.classifying import embedding, heads
+from flotilla.router.classifying import chargrams, embedding, heads
 
 REGULARISATION_C = 3.0
 """Inverse L2 strength, cross-validated on the train split (1, 3, 10, 30 tried)."""
@@ -89,11 +89,12 @@ def data_sha256(rows: Iterable[Row]) -> str:
 
 
 def _version(rows: Sequence[Row], offsets: Mapping[str, float]) -> str:
-    """The head's version: its data's hash, and its offsets' when it has any."""
-    data = data_sha256(rows)
-    if not offsets:
-        return data[:12]
-    return hashlib.sha256((data + json.dumps(dict(sorted(offsets.items())))).encode()).hexdigest()[:12]
+    """The head's version: its data's hash, its offsets' and its character n-grams' settings (a head with
+    them classifies differently from one trained on the same data without them)."""
+    settings: dict[str, Any] = {"chars": chargrams.SETTINGS}
+    if offsets:
+        settings["offsets"] = dict(sorted(offsets.items()))
+    return hashlib.sha256((data_sha256(rows) + json.dumps(settings)).encode()).hexdigest()[:12]
 
 
 def _check_sizes(rows: Sequence[Row]) -> list[str]:
@@ -108,13 +109,36 @@ def _check_sizes(rows: Sequence[Row]) -> list[str]:
     return sorted(counts)
 
 
+@dataclass(frozen=True, slots=True)
+class Idf:
+    """Smoothed idf of the bag of tokens and of the character n-grams, from one set of training rows."""
+
+    tokens: npt.NDArray[np.float32]
+    chars: npt.NDArray[np.float32]
+
+
+def _smoothed_idf(documents: npt.NDArray[np.float64], rows: int) -> npt.NDArray[np.float32]:
+    return (np.log((1 + rows) / (1 + documents)) + 1).astype(np.float32)
+
+
+def _csr(blocks: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]], width: int) -> Any:
+    from scipy import sparse
+
+    pointers = np.concatenate([[0], np.cumsum([len(columns) for columns, _ in blocks])])
+    return sparse.csr_matrix(
+        (np.concatenate([v for _, v in blocks]), np.concatenate([c for c, _ in blocks]), pointers),
+        shape=(len(blocks), width),
+    )
+
+
 class Features:
-    """The two feature blocks of every row, computed once (tokenising is the slow part)."""
+    """The feature blocks of every row, computed once (tokenising is the slow part)."""
 
     def __init__(self, embedder: embedding.StaticEmbedder, prompts: Sequence[str]) -> None:
         self.vocabulary = embedder.vocabulary
         self.ids = [embedder.token_ids(p) for p in prompts]
         self.vectors = np.stack([embedder.features(i) for i in self.ids]) * heads.EMBEDDING_SCALE
+        self.grams = [chargrams.counts(p) for p in prompts]
 
     def with_prefix(self, embedder: embedding.StaticEmbedder, prefix: int) -> Features:
         """The same rows with the second stage's embedding (in-context rows for the first tokens)."""
@@ -122,35 +146,36 @@ class Features:
         other.vectors = np.stack([embedder.features(i, prefix) for i in self.ids]) * heads.EMBEDDING_SCALE
         return other
 
-    def idf(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+    def idf(self, rows: npt.NDArray[np.int64]) -> Idf:
         """Smoothed idf from the document counts of ``rows`` only (no peeking at held-out folds)."""
-        documents = np.zeros(self.vocabulary)
+        tokens = np.zeros(self.vocabulary)
+        chars = np.zeros(chargrams.BUCKETS)
         for i in rows:
-            documents[np.unique(self.ids[i][1:-1])] += 1
-        return (np.log((1 + len(rows)) / (1 + documents)) + 1).astype(np.float32)
+            tokens[np.unique(self.ids[i][1:-1])] += 1
+            chars[self.grams[i][0]] += 1
+        return Idf(_smoothed_idf(tokens, len(rows)), _smoothed_idf(chars, len(rows)))
 
-    def matrix(self, rows: npt.NDArray[np.int64], idf: npt.NDArray[np.float32]) -> Any:
+    def matrix(self, rows: npt.NDArray[np.int64], idf: Idf) -> Any:
+        """Embedding, bag of tokens, opening words and character n-grams, side by side (the head's order)."""
         from scipy import sparse
 
-        data, indices, pointers = [], [], [0]
-        for i in rows:
-            columns, values = heads.bag_of_tokens(self.ids[i], idf)
-            indices.append(columns)
-            data.append(values)
-            pointers.append(pointers[-1] + len(columns))
-        bag = sparse.csr_matrix(
-            (np.concatenate(data), np.concatenate(indices), pointers), shape=(len(rows), self.vocabulary)
-        )
-        data, indices, pointers = [], [], [0]
+        bag = _csr([heads.bag_of_tokens(self.ids[i], idf.tokens) for i in rows], self.vocabulary)
+        opening = []
         for i in rows:
             columns, value = heads.opening_words(self.ids[i])
-            indices.append(columns)
-            data.append(np.full(columns.size, value, dtype=np.float32))
-            pointers.append(pointers[-1] + len(columns))
-        opening = sparse.csr_matrix(
-            (np.concatenate(data), np.concatenate(indices), pointers), shape=(len(rows), self.vocabulary)
-        )
-        return sparse.hstack([sparse.csr_matrix(self.vectors[rows]), bag, opening]).tocsr()
+            opening.append((columns, np.full(columns.size, value, dtype=np.float32)))
+        chars = [
+            (columns, chargrams.weigh(columns, found, idf.chars))
+            for columns, found in (self.grams[i] for i in rows)
+        ]
+        return sparse.hstack(
+            [
+                sparse.csr_matrix(self.vectors[rows]),
+                bag,
+                _csr(opening, self.vocabulary),
+                _csr(chars, chargrams.BUCKETS),
+            ]
+        ).tocsr()
 
 
 def _fit(features: Features, rows: npt.NDArray[np.int64], labels: npt.NDArray[np.str_], c: float) -> Any:
@@ -204,7 +229,7 @@ class _Stage:
     classes: tuple[str, ...]
     weights: npt.NDArray[np.float32]
     bias: npt.NDArray[np.float32]
-    idf: npt.NDArray[np.float32]
+    idf: Idf
     temperature: float
     logits: npt.NDArray[np.float64]
     """Out-of-fold logits of every row (stratified folds)."""
@@ -216,17 +241,21 @@ class _Stage:
         return _softmax(self.logits / self.temperature)
 
     def head(self, dims: int, meta: dict[str, Any], refine: heads.Refinement | None = None) -> heads.Head:
-        vocabulary = (self.weights.shape[1] - dims) // 2  # the bag of tokens, then the opening words
+        # the embedding, the bag of tokens, the opening words, the character n-grams
+        vocabulary = (self.weights.shape[1] - dims - chargrams.BUCKETS) // 2
+        opening_end = dims + 2 * vocabulary
         return heads.Head(
             classes=self.classes,
             embedding_weights=np.ascontiguousarray(self.weights[:, :dims]),
             bag_weights=np.ascontiguousarray(self.weights[:, dims : dims + vocabulary]),
-            opening_weights=np.ascontiguousarray(self.weights[:, dims + vocabulary :]),
+            opening_weights=np.ascontiguousarray(self.weights[:, dims + vocabulary : opening_end]),
             bias=self.bias,
-            idf=self.idf,
+            idf=self.idf.tokens,
             temperature=self.temperature,
             meta=meta,
             refine=refine,
+            char_weights=np.ascontiguousarray(self.weights[:, opening_end:]),
+            char_idf=self.idf.chars,
         )
 
 
@@ -343,6 +372,7 @@ def train(
         "embedding": heads.embedding_id(embedder),
         "features": embedding.FEATURES,
         "opening": heads.OPENING,
+        "chars": chargrams.SETTINGS,
         "regularisation_c": c,
         **({"offsets": dict(sorted(offsets.items()))} if offsets else {}),
         "temperature": first.temperature,

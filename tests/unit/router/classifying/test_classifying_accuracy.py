@@ -30,19 +30,19 @@ def test_dev_split_of_routing_train(classifier: classifying.Classifier) -> None:
     results = evaluating.evaluate(rows, classifier)
     report = evaluating.report(results)
     assert evaluating.accuracy(results) >= 0.85, report
-    assert evaluating.calibration_error(results) <= 0.05, report
+    assert evaluating.calibration_error(results) <= 0.05, report  # measured: 0.046
     for task, hits in evaluating.groups(results, "task").items():
-        assert sum(hits) / len(hits) >= 0.78, (task, report)  # measured: general 0.807, writing 0.820
+        assert sum(hits) / len(hits) >= 0.80, (task, report)  # measured: writing 0.812, general 0.837
     for lang, hits in evaluating.groups(results, "lang").items():
         if len(hits) >= 40:
-            assert sum(hits) / len(hits) >= 0.78, (lang, report)
+            assert sum(hits) / len(hits) >= 0.80, (lang, report)  # measured: zh 0.811, fr 0.881
 
 
 def test_routing_dev_set(classifier: classifying.Classifier) -> None:
     rows = evaluating.load_rows(datasets.shared_data() / "routing-dev.jsonl")
     assert len(rows) == 598
     results = evaluating.evaluate(rows, classifier)
-    assert evaluating.accuracy(results) >= 0.84, evaluating.report(results)
+    assert evaluating.accuracy(results) >= 0.84, evaluating.report(results)  # measured: 0.858
 
 
 def test_the_same_request_routes_alike_in_eight_languages(classifier: classifying.Classifier) -> None:
@@ -57,7 +57,7 @@ def test_the_same_request_routes_alike_in_eight_languages(classifier: classifyin
             labels[lang] = "general" if task == "chat" else task
             right[lang] = right.get(lang, 0) + (labels[lang] == probe["task"])
         agreeing += len(set(labels.values())) == 1
-    assert agreeing >= 36, agreeing  # measured: 37 of 40 alike in all 8 languages
+    assert agreeing >= 36, agreeing  # measured: 38 of 40 alike in all 8 languages
     assert len(right) == 8
     for lang, hits in right.items():
         assert hits >= 36, (lang, hits)  # each language: at least 90% routed to the probe's task
