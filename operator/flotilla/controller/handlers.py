@@ -185,18 +185,10 @@ PROMOTION_SECONDS = 10.0
 """How often the routers' shadow counters of a fleet with candidates are read and the rule applied."""
 
 
-def _distilling(spec: Mapping[str, Any], *fields: str) -> bool:
-    """Some task's distillation sets one of ``fields``."""
-    tasks = (spec.get("routing") or {}).get("tasks") or []
-    return any(
-        (t.get("distillation") or {}).get(field) for t in tasks if isinstance(t, Mapping) for field in fields
-    )
-
-
 def _reads_routers(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
     """A task names a candidate or captures traces (status.traces), or the status still lists a candidate
     (cleared once the spec no longer names it)."""
-    return _distilling(spec, "shadow", "capture") or bool(status.get("candidates"))
+    return handling.distilling(spec, "shadow", "capture") or bool(status.get("candidates"))
 
 
 @kopf.timer(*FLEETS, interval=PROMOTION_SECONDS, when=_reads_routers, registry=registry)
@@ -214,7 +206,7 @@ TRAINING_SECONDS = 10.0
 
 def _trains(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
     """A task has distillation.train, or the status still lists a training entry (cleared without one)."""
-    return _distilling(spec, "train") or bool(status.get("training"))
+    return handling.distilling(spec, "train") or bool(status.get("training"))
 
 
 @kopf.timer(*FLEETS, interval=TRAINING_SECONDS, when=_trains, registry=registry)

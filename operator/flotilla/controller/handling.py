@@ -246,10 +246,18 @@ async def _write_status(
     await _post(context, fleet, notices, logger)
 
 
+def distilling(spec: Mapping[str, Any], *fields: str) -> bool:
+    """Some task's distillation sets one of ``fields``, read from the raw spec (no parse: the timers' and
+    the status writer's filter, asked for every fleet)."""
+    tasks = (spec.get("routing") or {}).get("tasks") or []
+    return any(
+        (t.get("distillation") or {}).get(field) for t in tasks if isinstance(t, Mapping) for field in fields
+    )
+
+
 def _trained(fleet: Mapping[str, Any]) -> tuple[bool, str, str] | None:
     """The Trained condition from the fleet's status.training (None: no task trains, or a bad spec)."""
-    tasks = ((fleet.get("spec") or {}).get("routing") or {}).get("tasks") or []
-    if not any((t.get("distillation") or {}).get("train") for t in tasks if isinstance(t, Mapping)):
+    if not distilling(fleet.get("spec") or {}, "train"):
         return None  # most fleets: no parse on every status write
     try:
         parsed = fleet_api.ModelFleet.from_body(fleet)

@@ -50,8 +50,8 @@ class JobView:
         task, version = labels.get(training.TASK_LABEL), labels.get(training.VERSION_LABEL)
         if not task or not str(version or "").isdigit():
             return None
-        phase, message, finished = job_phase(body.get("status") or {})
         status = body.get("status") or {}
+        phase, message, finished = job_phase(status)
         attempts = sum(int(status.get(k) or 0) for k in ("failed", "succeeded", "active"))
         traces = str(annotations.get(TRACES_ANNOTATION) or "0")
         return cls(
@@ -229,7 +229,8 @@ def summary(entries: Sequence[TrainingStatus]) -> str:
 
 def condition(fleet: ModelFleet, entries: Sequence[TrainingStatus]) -> tuple[bool, str, str] | None:
     """The Trained condition (ok, reason, message); None when no task has ``train``."""
-    tasks = [task for task, _ in trains(fleet)]
+    wants = {task: train.when.traces for task, train in trains(fleet)}
+    tasks = list(wants)
     if not tasks:
         return None
     by_task = {e.task: e for e in entries}
@@ -242,7 +243,6 @@ def condition(fleet: ModelFleet, entries: Sequence[TrainingStatus]) -> tuple[boo
         return False, "JobRunning", "; ".join(f"{e.task} v{e.version}: {e.phase}" for e in running)
     waiting = [t for t in tasks if t not in by_task]
     if waiting:
-        wants = {task: train.when.traces for task, train in trains(fleet)}
         text = "; ".join(f"{t}: the first version starts at {wants[t]} captured traces" for t in waiting)
         return False, "WaitingForTraces", text
     return (

@@ -56,9 +56,3 @@ def weigh(columns: Columns, found: Floats, idf: Floats) -> Floats:
     norm = float(np.sqrt(values @ values))
     scaled: Floats = (values * (WEIGHT / norm) if norm > 0 else values).astype(np.float32)
     return scaled
-
-
-def bag(text: str, idf: Floats) -> tuple[Columns, Floats]:
-    """Columns and values of ``text``'s n-gram bag (what the head multiplies its weights with)."""
-    columns, found = counts(text)
-    return columns, weigh(columns, found, idf)

@@ -36,7 +36,8 @@ def test_bigrams_and_trigrams_are_counted() -> None:
 
 def test_the_bag_has_the_configured_norm() -> None:
     idf = np.linspace(1.0, 2.0, chargrams.BUCKETS, dtype=np.float32)
-    columns, values = chargrams.bag("写一首关于秋天的诗", idf)
+    columns, found = chargrams.counts("写一首关于秋天的诗")
+    values = chargrams.weigh(columns, found, idf)
     assert float(np.sqrt(values @ values)) == pytest.approx(chargrams.WEIGHT, rel=1e-5)
     assert columns.dtype == np.int64 and values.dtype == np.float32
 
