@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -87,8 +88,6 @@ def _serve(args: list[str], log_dir: Path, name: str) -> tuple[Proc, str]:
 
 
 def _answers(url: str) -> list[str]:
-    import httpx
-
     out = []
     for prompt in PROMPTS:
         body = {
@@ -106,8 +105,6 @@ def _answers(url: str) -> list[str]:
 
 def _adapters(url: str) -> list[dict[str, Any]]:
     """The LoRA adapters the server has loaded (llama-server's ``GET /lora-adapters``)."""
-    import httpx
-
     response = httpx.get(f"{url}/lora-adapters", timeout=10)
     response.raise_for_status()
     loaded: list[dict[str, Any]] = response.json()
