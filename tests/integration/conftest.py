@@ -18,6 +18,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))  # the router tests' process kit
 from routerkit import PYTHON, Proc, free_port
 
+from flotilla.router.classifying import datasets
+
+MATH_ANSWERS = datasets.shared_data() / "math-answers.jsonl"
+"""Word problems and their answers (../shared/data): the knowing stand-in's answer key."""
+
 
 @pytest.fixture(scope="session")
 def flotilla_crds(cluster: object) -> None:
@@ -54,6 +59,19 @@ def cloud(tmp_path: Path) -> Iterator[str]:
     """The stand-in cloud provider (``flotilla.standin``) on loopback: its base URL."""
     port = free_port()
     proc = Proc("standin", [PYTHON, "-m", "flotilla.standin", "--port", str(port)], tmp_path)
+    proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
+    yield f"http://127.0.0.1:{port}"
+    proc.stop()
+
+
+@pytest.fixture
+def knowing_standin(tmp_path: Path) -> Iterator[str]:
+    """A stand-in that answers "#### <answer>" for prompts of the math answer key: its base URL."""
+    if not MATH_ANSWERS.exists():
+        pytest.fail(f"{MATH_ANSWERS} is missing (the shared math answer key)")
+    port = free_port()
+    argv = [PYTHON, "-m", "flotilla.standin", "--port", str(port), "--answers", str(MATH_ANSWERS)]
+    proc = Proc("standin-key", argv, tmp_path)
     proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
     yield f"http://127.0.0.1:{port}"
     proc.stop()

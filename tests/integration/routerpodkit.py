@@ -44,6 +44,24 @@ def rendered_config(namespace: str, fleet: str, upstream: Callable[[str], str]) 
     return config
 
 
+def sink_claim(namespace: str, host_dir: Path) -> str:
+    """The sink's claim, bound to a hostPath volume made for it: its PersistentVolume's name."""
+    volume = f"{namespace}-traces"
+    ok.apply_doc({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                 "hostPath": {"path": str(host_dir)},
+                 "claimRef": {"namespace": namespace, "name": "traces"}},
+    })  # fmt: skip
+    ok.apply_doc({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "traces", "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": volume,
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    })  # fmt: skip
+    return volume
+
+
 class LoopbackRouter:
     """`flotilla router` on free loopback ports running `config`; published as the fleet's router pod."""
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,14 @@ import routerpodkit
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))  # the router tests' process kit
-from routerkit import PYTHON, Proc, free_port
+from routerkit import free_port
 
 from flotilla.router.classifying import datasets
 
 pytestmark = pytest.mark.cluster
 
 FLEET = "shadow"
-KEY = datasets.shared_data() / "math-answers.jsonl"
+KEY = datasets.shared_data() / "math-answers.jsonl"  # the knowing stand-in answers its prompts
 
 
 def _model(name: str) -> dict[str, Any]:
@@ -63,19 +62,6 @@ def _fleet(namespace: str) -> dict[str, Any]:
             "distillation": {"sink": {"volume": {"claimName": "traces"}}},
         },
     }  # fmt: skip
-
-
-@pytest.fixture
-def knowing_standin(tmp_path: Path) -> Iterator[str]:
-    """A stand-in that answers "#### <answer>" for prompts of the math answer key: its base URL."""
-    if not KEY.exists():
-        pytest.fail(f"{KEY} is missing (the shared math answer key)")
-    port = free_port()
-    argv = [PYTHON, "-m", "flotilla.standin", "--port", str(port), "--answers", str(KEY)]
-    proc = Proc("standin-key", argv, tmp_path)
-    proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
-    yield f"http://127.0.0.1:{port}"
-    proc.stop()
 
 
 def _router_tasks(namespace: str) -> dict[str, dict[str, Any]]:

@@ -122,24 +122,6 @@ def _pending_pod(namespace: str, job: str, gone: set[str]) -> dict[str, Any] | N
     return None
 
 
-def _claim(namespace: str, host_dir: Path) -> str:
-    """The sink's claim, bound to a hostPath volume made for it: its PersistentVolume's name."""
-    volume = f"{namespace}-traces"
-    ok.apply_doc({
-        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
-        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
-                 "hostPath": {"path": str(host_dir)},
-                 "claimRef": {"namespace": namespace, "name": "traces"}},
-    })  # fmt: skip
-    ok.apply_doc({
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "traces", "namespace": namespace},
-        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": volume,
-                 "resources": {"requests": {"storage": "1Gi"}}},
-    })  # fmt: skip
-    return volume
-
-
 def test_the_training_job_starts_at_when_traces_fails_for_real_and_the_next_version_succeeds(
     flotilla_crds: None, operator_kubeconfig: Path, namespace: str, tmp_path: Path, cloud: str
 ) -> None:
@@ -248,7 +230,7 @@ def test_the_training_job_starts_at_when_traces_fails_for_real_and_the_next_vers
         # The claim appears; another when.traces later, version 2 runs on a (kwok) node and succeeds.
         host_dir = tmp_path / "sink"
         host_dir.mkdir()
-        volume = _claim(namespace, host_dir)
+        volume = routerpodkit.sink_claim(namespace, host_dir)
         _ask(router, EVERY)
         _captured(namespace, 2 * EVERY)
 

@@ -13,7 +13,15 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from flotilla.api import messages
-from flotilla.api.common import MAX_SHORT, Name, SecretKeySelector, SpecModel, cel_rules, compiled_patterns
+from flotilla.api.common import (
+    MAX_SHORT,
+    Name,
+    SecretKeySelector,
+    SpecModel,
+    cel_rules,
+    compiled_patterns,
+    object_default,
+)
 from flotilla.api.routerconfig import (
     CLASSIFIER_URL_PATTERN,
     DEFAULT_CHECKS,
@@ -35,18 +43,16 @@ class CaptureSpec(SpecModel):
     cloud: answers served by one of the fleet's fallbacks (the teacher's answers)."""
 
 
-class ShadowSpec(SpecModel):
-    """A candidate model for the task, evaluated in the shadow of the served answers and then promoted or
-    rolled back (docs/distillation.md, "Shadow evaluation and promotion")."""
+class ShadowSettings(SpecModel):
+    """How a candidate is evaluated in the shadow of the served answers and then promoted or rolled back
+    (docs/distillation.md, "Shadow evaluation and promotion")."""
 
     model_config = cel_rules(
-        ("self.score != 'judge' || has(self.judge)", messages.SHADOW_JUDGE_REQUIRED),
-        ("!has(self.judge) || self.score == 'judge'", messages.SHADOW_JUDGE_UNUSED),
+        # has(): the apiserver checks the rules on the `{}` default of train.shadow before defaulting it
+        ("!has(self.score) || self.score != 'judge' || has(self.judge)", messages.SHADOW_JUDGE_REQUIRED),
+        ("!has(self.judge) || (has(self.score) && self.score == 'judge')", messages.SHADOW_JUDGE_UNUSED),
     )
 
-    model: Name
-    """The candidate: a fleet model (spec.models) that is not among the task's models. The router sends it
-    the task's requests only as mirrors; its answers are never returned."""
     share: Annotated[float, Field(gt=0, le=1)] = 0.2
     """Share of the task's answered requests mirrored to the candidate (after the client has its answer)."""
     requests: Annotated[int, Field(ge=1, le=1_000_000)] = 200
@@ -69,12 +75,21 @@ class ShadowSpec(SpecModel):
     """Mirrors in flight per router pod; a request beyond it is not mirrored (counted as dropped)."""
 
     @model_validator(mode="after")
-    def _judge(self) -> ShadowSpec:
+    def _judge(self) -> ShadowSettings:
         if self.score == "judge" and self.judge is None:
             raise ValueError(messages.SHADOW_JUDGE_REQUIRED)
         if self.score != "judge" and self.judge is not None:
             raise ValueError(messages.SHADOW_JUDGE_UNUSED)
         return self
+
+
+class ShadowSpec(ShadowSettings):
+    """A candidate model for the task, evaluated in the shadow of the served answers and then promoted or
+    rolled back (docs/distillation.md, "Shadow evaluation and promotion")."""
+
+    model: Name
+    """The candidate: a fleet model (spec.models) that is not among the task's models. The router sends it
+    the task's requests only as mirrors; its answers are never returned."""
 
 
 class TrainWhen(SpecModel):
@@ -102,10 +117,17 @@ class TrainSpec(SpecModel):
     image: Annotated[str, Field(min_length=1, max_length=512)] | None = None
     """Image of the training container: it needs the `flotilla` command with the finetune extra (torch,
     peft); the operator's default (the router image) lacks it (docs/distillation.md)."""
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings, json_schema_extra=object_default())
+    """How each version that trained successfully is evaluated as the task's candidate: the operator adds it
+    to the fleet as the model `<base>-<task>-v<N>` (the base with the adapter) and mirrors the task's
+    requests to it; promoted, it becomes the task's first model (docs/distillation.md, "From a trained
+    version to the task's first model")."""
 
 
 class TaskDistillationSpec(SpecModel):
     """Distillation of one task: the capture of its answers and the shadow evaluation of a candidate."""
+
+    model_config = cel_rules(("!has(self.shadow) || !has(self.train)", messages.SHADOW_WITH_TRAIN))
 
     capture: CaptureSpec | None = None
     """Record a sample of the task's answers into the fleet's `spec.distillation.sink`. Unset: none."""
@@ -114,7 +136,14 @@ class TaskDistillationSpec(SpecModel):
     ones, and promote it (first model of the task) or roll it back. Unset: no candidate."""
     train: TrainSpec | None = None
     """Fine-tune a fleet model on the task's captured traces once there are enough: the operator creates
-    the Job and reports it in status.training. Unset: never."""
+    the Job, reports it in status.training, and makes each version that trained successfully the task's
+    candidate (train.shadow). Unset: never. Not together with `shadow`."""
+
+    @model_validator(mode="after")
+    def _one_candidate(self) -> TaskDistillationSpec:
+        if self.shadow is not None and self.train is not None:
+            raise ValueError(messages.SHADOW_WITH_TRAIN)
+        return self
 
 
 class S3SinkSpec(SpecModel):

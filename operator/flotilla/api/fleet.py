@@ -88,6 +88,11 @@ class ModelFleetSpec(SpecModel):
          "(has(self.fallbacks) && self.fallbacks.exists(f, f.name == t.distillation.shadow.judge)))",
          messages.SHADOW_UNKNOWN_JUDGE),
         ("!has(self.routing) || !has(self.routing.tasks) || self.routing.tasks.all(t, "
+         "!has(t.distillation) || !has(t.distillation.train) || !has(t.distillation.train.shadow) || "
+         "!has(t.distillation.train.shadow.judge) || (has(self.fallbacks) && "
+         "self.fallbacks.exists(f, f.name == t.distillation.train.shadow.judge)))",
+         messages.TRAIN_SHADOW_UNKNOWN_JUDGE),
+        ("!has(self.routing) || !has(self.routing.tasks) || self.routing.tasks.all(t, "
          "!has(t.distillation) || !has(t.distillation.shadow) || !has(t.models) || "
          "!t.models.exists(n, n == t.distillation.shadow.model))",
          messages.SHADOW_MODEL_ROUTED),
@@ -202,6 +207,10 @@ class ModelFleetSpec(SpecModel):
             base = self.model(train.base)
             if base.runtime != "llamacpp" or base.source.scheme == "hf":
                 raise ValueError(f"{messages.TRAIN_BASE_RUNTIME} {where}")
+            judge = train.shadow.judge
+            if judge is not None and judge not in [f.name for f in self.fallbacks]:
+                names = f"(task {task.name!r} names {judge!r})"
+                raise ValueError(f"{messages.TRAIN_SHADOW_UNKNOWN_JUDGE} {names}")
 
     def _check_shadows(self, model_names: list[str], fallback_names: list[str]) -> None:
         for task in self.routing.tasks:

@@ -34,6 +34,8 @@ SOURCE_SHAPE = (
     "source.uri needs a location after the scheme: hf://ORG/REPO, pvc://CLAIM/PATH, s3://BUCKET/KEY, "
     "file:///ABSOLUTE/PATH or a URL"
 )
+SOURCE_KEY_PAIR = "source.accessKeyID and source.secretAccessKey go together: set both or neither"
+SOURCE_KEY_SCHEME = "source.accessKeyID and source.secretAccessKey are only used with s3:// sources"
 HF_TOKEN_SCHEME = "source.hfToken is only used with hf:// sources"
 INLINE_API_KEY = (
     "apiKey must not contain the key itself: store it in a Secret and reference it with "
@@ -101,11 +103,18 @@ SINK_BUCKET = "sink s3.bucket must be an S3 bucket name: 3-63 lowercase letters,
 CAPTURE_WITHOUT_SINK = "spec.routing.tasks[].distillation.capture needs spec.distillation (the sink)"
 SHADOW_JUDGE_REQUIRED = "distillation.shadow with score judge needs judge: the name of one of spec.fallbacks"
 SHADOW_JUDGE_UNUSED = "distillation.shadow.judge is only used with score judge: set score: judge or drop it"
+SHADOW_WITH_TRAIN = (
+    "distillation.shadow and distillation.train cannot both be set: with train, each version that trained "
+    "successfully is the task's candidate (evaluated as train.shadow says)"
+)
 SHADOW_UNKNOWN_MODEL = "spec.routing.tasks[].distillation.shadow.model must name an entry of spec.models"
 SHADOW_UNKNOWN_JUDGE = "spec.routing.tasks[].distillation.shadow.judge must name an entry of spec.fallbacks"
 TRAIN_WITHOUT_SINK = (
     "spec.routing.tasks[].distillation.train needs spec.distillation (the sink the traces are read from and "
     "the adapter is written to)"
+)
+TRAIN_SHADOW_UNKNOWN_JUDGE = (
+    "spec.routing.tasks[].distillation.train.shadow.judge must name an entry of spec.fallbacks"
 )
 TRAIN_UNKNOWN_BASE = "spec.routing.tasks[].distillation.train.base must name an entry of spec.models"
 TRAIN_BASE_RUNTIME = (

@@ -49,6 +49,8 @@ class ModelSource(SpecModel):
         (f"self.uri.matches('{SOURCE_SCHEME_RE}')", messages.SOURCE_SCHEME),
         (f"self.uri.matches('{SOURCE_SHAPE_RE}')", messages.SOURCE_SHAPE),
         ("!has(self.hfToken) || self.uri.startsWith('hf://')", messages.HF_TOKEN_SCHEME),
+        ("has(self.accessKeyID) == has(self.secretAccessKey)", messages.SOURCE_KEY_PAIR),
+        ("!has(self.accessKeyID) || self.uri.startsWith('s3://')", messages.SOURCE_KEY_SCHEME),
     )
 
     uri: Annotated[str, Field(min_length=1, max_length=1024)]
@@ -61,6 +63,11 @@ class ModelSource(SpecModel):
     AWS_SECRET_ACCESS_KEY)."""
     endpoint: ShortText | None = None
     """S3-compatible endpoint URL for s3:// sources outside AWS (e.g. MinIO)."""
+    access_key_id: SecretKeySelector | None = Field(None, alias="accessKeyID")
+    """s3:// only: the Secret key holding the access key id (as in spec.distillation.sink.s3), for a Secret
+    whose keys are not named AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (credentialsSecret's way)."""
+    secret_access_key: SecretKeySelector | None = None
+    """s3:// only, with accessKeyID: the Secret key holding the secret access key."""
 
     @property
     def scheme(self) -> str:
@@ -80,6 +87,10 @@ class ModelSource(SpecModel):
             raise ValueError(f"{messages.SOURCE_SHAPE} (got {self.uri!r})")
         if self.hf_token is not None and self.scheme != "hf":
             raise ValueError(messages.HF_TOKEN_SCHEME)
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError(messages.SOURCE_KEY_PAIR)
+        if self.access_key_id is not None and self.scheme != "s3":
+            raise ValueError(messages.SOURCE_KEY_SCHEME)
         return self
 
 

@@ -37,7 +37,7 @@ from flotilla.autoscaler.recommending import Decision, Policy, Recommender
 from flotilla.autoscaler.settings import AutoscalerSettings
 from flotilla.packing import plans
 from flotilla.reconcile.kube import ApiError
-from flotilla.render import naming, packs
+from flotilla.render import naming, packs, trained
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class Autoscaler:
 
     async def tick_fleet(self, body: Mapping[str, Any]) -> set[Key]:
         """Decide and act for one fleet's builtin models; returns their keys."""
-        fleet = ModelFleet.from_body(body)
+        fleet = trained.served(ModelFleet.from_body(body))
         models = builtin_models(fleet)
         if not models:
             return set()

@@ -81,6 +81,9 @@ class FleetState:
     """The status last written (or found stored at startup); transitions are computed against it."""
     applied_generation: int | None = None
     """The generation whose children were last applied (or found rejected)."""
+    applied_decisions: str | None = None
+    """``desiring.decisions`` of the status whose children were last applied (None: none yet by this
+    process). Not the rendering's: a status write renders too (cached), without applying anything."""
     spec_error: str | None = None
     """Why the applied generation could not be rendered, if it could not."""
     spec_error_reason: str | None = None

@@ -186,9 +186,9 @@ PROMOTION_SECONDS = 10.0
 
 
 def _reads_routers(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
-    """A task names a candidate or captures traces (status.traces), or the status still lists a candidate
-    (cleared once the spec no longer names it)."""
-    return handling.distilling(spec, "shadow", "capture") or bool(status.get("candidates"))
+    """A task names a candidate, trains them, or captures traces (status.traces), or the status still lists
+    a candidate (cleared once the spec no longer names it)."""
+    return handling.distilling(spec, "shadow", "train", "capture") or bool(status.get("candidates"))
 
 
 @kopf.timer(*FLEETS, interval=PROMOTION_SECONDS, when=_reads_routers, registry=registry)

@@ -123,6 +123,7 @@ async def handle_reconcile_fleet(
         rejected = f"the apiserver rejected a child: {exc}"
         await _reject(fleet, context, views, logger, "ApplyRejected", str(exc), rejected, str(exc))
     state.applied_generation, state.spec_error, state.spec_error_reason = generation, None, None
+    state.applied_decisions = desiring.decisions(fleet)
     state.name_conflict = None
     state.model_errors = dict(outcome.unserved)
     state.packing = packing
@@ -150,6 +151,7 @@ async def _reject(
     """A spec that cannot be applied: the status's spec error, a Warning Event, and no more retries."""
     state = context.state(fleet)
     state.applied_generation = int(fleet["metadata"].get("generation") or 0)
+    state.applied_decisions = desiring.decisions(fleet)  # rejected as it is: not retried on every tick
     state.spec_error, state.spec_error_reason, state.name_conflict = spec_error, reason, None
     await refresh_fleet_status(fleet, context, views, logger)
     await _post(context, fleet, [statuses.Notice("Warning", reason, event)], logger)
@@ -340,8 +342,8 @@ async def handle_tick_candidates(
     logger: Logger,
 ) -> None:
     """Read the routers' shadow scores, write ``status.candidates``, post CandidatePromoted /
-    CandidateRolledBack, and re-render the router config when a decision changes the routing (also after
-    a restart or a failed attempt: whenever the last rendering predates the stored decisions)."""
+    CandidateRolledBack, and reconcile the fleet when a decision or a newly trained version changes what it
+    serves (also after a restart or a failed attempt: whenever the children applied predate the status)."""
     fleet = fleet_entry(body)
     aliases = context.autoscaler.host_aliases if context.autoscaler else ()
     settings = promotion.PromotionSettings(host_aliases=aliases)
@@ -364,9 +366,8 @@ async def handle_tick_candidates(
         for d in outcome.decisions
     ]
     await _post(context, fleet, notices, logger)
-    rendered = context.state(fleet).rendered
-    if (rendered.decisions if rendered else "") != desiring.decisions(fleet):
-        logger.info("candidate decisions changed: re-rendering the router config")
+    if context.state(fleet).applied_decisions != desiring.decisions(fleet):
+        logger.info("candidate decisions or trained versions changed: re-rendering the fleet")
         await handle_reconcile_fleet(fleet, context, views, logger)
 
 

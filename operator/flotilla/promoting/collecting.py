@@ -25,7 +25,7 @@ from flotilla.autoscaler import discovering
 from flotilla.autoscaler.actuating import Cluster
 from flotilla.promoting import counting, deciding, tallies
 from flotilla.reconcile import kube as kubeapi
-from flotilla.render import naming
+from flotilla.render import naming, trained
 
 log = logging.getLogger(__name__)
 FIELD_MANAGER = "flotilla-promotion"
@@ -93,7 +93,7 @@ async def collect(
     """Read the fleet's routers, advance its candidates and trace counts, and write ``status.candidates``
     and ``status.traces`` if they changed. InvalidSpecError for a fleet that does not parse; ApiError when
     the status cannot be written."""
-    fleet = fleet_api.ModelFleet.from_body(body)
+    fleet = trained.served(fleet_api.ModelFleet.from_body(body))
     samples = Samples()
     if deciding.shadows(fleet) or counting.capturing(fleet):  # else only stale entries are left to clear
         timeout = aiohttp.ClientTimeout(total=settings.scrape_timeout)

@@ -10,12 +10,13 @@ routers stop mirroring, and a promoted candidate is rendered as the task's first
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from flotilla.api.distillation import ShadowSpec
 from flotilla.api.fleet import ModelFleet
 from flotilla.api.status import CandidateState, CandidateStatus
 from flotilla.promoting.tallies import Sample, Tally
+from flotilla.render import trained
 
 _EPSILON = 1e-9
 
@@ -59,17 +60,38 @@ def shadows(fleet: ModelFleet) -> list[tuple[str, ShadowSpec]]:
     ]
 
 
+def _promoted_versions(
+    fleet: ModelFleet, previous: Mapping[tuple[str, str], CandidateStatus]
+) -> list[CandidateStatus]:
+    """The entries of promoted trained versions that serve first while a newer version is the candidate."""
+    kept = []
+    for task in fleet.spec.routing.tasks:
+        first = task.models[0] if task.models else None
+        entry = previous.get((task.name, first)) if first is not None else None
+        candidate = task.distillation.shadow if task.distillation else None
+        if (
+            entry is not None
+            and entry.state == "Promoted"
+            and trained.version_of(task, entry.model) is not None
+            and (candidate is None or candidate.model != entry.model)
+        ):
+            kept.append(entry)
+    return kept
+
+
 def advance(
     fleet: ModelFleet, samples: Iterable[Sample], now: str
 ) -> tuple[list[CandidateStatus], list[Decision]]:
     """The new ``status.candidates`` after the routers' ``samples``, and the decisions made just now.
 
     One entry per task with a shadow, in spec order; an entry whose (task, model) the spec no longer names
-    is dropped. A decided candidate keeps its entry as it is (its counters are no longer read).
+    is dropped, except a promoted trained version the task still routes to first (``render.trained``:
+    it is how the operator remembers it while a newer version shadows). A decided candidate keeps its
+    entry as it is (its counters are no longer read).
     """
     previous = {(c.task, c.model): c for c in (fleet.status.candidates if fleet.status else None) or []}
     seen = list(samples)
-    entries: list[CandidateStatus] = []
+    entries = _promoted_versions(fleet, previous)
     decisions: list[Decision] = []
     for task, shadow in shadows(fleet):
         before = previous.get((task, shadow.model))

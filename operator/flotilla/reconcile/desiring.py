@@ -19,6 +19,7 @@ from flotilla.packing import plans
 from flotilla.reconcile import admitting, planning
 from flotilla.render import fleet as fleet_render
 from flotilla.render import settings as render_settings
+from flotilla.render import trained
 
 Manifest = dict[str, Any]
 T = TypeVar("T")
@@ -61,16 +62,21 @@ def _children(fleet: fleet_api.ModelFleet, key_hashes: Mapping[str, str] | None)
 
 
 def decisions(body: Mapping[str, Any]) -> str:
-    """The promotion decisions a rendering depends on: ``task/model=State`` of every candidate in
-    ``status.candidates`` that is no longer Shadowing ("" when none), so a decision invalidates the cache."""
-    candidates = (body.get("status") or {}).get("candidates") or []
-    return ",".join(
-        sorted(
-            f"{c.get('task')}/{c.get('model')}={c.get('state')}"
-            for c in candidates
-            if isinstance(c, Mapping) and c.get("state") not in (None, "Shadowing")
-        )
-    )
+    """The status a rendering depends on (``render.trained``): ``task/model=State`` of every candidate in
+    ``status.candidates`` that is no longer Shadowing and ``task/vN=Succeeded`` of every trained version
+    ("" when none), so a decision or a new adapter invalidates the cache."""
+    status = body.get("status") or {}
+    candidates = [
+        f"{c.get('task')}/{c.get('model')}={c.get('state')}"
+        for c in status.get("candidates") or []
+        if isinstance(c, Mapping) and c.get("state") not in (None, "Shadowing")
+    ]
+    versions = [
+        f"{t.get('task')}/v{t.get('version')}=Succeeded"
+        for t in status.get("training") or []
+        if isinstance(t, Mapping) and t.get("phase") == "Succeeded"
+    ]
+    return ",".join(sorted(candidates + versions))
 
 
 def router_config(body: Mapping[str, Any]) -> routerconfig.RouterConfig:
@@ -103,7 +109,7 @@ def with_classifier(body: Mapping[str, Any], model: Mapping[str, str] | None) ->
 def _rendered(body: Mapping[str, Any], render: Callable[[fleet_api.ModelFleet], T]) -> T:
     """``render`` applied to the parsed fleet; any reason it cannot be becomes ``InvalidSpecError``."""
     try:
-        fleet = fleet_api.ModelFleet.from_body(dict(body))
+        fleet = trained.served(fleet_api.ModelFleet.from_body(dict(body)))
         return render(fleet)
     except pydantic.ValidationError as exc:
         problems = "; ".join(

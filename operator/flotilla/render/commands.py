@@ -18,7 +18,7 @@ import yaml
 from flotilla import errors
 from flotilla.api import fleet as fleet_api
 from flotilla.packing import plans
-from flotilla.render import documents, settings
+from flotilla.render import documents, settings, trained
 from flotilla.render.fleet import render_fleet
 
 
@@ -59,7 +59,7 @@ def read_fleets(path: str, namespace: str | None = None) -> list[fleet_api.Model
         if namespace and not meta.get("namespace"):
             meta["namespace"] = namespace
         body["metadata"] = meta
-        fleets.append(fleet_api.ModelFleet.from_body(body))
+        fleets.append(trained.served(fleet_api.ModelFleet.from_body(body)))
     if not fleets:
         raise errors.UsageError(f"{path} holds no {fleet_api.KIND} ({fleet_api.API_VERSION})")
     return fleets

@@ -52,7 +52,7 @@ def _capture_mounts(
     if s3 is not None:
         for name, ref in ((naming.SINK_ACCESS_KEY_ENV, s3.access_key_id),
                           (naming.SINK_SECRET_KEY_ENV, s3.secret_access_key)):  # fmt: skip
-            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+            env.append(base.secret_env(name, ref))
     if volume is not None:
         mount = {"name": "traces", "mountPath": naming.TRACES_MOUNT_DIR}
         if volume.sub_path:

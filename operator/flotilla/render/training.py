@@ -98,7 +98,7 @@ def render_training_job(
         sink_env = [{"name": "AWS_REGION", "value": s3.region}]
         for name, ref in (("AWS_ACCESS_KEY_ID", s3.access_key_id),
                           ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key)):  # fmt: skip
-            sink_env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+            sink_env.append(base.secret_env(name, ref))
     else:
         export += ["--source", SINK_DIR]
     export_step = _step("export", settings.router_image, export, settings)

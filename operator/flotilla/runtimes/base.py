@@ -11,6 +11,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from flotilla.api.common import SecretKeySelector
 from flotilla.api.modelspec import ModelSpec
 
 LlamaCppFlavor = Literal["llama-server", "llama-cpp-python"]
@@ -66,6 +67,11 @@ class Runtime(Protocol):
     def build(self, model: ModelSpec, settings: RuntimeSettings) -> PodParts:
         """The container(s) and volumes serving `model`; raise InvalidSpecError for what cannot be served."""
         ...
+
+
+def secret_env(name: str, ref: SecretKeySelector) -> dict[str, Any]:
+    """The env var ``name`` read from a Secret key (Flotilla never reads the value itself)."""
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
 
 
 def container_security_context(read_only_root: bool = True) -> dict[str, Any]:

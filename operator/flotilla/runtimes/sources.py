@@ -54,9 +54,7 @@ def stage(
         staged = StagedSource(hf_repo=repo, hf_revision=revision or None)
         if source.hf_token is not None:
             ref = source.hf_token.secret_key_ref
-            staged.env.append(
-                {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
-            )
+            staged.env.append(base.secret_env("HF_TOKEN", ref))
         return staged
     if source.scheme == "file":
         return StagedSource(path=source.location, env=[{"name": "HF_HUB_OFFLINE", "value": "1"}])
@@ -130,4 +128,8 @@ def _downloader(
     }
     if source.credentials_secret:
         spec["envFrom"] = [{"secretRef": {"name": source.credentials_secret}}]
+    for name, ref in (("AWS_ACCESS_KEY_ID", source.access_key_id),
+                      ("AWS_SECRET_ACCESS_KEY", source.secret_access_key)):  # fmt: skip
+        if ref is not None:
+            spec["env"].append(base.secret_env(name, ref))
     return spec

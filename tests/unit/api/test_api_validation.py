@@ -120,6 +120,45 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
         },
         "greater than or equal to 1",
     ),
+    "shadow and train together": (
+        {
+            "spec__distillation": SINK,
+            "spec__routing__tasks": [
+                {
+                    "name": "code",
+                    "models": ["pocket"],
+                    "distillation": {"train": TRAIN, "shadow": {"model": "coder"}},
+                }
+            ],
+        },
+        messages.SHADOW_WITH_TRAIN,
+    ),
+    "train shadow judge not a fallback": (
+        {
+            "spec__distillation": SINK,
+            "spec__routing__tasks": [
+                {
+                    "name": "code",
+                    "distillation": {"train": {**TRAIN, "shadow": {"score": "judge", "judge": "nope"}}},
+                }
+            ],
+        },
+        messages.TRAIN_SHADOW_UNKNOWN_JUDGE,
+    ),
+    "source keys on a pvc source": (
+        {
+            f"{POCKET}__source": {
+                "uri": "pvc://models/g.gguf",
+                "accessKeyID": {"name": "s", "key": "id"},
+                "secretAccessKey": {"name": "s", "key": "secret"},
+            }
+        },
+        messages.SOURCE_KEY_SCHEME,
+    ),
+    "source access key without its secret": (
+        {f"{POCKET}__source": {"uri": "s3://b/g.gguf", "accessKeyID": {"name": "s", "key": "id"}}},
+        messages.SOURCE_KEY_PAIR,
+    ),
     "replicas min > max": ({f"{CODER}__replicas": {"min": 3, "max": 2}}, messages.REPLICAS_ORDER),
     "vllm without accelerator": ({f"{CODER}__accelerator": None}, messages.runtime_needs_gpu("vllm")),
     "vllm with zero gpus": ({f"{CODER}__accelerator": {"gpus": 0}}, messages.runtime_needs_gpu("vllm")),
