@@ -85,6 +85,14 @@ def test_a_volume_sink_is_mounted_read_only_for_export_and_written_by_publish() 
     assert not any(e["name"].startswith("AWS_") for s in _steps(job) for e in s["env"])
 
 
+def test_the_job_is_scheduled_where_the_base_models_pods_may_run() -> None:
+    math, chat = _render(ModelFleet.from_body(_body()))
+    pod = math["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"flotilla.dev/pool": "cpu"}  # the base model `pocket`'s placement
+    assert pod["tolerations"] == [{"key": "flotilla.dev/pool", "operator": "Exists", "effect": "NoSchedule"}]
+    assert "nodeSelector" not in chat["spec"]["template"]["spec"]  # `pocket-web` has none
+
+
 def test_long_task_names_keep_the_job_name_within_63_characters() -> None:
     body = _body()
     long_task = "a" * 32

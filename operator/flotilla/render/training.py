@@ -16,7 +16,7 @@ from typing import Any
 from flotilla import errors
 from flotilla.api.distillation import TrainSpec
 from flotilla.api.fleet import ModelFleet
-from flotilla.render import naming
+from flotilla.render import models, naming
 from flotilla.render.settings import RenderSettings
 from flotilla.runtimes import base, sources
 
@@ -139,6 +139,9 @@ def render_training_job(
         "initContainers": [*staged.init_containers, export_step, finetune_step],
         "containers": [publish],
         "volumes": volumes,
+        # Where the base model's own pods may run (its nodeSelector and tolerations): the nodes a user set
+        # aside for CPU models (a tainted pool) are also where their adapters can be trained.
+        **models.pod_scheduling(model),
     }
     return {
         "apiVersion": "batch/v1",
