@@ -137,7 +137,10 @@ def fleet() -> dict[str, Any]:
                  "distillation": {
                      "capture": {"sample": 1, "from": "cloud"},
                      "train": {"base": "pocket", "when": {"traces": TRACES}, "steps": STEPS,
-                               "image": "flotilla-finetune:0.1.0", "shadow": shadow}}},
+                               "image": "flotilla-finetune:0.1.0", "shadow": shadow,
+                               # a 2-core node that also runs the example fleet: half a core reserved
+                               "resources": {"requests": {"cpu": "500m", "memory": "4Gi"},
+                                             "limits": {"memory": "5Gi"}}}}},
                 {"name": "chat", "models": ["pocket"], "fallbacks": []},
             ]},
             "router": {"replicas": 1, **ON_REAL_NODE},

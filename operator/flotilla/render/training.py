@@ -108,7 +108,8 @@ def render_training_job(
     finetune_step = _step("finetune", trainer, finetune, settings)
     finetune_step["env"] += [*staged.env, {"name": "TMPDIR", "value": "/tmp"}]
     finetune_step["volumeMounts"] += staged.mounts
-    finetune_step["resources"] = copy.deepcopy(RESOURCES)
+    sized = train.resources.to_k8s() if train.resources else {}
+    finetune_step["resources"] = sized or copy.deepcopy(RESOURCES)
     if s3 is not None:
         dest = f"s3://{s3.bucket}/{s3.prefix}{prefix}"
         publish_command = ["aws", "s3", "cp", OUT_DIR, dest, "--recursive", "--endpoint-url", s3.endpoint]
