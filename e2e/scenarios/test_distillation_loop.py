@@ -23,8 +23,6 @@ Run: `pytest -m finetune e2e/scenarios/test_distillation_loop.py`.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +32,7 @@ import pytest
 
 from clusterlib.sessions import RealNode
 from clusterlib.waiting import wait_until
-from demolib import asking, installing
+from demolib import asking, hostdirs, installing
 from demolib.forwarding import port_forward
 from demolib.installing import Target
 from demolib.tools import Tools
@@ -45,7 +43,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.realnode, pytest.mark.finetune, pytes
 
 FLEET = "distil"
 TEACHER = "teacher"
-GGUF = Path.home() / ".cache" / "flotilla" / "models" / "gemma-3-270m-q4_k_m.gguf"  # scripts/gemma-model
 TRACES = 48  # when.traces: the teacher's answers the first version is trained on
 STEPS = 144  # 12 passes over them (batch 4)
 MIRRORS = 12  # train.shadow.requests
@@ -119,7 +116,7 @@ def host_volume(namespace: str, claim: str, directory: Path) -> list[dict[str, A
 def fleet() -> dict[str, Any]:
     """math: only the teacher serves it at first; its answers are captured and distilled into pocket."""
     pocket = {
-        "name": "pocket", "runtime": "llamacpp", "source": {"uri": f"pvc://gemma/{GGUF.name}"},
+        "name": "pocket", "runtime": "llamacpp", "source": {"uri": f"pvc://gemma/{hostdirs.GGUF.name}"},
         "args": ["--chat_format", "gemma"],  # llama-cpp-python: the turn template the fine-tune uses
         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
         "maxContextLength": 2048, "tasks": ["chat"], **ON_REAL_NODE,
@@ -197,16 +194,9 @@ def teacher_format(texts: list[str]) -> float:
 
 @pytest.fixture(scope="module")
 def host_dirs() -> Iterator[tuple[Path, Path]]:
-    """The sink's directory (written by the router and the Job, uid 1000) and the base model's."""
-    sink = Path(tempfile.mkdtemp(prefix="flotilla-e2e-sink-", dir="/var/tmp"))
-    weights = Path(tempfile.mkdtemp(prefix="flotilla-e2e-gemma-", dir="/var/tmp"))
-    sink.chmod(0o777)  # hostPath volumes keep the host's permissions
-    weights.chmod(0o755)
-    shutil.copyfile(GGUF, weights / GGUF.name)
-    (weights / GGUF.name).chmod(0o644)
-    yield sink, weights
-    shutil.rmtree(sink, ignore_errors=True)
-    shutil.rmtree(weights, ignore_errors=True)
+    """The sink's directory (written by the router and the Job) and the base model's."""
+    with hostdirs.training_dirs("flotilla-e2e") as dirs:
+        yield dirs
 
 
 @pytest.fixture(scope="module")

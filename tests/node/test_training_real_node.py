@@ -20,9 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,7 +31,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from clusterlib.sessions import RealNode
-from demolib import installing
+from demolib import hostdirs, installing
 from flotilla.api.fleet import ModelFleet
 from flotilla.api.routerconfig import CaptureSettings, DirectorySink
 from flotilla.capturing import pipeline, traces
@@ -48,7 +46,7 @@ from operatorkit import get_json, kubectl, wait_until
 
 pytestmark = [pytest.mark.realnode, pytest.mark.finetune, pytest.mark.llamacpp, pytest.mark.timeout(3600)]
 
-GGUF = Path.home() / ".cache" / "flotilla" / "models" / "gemma-3-270m-q4_k_m.gguf"  # scripts/gemma-model
+GGUF = hostdirs.GGUF
 FLEET, TASK, SUB_PATH = "tutor", "math", "traces"
 TRAIN, HELD_OUT, STEPS = 120, 40, 15
 JOB_TIMEOUT_S = 1500  # ~2 min quiet; 28-33 s a step on a busy 2-core machine, plus loading the base
@@ -179,17 +177,8 @@ def _logs(namespace: str, job: str) -> str:
 @pytest.fixture
 def host_dirs() -> Iterator[tuple[Path, Path]]:
     """The sink's directory (written by the pod's uid 1000) and the base model's (a copy of the GGUF)."""
-    sink = Path(tempfile.mkdtemp(prefix="flotilla-sink-", dir="/var/tmp"))
-    weights = Path(tempfile.mkdtemp(prefix="flotilla-gemma-", dir="/var/tmp"))
-    (sink / SUB_PATH).mkdir()
-    for path in (sink, sink / SUB_PATH):
-        path.chmod(0o777)  # the Job's uid 1000 writes the adapter; hostPath volumes keep host permissions
-    weights.chmod(0o755)
-    shutil.copyfile(GGUF, weights / GGUF.name)
-    (weights / GGUF.name).chmod(0o644)
-    yield sink, weights
-    shutil.rmtree(sink, ignore_errors=True)
-    shutil.rmtree(weights, ignore_errors=True)
+    with hostdirs.training_dirs("flotilla", SUB_PATH) as dirs:
+        yield dirs
 
 
 def test_training_job_runs_on_the_real_node_and_its_adapter_answers_like_the_teacher(
