@@ -1,8 +1,9 @@
 """The training rule and the ``status.training`` it produces: pure, table-tested.
 
 Per task with ``distillation.train``: version 1 starts once ``status.traces[].captured`` reaches
-``when.traces``; version N+1 starts once version N has finished (Succeeded or Failed) and the captured count
-has grown by another ``when.traces`` since version N started. A version is trained by one Job only: it is
+``when.traces``; version N+1 starts once version N has finished (Failed, or Succeeded and then promoted or
+rolled back as the task's candidate) and the captured count has grown by another ``when.traces`` since
+version N started. A version is trained by one Job only: it is
 never created again, whether it failed, was deleted, or its finished Job was garbage-collected (the Job's
 retries are its own ``backoffLimit``). The version record is the Job itself (its labels and the
 ``flotilla.dev/traces`` annotation) as much as the status, so a lost status write neither repeats nor skips a
@@ -18,7 +19,7 @@ from typing import Any, Literal
 from flotilla.api.distillation import TrainSpec
 from flotilla.api.fleet import ModelFleet
 from flotilla.api.status import TrainingPhase, TrainingStatus
-from flotilla.render import training
+from flotilla.render import trained, training
 
 TRACES_ANNOTATION = "flotilla.dev/traces"
 """On a training Job: the captured count at which it was created (the next version counts from it)."""
@@ -189,7 +190,11 @@ def decide(fleet: ModelFleet, jobs: Iterable[JobView], now: str) -> Plan:
                 )
             )
         count = captured.get(task, 0)
-        if (entry is None or entry.phase in FINISHED) and count >= (entry.next_traces if entry else every):
+        if (
+            (entry is None or entry.phase in FINISHED)
+            and count >= (entry.next_traces if entry else every)
+            and not _evaluating(fleet, task, train, entry)
+        ):
             version = (entry.version if entry else 0) + 1
             entry = TrainingStatus(
                 task=task,
@@ -212,13 +217,27 @@ def decide(fleet: ModelFleet, jobs: Iterable[JobView], now: str) -> Plan:
     return Plan(entries, start, events)
 
 
+def _evaluating(fleet: ModelFleet, task: str, train: TrainSpec, entry: TrainingStatus | None) -> bool:
+    """The task's latest version succeeded and is still its candidate, neither promoted nor rolled back:
+    the next version waits (else, on a busy fleet, each version would replace the last as the candidate
+    before it was ever decided)."""
+    if entry is None or entry.phase != "Succeeded":
+        return False
+    model = trained.model_name(train.base, task, entry.version)
+    for candidate in (fleet.status.candidates if fleet.status else None) or []:
+        if (candidate.task, candidate.model) == (task, model):
+            return candidate.state == "Shadowing"
+    return True
+
+
 def _finished(entry: TrainingStatus) -> str:
     verb = "succeeded" if entry.phase == "Succeeded" else "failed"
     tail = f": {entry.message}" if entry.phase == "Failed" else f"; adapter in {entry.adapter}"
+    after = "once it is promoted or rolled back and " if entry.phase == "Succeeded" else ""
     return (
         f"task {entry.task}: training Job {entry.job} (adapter v{entry.version}) {verb} after "
-        f"{entry.attempts} attempt{'s' if entry.attempts != 1 else ''}{tail}; the next version starts at "
-        f"{entry.next_traces} captured traces"
+        f"{entry.attempts} attempt{'s' if entry.attempts != 1 else ''}{tail}; the next version starts "
+        f"{after}at {entry.next_traces} captured traces"
     )
 
 

@@ -18,7 +18,10 @@ EVERY = 100
 
 
 def _fleet(
-    captured: int | None, training_status: list[dict[str, Any]] | None = None, train: bool = True
+    captured: int | None,
+    training_status: list[dict[str, Any]] | None = None,
+    train: bool = True,
+    candidates: list[dict[str, Any]] | None = None,
 ) -> ModelFleet:
     distillation: dict[str, Any] = {"capture": {"sample": 1}}
     if train:
@@ -28,6 +31,8 @@ def _fleet(
         status["traces"] = [{"task": "math", "captured": captured}]
     if training_status is not None:
         status["training"] = training_status
+    if candidates is not None:
+        status["candidates"] = candidates
     return ModelFleet.from_body({
         "metadata": {"name": "f", "namespace": "ai", "uid": "u-1"},
         "spec": {
@@ -135,13 +140,35 @@ def test_a_failed_version_is_reported_once_and_not_retried() -> None:
     assert again.events == [] and again.start == [] and again.entries == [entry]
 
 
-@pytest.mark.parametrize("outcome", [SUCCEEDED, FAILED])
-def test_the_next_version_waits_for_another_when_traces(outcome: dict[str, Any]) -> None:
-    finished = deciding.decide(_fleet(199), [_view(1, outcome, traces=100)], NOW)
+@pytest.mark.parametrize(("outcome", "decision"), [(SUCCEEDED, "Promoted"), (SUCCEEDED, "RolledBack"),
+                                                    (FAILED, None)])  # fmt: skip
+def test_the_next_version_waits_for_another_when_traces(
+    outcome: dict[str, Any], decision: str | None
+) -> None:
+    candidates = [{"task": "math", "model": "base-math-v1", "state": decision}] if decision else None
+    finished = deciding.decide(_fleet(199, candidates=candidates), [_view(1, outcome, traces=100)], NOW)
     assert finished.start == []
-    plan = deciding.decide(_fleet(230, [e.to_wire() for e in finished.entries]), [_view(1, outcome)], NOW)
+    stored = [e.to_wire() for e in finished.entries]
+    plan = deciding.decide(_fleet(230, stored, candidates=candidates), [_view(1, outcome)], NOW)
     (entry,) = plan.start
     assert (entry.version, entry.job, entry.traces, entry.next_traces) == (2, "f-train-math-v2", 230, 330)
+
+
+SHADOWING = [{"task": "math", "model": "base-math-v1", "state": "Shadowing"}]
+
+
+@pytest.mark.parametrize("candidates", [None, SHADOWING])
+def test_a_succeeded_version_is_evaluated_before_the_next_one_starts(
+    candidates: list[dict[str, Any]] | None,
+) -> None:
+    """Not yet the candidate (the promotion timer has not seen it) or still shadowing: no v2, however
+    many traces; the Succeeded Event says so."""
+    finished = deciding.decide(_fleet(150), [_view(1, SUCCEEDED, traces=100)], NOW)
+    message = finished.events[0].message
+    assert "starts once it is promoted or rolled back and at 200 captured traces" in message
+    stored = [e.to_wire() for e in finished.entries]
+    plan = deciding.decide(_fleet(5000, stored, candidates=candidates), [_view(1, SUCCEEDED)], NOW)
+    assert plan.start == [] and [(e.version, e.phase) for e in plan.entries] == [(1, "Succeeded")]
 
 
 def test_a_version_whose_job_was_deleted_unfinished_fails_and_is_not_recreated() -> None:
