@@ -137,6 +137,12 @@ class ModelFleetSpec(SpecModel):
                 return model
         raise KeyError(name)
 
+    def task_models(self, task: TaskSpec) -> list[str]:
+        """The models the task routes to, in order: its `models`, else those whose `tasks` name it."""
+        if task.models is not None:
+            return list(task.models)
+        return [m.name for m in self.models if task.name in m.tasks]
+
     def pack_of(self, model: ModelSpec) -> str:
         """The pack a model is placed in: its own placement.pack, else the fleet's (none: not packed)."""
         return model.placement.pack or self.placement.pack
@@ -191,10 +197,10 @@ class ModelFleetSpec(SpecModel):
         if capturing and self.distillation is None:
             raise ValueError(f"{messages.CAPTURE_WITHOUT_SINK} (tasks {', '.join(capturing)})")
         self._check_shadows(model_names, fallback_names)
-        self._check_training(model_names)
+        self._check_training(model_names, fallback_names)
         return self
 
-    def _check_training(self, model_names: list[str]) -> None:
+    def _check_training(self, model_names: list[str], fallback_names: list[str]) -> None:
         for task in self.routing.tasks:
             train = task.distillation.train if task.distillation else None
             if train is None:
@@ -208,7 +214,7 @@ class ModelFleetSpec(SpecModel):
             if base.runtime != "llamacpp" or base.source.scheme == "hf":
                 raise ValueError(f"{messages.TRAIN_BASE_RUNTIME} {where}")
             judge = train.shadow.judge
-            if judge is not None and judge not in [f.name for f in self.fallbacks]:
+            if judge is not None and judge not in fallback_names:
                 names = f"(task {task.name!r} names {judge!r})"
                 raise ValueError(f"{messages.TRAIN_SHADOW_UNKNOWN_JUDGE} {names}")
 
@@ -222,11 +228,7 @@ class ModelFleetSpec(SpecModel):
                 raise ValueError(f"{messages.SHADOW_UNKNOWN_MODEL} {where.format(shadow.model)}")
             if shadow.judge is not None and shadow.judge not in fallback_names:
                 raise ValueError(f"{messages.SHADOW_UNKNOWN_JUDGE} {where.format(shadow.judge)}")
-            routed = (
-                task.models
-                if task.models is not None
-                else [m.name for m in self.models if task.name in m.tasks]
-            )
+            routed = self.task_models(task)
             if shadow.model in routed:
                 raise ValueError(f"{messages.SHADOW_MODEL_ROUTED} {where.format(shadow.model)}")
 

@@ -63,11 +63,7 @@ def _shadow(fleet: ModelFleet, task: TaskSpec) -> tuple[str | None, rc.Shadow | 
 
 
 def _route(fleet: ModelFleet, task: TaskSpec) -> rc.TaskRoute:
-    models = (
-        task.models
-        if task.models is not None
-        else [m.name for m in fleet.spec.models if task.name in m.tasks]
-    )
+    models = fleet.spec.task_models(task)
     promoted, shadow = _shadow(fleet, task)
     if promoted is not None:  # promotion changes the rendered routing, never the user's spec
         models = [promoted, *(m for m in models if m != promoted)]

@@ -118,9 +118,7 @@ def served(fleet: ModelFleet) -> ModelFleet:
             tasks.append(task)
             continue
         changed = True
-        routed = (
-            list(task.models) if task.models is not None else [m.name for m in models if task.name in m.tasks]
-        )
+        routed = fleet.spec.task_models(task)
         added: list[ModelSpec] = []
         for version in (found.promoted, found.candidate):
             if version is not None:
@@ -139,7 +137,7 @@ def served(fleet: ModelFleet) -> ModelFleet:
             settings = train.shadow.model_dump(by_alias=False)
             shadow = ShadowSpec(model=added[-1].name, **settings)
         assert task.distillation is not None  # _train found train in it
-        distillation = task.distillation.model_copy(update={"shadow": shadow, "train": train})
+        distillation = task.distillation.model_copy(update={"shadow": shadow})
         tasks.append(task.model_copy(update={"models": routed, "distillation": distillation}))
     if not changed:
         return fleet

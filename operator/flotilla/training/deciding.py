@@ -19,7 +19,7 @@ from typing import Any, Literal
 from flotilla.api.distillation import TrainSpec
 from flotilla.api.fleet import ModelFleet
 from flotilla.api.status import TrainingPhase, TrainingStatus
-from flotilla.render import trained, training
+from flotilla.render import routing, trained, training
 
 TRACES_ANNOTATION = "flotilla.dev/traces"
 """On a training Job: the captured count at which it was created (the next version counts from it)."""
@@ -224,10 +224,7 @@ def _evaluating(fleet: ModelFleet, task: str, train: TrainSpec, entry: TrainingS
     if entry is None or entry.phase != "Succeeded":
         return False
     model = trained.model_name(train.base, task, entry.version)
-    for candidate in (fleet.status.candidates if fleet.status else None) or []:
-        if (candidate.task, candidate.model) == (task, model):
-            return candidate.state == "Shadowing"
-    return True
+    return routing.candidate_state(fleet, task, model) == "Shadowing"  # Shadowing too before its first pass
 
 
 def _finished(entry: TrainingStatus) -> str:
