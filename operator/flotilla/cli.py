@@ -36,6 +36,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "traces": ("flotilla.capturing.commands", "export captured traces as fine-tuning datasets"),
     "distill": ("flotilla.distilling.commands", "fine-tune a small model on a teacher's answers"),
+    "objects": ("flotilla.objects.commands", "copy files to and from an S3-compatible object store"),
 }
 
 

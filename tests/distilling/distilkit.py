@@ -30,6 +30,26 @@ TEACHER_FORMAT = re.compile(r"^\s*####\s*\$?-?[\d,]*\d")
 """The teacher's answer format: ``#### <number>`` first."""
 
 
+def random_adapter(path: Path, base: Path, rank: int = 4) -> None:
+    """A LoRA adapter GGUF for ``base``: A and B for every attention query projection (peft's layout: A is
+    rank x in, B is out x rank), seeded: deterministic, and far from zero so the adapted model answers
+    otherwise than the base."""
+    import gguf
+    import numpy as np
+
+    from flotilla.distilling import adapters
+
+    rng = np.random.default_rng(7)
+    tensors: dict[str, Any] = {}
+    for tensor in gguf.GGUFReader(str(base)).tensors:
+        if tensor.name.endswith(".attn_q.weight"):
+            columns, rows = (int(n) for n in tensor.shape)  # GGUF order: inputs first
+            tensors[f"{tensor.name}.lora_a"] = rng.normal(0, 0.5, (rank, columns)).astype(np.float32)
+            tensors[f"{tensor.name}.lora_b"] = rng.normal(0, 0.5, (rows, rank)).astype(np.float32)
+    assert tensors, "no attention projections found in the base GGUF"
+    adapters.write(path, adapters.architecture(base), alpha=float(rank), tensors=tensors, name="random")
+
+
 def math_rows() -> list[dict[str, Any]]:
     with MATH.open(encoding="utf-8") as lines:
         return [json.loads(line) for line in lines if line.strip()]

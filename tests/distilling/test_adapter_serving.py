@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 
 from flotilla.api.fleet import ModelFleet
-from flotilla.distilling import adapters
 from flotilla.render.fleet import render_fleet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))
@@ -27,26 +25,13 @@ from routerkit import Proc, free_port, gemma_gguf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from llamakit import binary
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from distilkit import random_adapter
+
 pytestmark = pytest.mark.llamacpp
 
 PROMPTS = ["What is the capital of France?", "Name three colours.", "Say hello in Spanish."]
 RANK = 4
-
-
-def _random_adapter(path: Path, base: Path) -> None:
-    """LoRA A and B for every attention query projection of ``base`` (peft's layout: A is rank x in, B is
-    out x rank), seeded: deterministic, and far from zero so the adapted model answers otherwise."""
-    import gguf
-
-    rng = np.random.default_rng(7)
-    tensors: dict[str, Any] = {}
-    for tensor in gguf.GGUFReader(str(base)).tensors:
-        if tensor.name.endswith(".attn_q.weight"):
-            columns, rows = (int(n) for n in tensor.shape)  # GGUF order: inputs first
-            tensors[f"{tensor.name}.lora_a"] = rng.normal(0, 0.5, (RANK, columns)).astype(np.float32)
-            tensors[f"{tensor.name}.lora_b"] = rng.normal(0, 0.5, (rows, RANK)).astype(np.float32)
-    assert tensors, "no attention projections found in the base GGUF"
-    adapters.write(path, adapters.architecture(base), alpha=float(RANK), tensors=tensors, name="random")
 
 
 def _rendered_args(base: Path, adapter: Path | None) -> list[str]:
@@ -114,7 +99,7 @@ def _adapters(url: str) -> list[dict[str, Any]]:
 def test_the_rendered_command_serves_the_models_adapter(tmp_path: Path) -> None:
     base = gemma_gguf()
     adapter = tmp_path / "adapter.gguf"
-    _random_adapter(adapter, base)
+    random_adapter(adapter, base, RANK)
     with_adapter = _rendered_args(base, adapter)
     assert with_adapter[with_adapter.index("--lora") + 1] == str(adapter)
     without = _rendered_args(base, None)

@@ -63,7 +63,7 @@ def test_steps_export_then_finetune_then_publish_to_a_versioned_prefix() -> None
         "/models/gemma/gemma-3-270m-q4_k_m.gguf"
     )
     dest = "s3://flotilla-traces/flotilla-traces/adapters/local/math/v1/"
-    assert publish["command"][:5] == ["aws", "s3", "cp", "/work/out", dest]
+    assert publish["command"][:5] == ["flotilla", "objects", "cp", "/work/out", dest]
     assert {e["name"] for e in publish["env"]} >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     assert math["metadata"]["annotations"]["flotilla.dev/adapter"] == dest
     assert _steps(chat)[2]["image"] == RenderSettings().router_image  # no train.image: the default

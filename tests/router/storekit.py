@@ -29,12 +29,14 @@ def binary() -> Path:
 class Store:
     """`start`/`stop`/`start` again keep the same ports and data directory (an outage, not a new store)."""
 
-    def __init__(self, root: Path, logs: Path) -> None:
+    def __init__(self, root: Path, logs: Path, host: str = "127.0.0.1") -> None:
+        """``host``: the address it binds and is reached at (the real node's bridge address for pods)."""
         self.root = root
+        self.host = host
         self.logs = logs
         self.ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
         self.grpc = {name: free_port() for name in self.ports}
-        self.url = f"http://127.0.0.1:{self.ports['s3']}"
+        self.url = f"http://{host}:{self.ports['s3']}"
         self.proc: Proc | None = None
         self.starts = 0
         (root / "data").mkdir(parents=True, exist_ok=True)
@@ -50,7 +52,8 @@ class Store:
         (root / "s3.json").write_text(json.dumps(identities))
 
     def start(self, timeout: float = 60) -> None:
-        argv = [str(binary()), "server", f"-dir={self.root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
+        argv = [str(binary()), "server", f"-dir={self.root / 'data'}"]
+        argv += [f"-ip={self.host}", f"-ip.bind={self.host}"]
         for name in ("master", "volume", "filer", "s3"):
             argv += [f"-{name}.port={self.ports[name]}", f"-{name}.port.grpc={self.grpc[name]}"]
         argv += [

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from flotilla.objects import clients
+
 
 class Sink(Protocol):
     def put(self, key: str, data: bytes) -> None:
@@ -74,25 +76,10 @@ class S3Sink:
         region: str = "us-east-1",
         timeout: float = 10.0,
     ) -> None:
-        import boto3
-        from botocore.config import Config
-
         self.endpoint = endpoint
         self.bucket = bucket
-        config = Config(
-            region_name=region,
-            s3={"addressing_style": "path"},
-            connect_timeout=min(timeout, 3.0),
-            read_timeout=timeout,
-            retries={"max_attempts": 2, "mode": "standard"},  # the uploader retries with its own backoff
-        )
-        self._client: Any = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            config=config,
-        )
+        # two attempts per request: the uploader retries with its own backoff
+        self._client: Any = clients.s3_client(endpoint, access_key, secret_key, region, timeout, attempts=2)
 
     def put(self, key: str, data: bytes) -> None:
         self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/x-ndjson")

@@ -72,6 +72,7 @@ def _step(name: str, image: str, command: list[str], settings: RenderSettings) -
         "env": [{"name": "HOME", "value": "/tmp"}],
         "securityContext": base.container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "work", "mountPath": WORK_DIR}],
+        "terminationMessagePolicy": base.TERMINATION_MESSAGE_POLICY,
     }
 
 
@@ -112,7 +113,8 @@ def render_training_job(
     finetune_step["resources"] = sized or copy.deepcopy(RESOURCES)
     if s3 is not None:
         dest = f"s3://{s3.bucket}/{s3.prefix}{prefix}"
-        publish_command = ["aws", "s3", "cp", OUT_DIR, dest, "--recursive", "--endpoint-url", s3.endpoint]
+        publish_command = ["flotilla", "objects", "cp", OUT_DIR, dest, "--recursive",
+                           "--endpoint-url", s3.endpoint]  # fmt: skip
         publish = _step("publish", settings.runtimes.s3_download_image, publish_command, settings)
         publish["env"] += copy.deepcopy(sink_env)
     else:

@@ -11,6 +11,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from flotilla import __version__
 from flotilla.api.common import SecretKeySelector
 from flotilla.api.modelspec import ModelSpec
 
@@ -25,6 +26,9 @@ CACHE_ENV = [
     {"name": "HF_HOME", "value": "/cache/huggingface"},
 ]
 """Env of every model server: home and caches on the writable scratch volume."""
+TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
+"""Of the one-shot containers (downloads, training steps): a failed one's last log lines become its
+termination message, so `kubectl describe` and the pod's status say why (a 404 from the store, say)."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,9 @@ class RuntimeSettings:
     (`python -m llama_cpp.server`, e.g. the flotilla-llamacpp image)."""
     http_download_image: str = "curlimages/curl:8.16.0"
     """Init container that downloads http(s):// sources."""
-    s3_download_image: str = "amazon/aws-cli:2.27.0"
-    """Init container that downloads s3:// sources."""
+    s3_download_image: str = f"flotilla:{__version__}"
+    """Image with the `flotilla` command, for `flotilla objects cp`: the init containers that download s3://
+    sources and the training Job's publish step. Default: the flotilla image (no third-party image)."""
     image_pull_policy: str = "IfNotPresent"
     """Pull policy of every container Flotilla renders."""
 

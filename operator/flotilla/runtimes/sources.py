@@ -98,7 +98,7 @@ def _downloader(
     volume: ``download`` for the weights, ``download-<volume>`` for anything else)."""
     if source.scheme == "s3":
         image = settings.s3_download_image
-        command = ["aws", "s3", "cp", source.uri, target]
+        command = ["flotilla", "objects", "cp", source.uri, target]
         if not single_file:
             command.append("--recursive")
         if source.endpoint:
@@ -125,6 +125,7 @@ def _downloader(
         "env": [{"name": "HOME", "value": "/tmp"}],
         "securityContext": base.container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": volume, "mountPath": directory}],
+        "terminationMessagePolicy": base.TERMINATION_MESSAGE_POLICY,
     }
     if source.credentials_secret:
         spec["envFrom"] = [{"secretRef": {"name": source.credentials_secret}}]

@@ -108,7 +108,12 @@ def test_an_s3_sink_adapter_is_downloaded_with_the_sinks_keys() -> None:
     )
     init = {c["name"]: c for c in deployment["spec"]["template"]["spec"]["initContainers"]}
     download = init["download-adapter"]
-    assert download["command"][:4] == ["aws", "s3", "cp", "s3://traces/t/adapters/f/math/v1/adapter.gguf"]
+    assert download["command"][:4] == [
+        "flotilla",
+        "objects",
+        "cp",
+        "s3://traces/t/adapters/f/math/v1/adapter.gguf",
+    ]
     env = {e["name"]: e.get("valueFrom") for e in download["env"]}
     assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "sink", "key": "id"}}
     assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "sink", "key": "secret"}}

@@ -83,7 +83,7 @@ def test_vllm_downloads_s3_prefix_in_an_init_container() -> None:
     )
     parts = vllm.RUNTIME.build(spec, SETTINGS)
     [init] = parts.init_containers
-    assert init["command"][:5] == ["aws", "s3", "cp", "s3://bucket/models/coder", "/models/coder"]
+    assert init["command"][:5] == ["flotilla", "objects", "cp", "s3://bucket/models/coder", "/models/coder"]
     assert "--recursive" in init["command"]
     assert init["command"][-2:] == ["--endpoint-url", "http://minio:9000"]
     assert init["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
