@@ -6,7 +6,8 @@ through the fleet's router. The files in the pod are byte for byte the objects i
 
 The store runs on this machine, bound to the real node's bridge address, which the pods reach (the node
 is this machine). A second model names an object that is not in the store: its download fails, and the
-pod's init container says why in its termination message (`kubectl describe`), not in a traceback.
+pod's init container says why in its termination message (`kubectl describe`), not in a traceback, and the
+operator puts that line in the model's status.
 """
 
 from __future__ import annotations
@@ -127,6 +128,11 @@ def model_phase(tools: Tools, namespace: str, model: str) -> str:
     return next((m["phase"] for m in status.get("models") or [] if m["name"] == model), "")
 
 
+def model_message(tools: Tools, namespace: str, model: str) -> str:
+    status = installing.fleet(tools, namespace, FLEET).get("status") or {}
+    return next((m["message"] for m in status.get("models") or [] if m["name"] == model), "")
+
+
 def object_sha256(store: Store, key: str) -> str:
     return hashlib.sha256(store.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()).hexdigest()
 
@@ -168,4 +174,11 @@ def test_a_missing_object_fails_the_download_with_the_stores_answer(stored: str,
     message = ended.get("message", "")
     assert "models/not-uploaded.gguf" in message and "404" in message, ended
     assert "Traceback" not in message
+    # ... and the fleet's status says it, for `kubectl get mf -o yaml` (the operator reads the pod's status)
+    def named() -> str | None:
+        message = model_message(tools, namespace, MISSING)
+        return message if "404" in message else None
+
+    said = wait_until(named, 120, f"{MISSING}'s status to name the 404", interval=2)
+    assert "pods failing: download exited 1: " in said and "models/not-uploaded.gguf" in said, said
     assert model_phase(tools, namespace, MISSING) != "Ready"

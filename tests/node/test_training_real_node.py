@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,11 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from clusterlib import nodeconfig
 from clusterlib.sessions import RealNode
 from demolib import hostdirs, installing
 from flotilla.api.fleet import ModelFleet
-from flotilla.api.routerconfig import CaptureSettings, DirectorySink
+from flotilla.api.routerconfig import CaptureSettings, DirectorySink, S3Sink
 from flotilla.capturing import pipeline, traces
 from flotilla.render import training
 from flotilla.render.settings import RenderSettings
@@ -44,6 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))  # 
 from distilkit import Teacher, answers, format_share, math_rows, serve
 from operatorkit import get_json, kubectl, wait_until
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))  # the SeaweedFS process
+from storekit import ACCESS_KEY, BUCKET, SECRET_KEY, Store
+
 pytestmark = [pytest.mark.realnode, pytest.mark.finetune, pytest.mark.llamacpp, pytest.mark.timeout(3600)]
 
 GGUF = hostdirs.GGUF
@@ -52,8 +58,8 @@ TRAIN, HELD_OUT, STEPS = 120, 40, 15
 JOB_TIMEOUT_S = 1500  # ~2 min quiet; 28-33 s a step on a busy 2-core machine, plus loading the base
 
 
-def _fleet(namespace: str, node: RealNode) -> ModelFleet:
-    """A fleet whose task `math` trains its llama.cpp model `pocket` on the volume sink's traces; the model
+def _fleet(namespace: str, node: RealNode, sink: dict[str, Any]) -> ModelFleet:
+    """A fleet whose task `math` trains its llama.cpp model `pocket` on the traces in ``sink``; the model
     (and so its training Job) is placed on the real node."""
     body = {
         "apiVersion": "flotilla.dev/v1alpha1",
@@ -95,7 +101,7 @@ def _fleet(namespace: str, node: RealNode) -> ModelFleet:
                     }
                 ]
             },
-            "distillation": {"sink": {"volume": {"claimName": "traces", "subPath": SUB_PATH}}},
+            "distillation": {"sink": sink},
         },
     }
     return ModelFleet.from_body(body)
@@ -132,14 +138,16 @@ def _host_volume(namespace: str, claim: str, directory: Path, mode: str) -> str:
     return name
 
 
-def _capture(sink: Path, spool: Path, teacher: Teacher, prompts: Sequence[str]) -> None:
+def _capture(
+    settings: CaptureSettings, env: dict[str, str], teacher: Teacher, prompts: Sequence[str]
+) -> None:
     """Ask the teacher each prompt and hand its reply to the router's capture pipeline, which spools the
-    traces and uploads them to the directory sink as a router replica does."""
-    settings = CaptureSettings(directory=DirectorySink(path=str(sink)), spool_dir=str(spool))
+    traces and uploads them to the sink as a router replica does."""
     metrics = pipeline.CaptureMetrics(CollectorRegistry())
 
     async def run() -> None:
-        capture = pipeline.Pipeline(settings, FLEET, "router-0", pipeline.make_sink(settings, {}), metrics)
+        sink = pipeline.make_sink(settings, env)
+        capture = pipeline.Pipeline(settings, FLEET, "router-0", sink, metrics)
         await capture.start()
         async with httpx.AsyncClient(timeout=30) as http:
             for prompt in prompts:
@@ -174,6 +182,20 @@ def _logs(namespace: str, job: str) -> str:
     return "\n".join(out)
 
 
+@dataclass
+class TraceSink:
+    """Where the test captures traces and the Job reads them and publishes its adapter."""
+
+    spec: dict[str, Any]
+    """The fleet's `spec.distillation.sink`."""
+    capture: CaptureSettings
+    env: dict[str, str]
+    count: Callable[[], int]
+    """Traces stored."""
+    fetch: Callable[[str, Path], None]
+    """Copy a published file (its key below the sink's prefix) to a local path."""
+
+
 @pytest.fixture
 def host_dirs() -> Iterator[tuple[Path, Path]]:
     """The sink's directory (written by the pod's uid 1000) and the base model's (a copy of the GGUF)."""
@@ -181,10 +203,61 @@ def host_dirs() -> Iterator[tuple[Path, Path]]:
         yield dirs
 
 
+@pytest.fixture(params=["volume", "s3"])
+def trace_sink(
+    request: pytest.FixtureRequest, namespace: str, host_dirs: tuple[Path, Path], tmp_path: Path
+) -> Iterator[TraceSink]:
+    """volume: a hostPath volume on the real node (as the router pod's uid writes it); s3: a real SeaweedFS
+    on the node's bridge address, its keys in a Secret (the Job's export reads it, its publish writes it
+    with `flotilla objects cp`)."""
+    spool = str(tmp_path / "spool")
+    if request.param == "volume":
+        root = host_dirs[0] / SUB_PATH
+
+        def count() -> int:
+            for path in [root, *root.rglob("*")]:  # as the router pod's uid writes them: the sink writes
+                os.chown(path, base.RUN_AS_USER, base.RUN_AS_USER)  # 0600 files, the Job's uid reads
+            return sum(p.read_bytes().count(b"\n") for p in (root / FLEET).rglob("*.jsonl"))
+
+        yield TraceSink(
+            spec={"volume": {"claimName": "traces", "subPath": SUB_PATH}},
+            capture=CaptureSettings(directory=DirectorySink(path=str(root)), spool_dir=spool),
+            env={},
+            count=count,
+            fetch=lambda key, path: shutil.copyfile(root / key, path),
+        )
+        return
+    (tmp_path / "store" / "logs").mkdir(parents=True)
+    store = Store(tmp_path / "store", tmp_path / "store" / "logs", host=nodeconfig.NODE_IP)
+    store.start()
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sink", "namespace": namespace},
+              "stringData": {"id": ACCESS_KEY, "secret": SECRET_KEY}}  # fmt: skip
+    kubectl("apply", "-f", "-", stdin=json.dumps(secret))
+    prefix = f"{SUB_PATH}/"
+    try:
+        yield TraceSink(
+            spec={
+                "s3": {
+                    "endpoint": store.url,
+                    "bucket": BUCKET,
+                    "prefix": prefix,
+                    "accessKeyID": {"name": "sink", "key": "id"},
+                    "secretAccessKey": {"name": "sink", "key": "secret"},
+                }
+            },
+            capture=CaptureSettings(s3=S3Sink.model_validate(store.sink(prefix)), spool_dir=spool),
+            env=store.env(),
+            count=lambda: len(store.lines(f"{prefix}{FLEET}/")),
+            fetch=lambda key, path: store.client().download_file(BUCKET, prefix + key, str(path)),
+        )
+    finally:
+        store.stop()
+
+
 def test_training_job_runs_on_the_real_node_and_its_adapter_answers_like_the_teacher(
-    real_node: RealNode, namespace: str, host_dirs: tuple[Path, Path], tmp_path: Path
+    real_node: RealNode, namespace: str, host_dirs: tuple[Path, Path], trace_sink: TraceSink, tmp_path: Path
 ) -> None:
-    sink, weights = host_dirs
+    weights = host_dirs[1]
     started = time.monotonic()
     rows = installing.build_images(real_node.containerd_socket, ["finetune"])
     print(f"\nimages: {rows} ({time.monotonic() - started:.0f} s)", file=sys.stderr)
@@ -192,18 +265,17 @@ def test_training_job_runs_on_the_real_node_and_its_adapter_answers_like_the_tea
     prompts = [r["prompt"] for r in math_rows()]
     teacher = Teacher(tmp_path)
     try:
-        _capture(sink / SUB_PATH, tmp_path / "spool", teacher, prompts[:TRAIN])
+        _capture(trace_sink.capture, trace_sink.env, teacher, prompts[:TRAIN])
     finally:
         teacher.stop()
-    for path in [sink / SUB_PATH, *(sink / SUB_PATH).rglob("*")]:  # as the router pod's uid writes them:
-        os.chown(path, base.RUN_AS_USER, base.RUN_AS_USER)  # the sink writes 0600 files, the Job's uid reads
-    segments = sorted((sink / SUB_PATH / FLEET).rglob("*.jsonl"))
-    assert segments and sum(p.read_bytes().count(b"\n") for p in segments) == TRAIN
+    assert trace_sink.count() == TRAIN
 
-    volumes = [_host_volume(namespace, "traces", sink, "ReadWriteOnce"),
-               _host_volume(namespace, "gemma", weights, "ReadOnlyMany")]  # fmt: skip
+    volumes = [_host_volume(namespace, "gemma", weights, "ReadOnlyMany")]
+    if "volume" in trace_sink.spec:
+        volumes.append(_host_volume(namespace, "traces", host_dirs[0], "ReadWriteOnce"))
+    fleet = _fleet(namespace, real_node, trace_sink.spec)
     try:
-        job = training.render_training_job(_fleet(namespace, real_node), TASK, 1, RenderSettings())
+        job = training.render_training_job(fleet, TASK, 1, RenderSettings())
         kubectl("apply", "-f", "-", stdin=json.dumps(job))
         name = job["metadata"]["name"]
         try:
@@ -223,7 +295,11 @@ def test_training_job_runs_on_the_real_node_and_its_adapter_answers_like_the_tea
         for volume in volumes:
             kubectl("delete", "pv", volume, "--ignore-not-found", "--wait=false", check=False)
 
-    out = sink / SUB_PATH / training.adapter_prefix(_fleet(namespace, real_node), TASK, 1)
+    published = training.adapter_prefix(fleet, TASK, 1)
+    out = tmp_path / "published"
+    out.mkdir()
+    for name in ("manifest.json", "adapter.gguf"):
+        trace_sink.fetch(f"{published}{name}", out / name)
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"manifest: {manifest}", file=sys.stderr)
     assert manifest["method"] == "lora" and manifest["steps"] == STEPS

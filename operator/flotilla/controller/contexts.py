@@ -115,11 +115,11 @@ class Context:
     fleets: dict[FleetKey, FleetState] = dataclasses.field(default_factory=dict)
     vetter: vetting.Vetter = dataclasses.field(default_factory=vetting.Vetter)
     """Checks fleets' own classifiers before they are rendered."""
-    pods: Mapping[FleetKey, Iterable[statuses.Unschedulable]] = dataclasses.field(default_factory=dict)
-    """kopf's live index of each fleet's pods the scheduler cannot place (set by the handlers)."""
+    pods: Mapping[FleetKey, Iterable[statuses.PodTrouble]] = dataclasses.field(default_factory=dict)
+    """kopf's live index of each fleet's pods in trouble: unplaceable or not starting (handlers set it)."""
 
-    def unschedulable(self, fleet: Mapping[str, Any]) -> list[statuses.Unschedulable]:
-        """The fleet's pods the scheduler cannot place, as the pods index has them now."""
+    def pod_troubles(self, fleet: Mapping[str, Any]) -> list[statuses.PodTrouble]:
+        """The fleet's pods in trouble, as the pods index has them now."""
         meta = fleet["metadata"]
         return list(self.pods.get((meta["namespace"], meta["name"]), []))
 

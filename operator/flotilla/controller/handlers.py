@@ -128,15 +128,15 @@ def deployment_index(
 @kopf.index("v1", "pods", labels=MANAGED, registry=registry)
 def pod_index(
     *, namespace: str | None, labels: Mapping[str, str], status: Mapping[str, Any], **_: Any
-) -> dict[tuple[str, str], statuses.Unschedulable]:
-    """Each fleet's pods the scheduler cannot place (PodScheduled=False, Unschedulable), with its message."""
+) -> dict[tuple[str, str], statuses.PodTrouble]:
+    """Each fleet's pods that the scheduler cannot place or that cannot start, with why."""
     fleet = labels.get(planning.FLEET_LABEL)
-    message = statuses.scheduling_failure(status)
+    message = statuses.pod_trouble(status)
     if not fleet or message is None:
         return {}
     component = labels.get(planning.COMPONENT_LABEL, "")
     return {
-        (namespace or "", fleet): statuses.Unschedulable(
+        (namespace or "", fleet): statuses.PodTrouble(
             component, labels.get(planning.MODEL_LABEL) or labels.get(planning.PACK_LABEL), message
         )
     }
@@ -237,18 +237,18 @@ async def deployment_event(
     await handling.handle_event_deployment(type, body, fleet, _context(memo), views, logger)
 
 
-def _scheduling_news(
+def _pod_news(
     *, status: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
 ) -> bool:
-    """Only a pod the scheduler cannot place, or one of a fleet whose status says one could not be placed,
-    is worth a status refresh: the other pod events (hundreds in a burst of new fleets) are skipped."""
-    if statuses.scheduling_failure(status) is not None:
+    """Only a pod in trouble (unplaceable, or not starting), or one of a fleet whose status names such a
+    pod, is worth a status refresh: the other pod events (hundreds in a burst of new fleets) are skipped."""
+    if statuses.pod_trouble(status) is not None:
         return True
     state = _context(memo).fleets.get((namespace or "", labels.get(planning.FLEET_LABEL, "")))
-    return state is not None and statuses.reports_unschedulable(state.published)
+    return state is not None and statuses.reports_pod_trouble(state.published)
 
 
-@kopf.on.event("v1", "pods", labels=MANAGED, when=_scheduling_news, registry=registry)
+@kopf.on.event("v1", "pods", labels=MANAGED, when=_pod_news, registry=registry)
 async def pod_event(
     *, namespace: str | None, labels: Mapping[str, str], memo: Any, logger: Logger,
     **kwargs: Any,

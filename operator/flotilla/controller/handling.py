@@ -230,7 +230,7 @@ async def _write_status(
         model_errors=state.model_errors,
         classifier=state.classifier_verdict,
         access_problems=list(state.keys.problems) if state.keys.wanted else None,
-        unschedulable=context.unschedulable(fleet),
+        pod_troubles=context.pod_troubles(fleet),
         packing=state.packing,
         trained=_trained(fleet),
     )

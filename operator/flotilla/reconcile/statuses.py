@@ -81,6 +81,14 @@ class DeploymentView:
 
 UNSCHEDULABLE = "pods unschedulable: "
 """Marks the scheduler's message in a model's (or RouterReady's) message."""
+FAILING = "pods failing: "
+"""Marks why a placed pod does not start (a failed download, an image that cannot be pulled...)."""
+STUCK_WAITING = frozenset(
+    {"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
+     "CreateContainerError", "RunContainerError"}
+)  # fmt: skip
+"""Waiting reasons that do not pass by themselves (ContainerCreating and PodInitializing do)."""
+MAX_CAUSE = 300
 
 
 def scheduling_failure(pod_status: Mapping[str, Any] | None) -> str | None:
@@ -93,23 +101,56 @@ def scheduling_failure(pod_status: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def reports_unschedulable(status: Mapping[str, Any] | None) -> bool:
-    """True when a status says the scheduler could not place some pod (so a pod's news may clear it)."""
+def start_failure(pod_status: Mapping[str, Any] | None) -> str | None:
+    """Why a placed pod's containers do not start, e.g. "download exited 1: flotilla objects: s3://b/k ->
+    /models/k at http://store:8333: 404: Not Found" (the last line of the container's termination message:
+    its log's, for the one-shot containers Flotilla renders); None when they start or are still starting."""
+    status = pod_status or {}
+    for kind in ("initContainerStatuses", "containerStatuses"):
+        for container in status.get(kind) or []:
+            state = container.get("state") or {}
+            waiting = state.get("waiting") or {}
+            ended = state.get("terminated") or (container.get("lastState") or {}).get("terminated") or {}
+            failed_init = kind == "initContainerStatuses" and ended.get("exitCode", 0) != 0
+            if waiting.get("reason") not in STUCK_WAITING and not failed_init:
+                continue
+            if ended.get("exitCode", 0) != 0:
+                lines = str(ended.get("message") or ended.get("reason") or "").strip().splitlines()
+                cause = f"exited {ended['exitCode']}" + (f": {lines[-1]}" if lines else "")
+            else:
+                cause = f"{waiting.get('reason')}: {waiting.get('message', '')}".rstrip(": ")
+            return f"{container.get('name')} {cause}"[:MAX_CAUSE]
+    return None
+
+
+def pod_trouble(pod_status: Mapping[str, Any] | None) -> str | None:
+    """Why a pod does not serve, marked for status: the scheduler cannot place it (UNSCHEDULABLE) or it
+    cannot start (FAILING); None when neither is known."""
+    if (unplaced := scheduling_failure(pod_status)) is not None:
+        return UNSCHEDULABLE + unplaced
+    if (failing := start_failure(pod_status)) is not None:
+        return FAILING + failing
+    return None
+
+
+def reports_pod_trouble(status: Mapping[str, Any] | None) -> bool:
+    """True when a status names some pod's trouble (so a pod's news may clear it)."""
     messages = [str(m.get("message", "")) for m in _models(status)]
     messages += [
         str(c.get("message", "")) for c in (status or {}).get("conditions") or [] if isinstance(c, Mapping)
     ]
-    return any(UNSCHEDULABLE in message for message in messages)
+    return any(mark in message for message in messages for mark in (UNSCHEDULABLE, FAILING))
 
 
 @dataclasses.dataclass(frozen=True)
-class Unschedulable:
-    """A pod of a fleet the scheduler cannot place (what the pods index keeps)."""
+class PodTrouble:
+    """A pod of a fleet that the scheduler cannot place or that cannot start (what the pods index keeps)."""
 
     component: str
     model: str | None
     """The model's name; for a pack's pod (component pack), the pack pod's name (flotilla.dev/pack)."""
     message: str
+    """Marked: starts with UNSCHEDULABLE or FAILING."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +174,7 @@ class Observed:
     ClassifierReady condition and status.classifier stand)."""
     access_problems: Sequence[str] | None = None
     """Keys of spec.access left out, with why; None: the fleet has no spec.access."""
-    unschedulable: Sequence[Unschedulable] = ()
+    pod_troubles: Sequence[PodTrouble] = ()
     """The fleet's pods the scheduler cannot place."""
     packing: plans.Plan | None = None
     """The packing plan of the applied generation; None: not planned by this process yet (the stored
@@ -182,15 +223,15 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
     router = next((d for d in observed.deployments if d.component == "router"), None)
     gen = observed.applied_generation if observed.applied_generation is not None else 0
 
-    unplaceable = _unschedulable_by_component(observed.unschedulable)
+    troubles = _troubles_by_component(observed.pod_troubles)
     models: list[dict[str, Any]] = []
     for name in observed.models:
         view = by_model.get(name)
         phase, message = view.phase() if view else ("Pending", "Deployment not created yet")
         if name in observed.model_errors:
             phase, message = "Degraded", observed.model_errors[name]
-        elif phase not in SERVING and (where := _pods_of(name, view)) in unplaceable:
-            message = f"{message}; {UNSCHEDULABLE}{unplaceable[where]}"[:MAX_TEXT]
+        elif phase not in SERVING and (where := _pods_of(name, view)) in troubles:
+            message = f"{message}; {troubles[where]}"[:MAX_TEXT]
         entry = {
             "name": name,
             "phase": phase,
@@ -203,11 +244,12 @@ def compute(observed: Observed, previous: Mapping[str, Any] | None, now: str) ->
             entry["pack"] = pod.name
         models.append(entry)
     not_ready = [m for m in models if m["phase"] not in SERVING]
-    stuck = [m for m in not_ready if _pods_of(m["name"], by_model.get(m["name"])) in unplaceable]
+    stuck = [m for m in not_ready if troubles.get(_pods_of(m["name"], by_model.get(m["name"])), "")
+             .startswith(UNSCHEDULABLE)]  # fmt: skip
     degraded = [m for m in models if m["phase"] == "Degraded"]
     router_phase, router_message = router.phase() if router else ("Pending", "Deployment not created yet")
-    if router_phase not in SERVING and ("router", None) in unplaceable:
-        router_message = f"{router_message}; {UNSCHEDULABLE}{unplaceable[('router', None)]}"
+    if router_phase not in SERVING and ("router", None) in troubles:
+        router_message = f"{router_message}; {troubles[('router', None)]}"
     current = observed.applied_generation == observed.generation
 
     models_ok = not not_ready
@@ -299,8 +341,8 @@ def _pods_of(model: str, view: DeploymentView | None) -> tuple[str, str | None]:
     return ("model", model)
 
 
-def _unschedulable_by_component(pods: Sequence[Unschedulable]) -> dict[tuple[str, str | None], str]:
-    """The scheduler's message per (component, model), the first pod's (sorted, so it does not flap)."""
+def _troubles_by_component(pods: Sequence[PodTrouble]) -> dict[tuple[str, str | None], str]:
+    """The marked trouble per (component, model), the first pod's (sorted, so it does not flap)."""
     found: dict[tuple[str, str | None], str] = {}
     for pod in sorted(pods, key=lambda p: (p.component, p.model or "", p.message)):
         found.setdefault((pod.component, pod.model), pod.message)

@@ -64,7 +64,7 @@ def test_pod_events_refresh_status_only_when_scheduling_news() -> None:
         "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "x"}]
     }
     placed = {"conditions": [{"type": "PodScheduled", "status": "True"}]}
-    news = handlers._scheduling_news
+    news = handlers._pod_news
     assert news(status=stuck, namespace="ai", labels=labels, memo=memo)
     assert not news(status=placed, namespace="ai", labels=labels, memo=memo)
     context.fleets[("ai", "f")] = contexts.FleetState(

@@ -7,7 +7,7 @@ from typing import Any
 from flotilla.api.fleet import ModelFleet
 from flotilla.packing import plans
 from flotilla.reconcile import statuses
-from flotilla.reconcile.statuses import DeploymentView, Unschedulable
+from flotilla.reconcile.statuses import DeploymentView, PodTrouble
 
 NOW = "2026-12-07T01:00:00Z"
 INSUFFICIENT = "0/2 nodes are available: 1 Insufficient nvidia.com/gpu, 1 node(s) didn't match selector."
@@ -49,7 +49,9 @@ def test_scheduling_failure_reads_pod_scheduled_unschedulable_only() -> None:
 
 def test_an_unschedulable_model_says_why_in_its_status_and_the_fleet_conditions() -> None:
     status = statuses.compute(
-        observed(unschedulable=[Unschedulable("model", "coder", INSUFFICIENT)]), None, NOW
+        observed(pod_troubles=[PodTrouble("model", "coder", statuses.UNSCHEDULABLE + INSUFFICIENT)]),
+        None,
+        NOW,
     )
     coder = next(m for m in status["models"] if m["name"] == "coder")
     assert coder["phase"] == "Progressing"
@@ -63,7 +65,9 @@ def test_an_unschedulable_model_says_why_in_its_status_and_the_fleet_conditions(
 
 def test_a_ready_model_ignores_a_stale_unschedulable_surge_pod() -> None:
     status = statuses.compute(
-        observed(unschedulable=[Unschedulable("model", "pocket", INSUFFICIENT)]), None, NOW
+        observed(pod_troubles=[PodTrouble("model", "pocket", statuses.UNSCHEDULABLE + INSUFFICIENT)]),
+        None,
+        NOW,
     )
     pocket = next(m for m in status["models"] if m["name"] == "pocket")
     assert pocket["phase"] == "Ready" and "unschedulable" not in pocket["message"]
@@ -116,7 +120,10 @@ def test_a_model_that_fits_no_pod_gets_a_false_packed_condition_and_the_stored_p
 def test_an_unschedulable_router_says_why_in_router_ready() -> None:
     deployments = (view("coder", ready=1), view("pocket", ready=1), view(None, ready=0))
     status = statuses.compute(
-        observed(deployments=deployments, unschedulable=[Unschedulable("router", None, INSUFFICIENT)]),
+        observed(
+            deployments=deployments,
+            pod_troubles=[PodTrouble("router", None, statuses.UNSCHEDULABLE + INSUFFICIENT)],
+        ),
         None,
         NOW,
     )
@@ -133,10 +140,63 @@ def test_a_model_that_stops_fitting_posts_one_warning() -> None:
     assert not [n for n in statuses.transitions(too_large, again) if n.reason == "ModelsDoNotFit"]
 
 
-def test_reports_unschedulable_tells_whether_a_pod_event_may_clear_something() -> None:
+def test_reports_pod_trouble_tells_whether_a_pod_event_may_clear_something() -> None:
     stuck = statuses.compute(
-        observed(unschedulable=[Unschedulable("model", "coder", INSUFFICIENT)]), None, NOW
+        observed(pod_troubles=[PodTrouble("model", "coder", statuses.UNSCHEDULABLE + INSUFFICIENT)]),
+        None,
+        NOW,
     )
     placed = statuses.compute(observed(), None, NOW)
-    assert statuses.reports_unschedulable(stuck) and not statuses.reports_unschedulable(placed)
-    assert not statuses.reports_unschedulable(None)
+    assert statuses.reports_pod_trouble(stuck) and not statuses.reports_pod_trouble(placed)
+    assert not statuses.reports_pod_trouble(None)
+
+
+NOT_FOUND = "flotilla objects: s3://b/models/m.gguf -> /models/m.gguf at http://store:8333: 404: Not Found"
+
+
+def test_start_failure_names_the_failed_init_container_and_its_last_log_line() -> None:
+    retrying = {
+        "initContainerStatuses": [
+            {"name": "download", "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}},
+             "lastState": {"terminated": {"exitCode": 1, "message": f"some progress\n{NOT_FOUND}\n"}}},
+        ]
+    }  # fmt: skip
+    assert statuses.start_failure(retrying) == f"download exited 1: {NOT_FOUND}"
+    failed_once = {"initContainerStatuses": [{"name": "download", "state": {"terminated": {"exitCode": 2}}}]}
+    assert statuses.start_failure(failed_once) == "download exited 2"
+    image = {
+        "containerStatuses": [
+            {
+                "name": "server",
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}},
+            }
+        ]
+    }
+    assert statuses.start_failure(image) == "server ImagePullBackOff: no such image"
+    assert statuses.pod_trouble(image) == statuses.FAILING + "server ImagePullBackOff: no such image"
+
+
+def test_start_failure_is_none_while_starting_or_serving() -> None:
+    done = {"name": "download", "state": {"terminated": {"exitCode": 0}}}
+    starting = {
+        "initContainerStatuses": [done],
+        "containerStatuses": [{"name": "server", "state": {"waiting": {"reason": "PodInitializing"}}}],
+    }
+    restarted_then_serving = {
+        "initContainerStatuses": [done],
+        "containerStatuses": [
+            {"name": "server", "state": {"running": {}}, "lastState": {"terminated": {"exitCode": 137}}}
+        ],
+    }
+    for status in (starting, restarted_then_serving, {}, None):
+        assert statuses.start_failure(status) is None  # type: ignore[arg-type]
+
+
+def test_a_model_whose_download_fails_says_so_without_calling_itself_unschedulable() -> None:
+    failing = PodTrouble("model", "coder", statuses.FAILING + f"download exited 1: {NOT_FOUND}")
+    status = statuses.compute(observed(pod_troubles=[failing]), None, NOW)
+    coder = next(m for m in status["models"] if m["name"] == "coder")
+    assert coder["message"] == f"0/1 replicas ready; pods failing: download exited 1: {NOT_FOUND}"
+    models_ready = condition(status, "ModelsReady")
+    assert models_ready["reason"] == "ModelsNotReady" and "404: Not Found" in models_ready["message"]
+    assert statuses.reports_pod_trouble(status)

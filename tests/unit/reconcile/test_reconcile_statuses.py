@@ -114,8 +114,10 @@ def test_a_pack_pod_the_scheduler_cannot_place_is_named_in_each_of_its_models() 
     pack = DeploymentView(
         "f-pack-auto-1", "pack", None, 1, 0, 0, 1, 1, packed=("a", "b"), pack="auto-1"
     )  # fmt: skip
-    stuck = statuses.Unschedulable("pack", "auto-1", "0/2 nodes are available: 2 Insufficient memory.")
-    status = statuses.compute(observed(pack, view(None), unschedulable=[stuck]), None, NOW)
+    stuck = statuses.PodTrouble(
+        "pack", "auto-1", statuses.UNSCHEDULABLE + "0/2 nodes are available: 2 Insufficient memory."
+    )
+    status = statuses.compute(observed(pack, view(None), pod_troubles=[stuck]), None, NOW)
     for model in status["models"]:
         assert model["message"].endswith(
             "pods unschedulable: 0/2 nodes are available: 2 Insufficient memory."
