@@ -174,6 +174,7 @@ def test_a_missing_object_fails_the_download_with_the_stores_answer(stored: str,
     message = ended.get("message", "")
     assert "models/not-uploaded.gguf" in message and "404" in message, ended
     assert "Traceback" not in message
+
     # ... and the fleet's status says it, for `kubectl get mf -o yaml` (the operator reads the pod's status)
     def named() -> str | None:
         message = model_message(tools, namespace, MISSING)
