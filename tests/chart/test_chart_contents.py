@@ -119,7 +119,6 @@ def test_pack_images_default_to_the_operators_settings() -> None:
     assert settings.load({}).finetune_gpu_image.startswith("flotilla-finetune-gpu:")
 
 
-
 def test_router_image_defaults_to_the_operator_image() -> None:
     deployment = chartkit.only(chartkit.template(values={"image.tag": "9.9.9"}), "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
