@@ -36,6 +36,9 @@ from flotilla.distilling.tuning import TARGET_MODULES, Settings, peak_rss_bytes
 log = logging.getLogger(__name__)
 
 HF_SCHEME = "hf://"
+HF_FILES = ["*.json", "*.safetensors", "*.model", "*.jinja", "*.txt", "*.tiktoken"]
+"""What is downloaded of an hf:// repository: config, safetensors weights and tokenizer (not the GGUF, .bin
+or ONNX copies many repositories also hold)."""
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 END_OF_TURN = "<end_of_turn>"
@@ -85,7 +88,9 @@ def _local(base: str) -> Path:
 
     repo, _, revision = base.removeprefix(HF_SCHEME).partition("@")
     try:
-        return Path(huggingface_hub.snapshot_download(repo, revision=revision or None))
+        return Path(
+            huggingface_hub.snapshot_download(repo, revision=revision or None, allow_patterns=HF_FILES)
+        )
     except Exception as exc:  # gated, missing, no network: one line
         raise errors.FlotillaError(f"cannot download {base}: {exc}") from None
 
