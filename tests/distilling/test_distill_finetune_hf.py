@@ -84,6 +84,7 @@ def test_hf_finetune_writes_a_peft_adapter_that_moves_the_model_to_the_teacher(t
     assert done.returncode == 0, done.stderr[-4000:]
 
     manifest = json.loads((out / "manifest.json").read_text())
+    print("manifest:", json.dumps(manifest))  # the numbers, with -rA
     assert manifest["method"] == "lora" and manifest["steps"] == STEPS and manifest["examples"] == TRAIN
     assert manifest["adapter"] == "adapter_model.safetensors" and manifest["template"] == "chat_template"
     assert manifest["loss_on"] == "eval"
@@ -100,6 +101,7 @@ def test_hf_finetune_writes_a_peft_adapter_that_moves_the_model_to_the_teacher(t
     )  # fmt: skip
     assert compared.returncode == 0, compared.stderr[-4000:]
     result = json.loads(compared.stdout.strip().splitlines()[-1])
+    print("answers:", json.dumps(result))
     assert result["logit_change"] > 1.0, result
     assert result["tuned"] != result["base"], result
     share_before, share_after = format_share(result["base"]), format_share(result["tuned"])
