@@ -7,8 +7,8 @@ directory (``adapter_config.json``, ``adapter_model.safetensors``) that vLLM ser
 
 Why trl: its SFTTrainer is the maintained way to fine-tune HF causal LMs on prompt/completion pairs (loss on
 the completion tokens only, the same rule as the GGUF path), and trl 1.16 installs next to the extra's torch,
-transformers and peft pins without changing any of them (it adds accelerate's users datasets, pyarrow and
-pandas: ~0.1 GB beside torch's 5.6 GB).
+transformers and peft pins without changing any of them (it adds datasets, pyarrow and
+pandas: 0.28 GB more installed, beside 5.7 GB).
 
 The prompt is the tokenizer's own chat template (what vLLM applies when it serves the adapter) when the model
 has one; otherwise llama.cpp's ``gemma`` turn template, as the GGUF path renders it. Examples longer than
