@@ -94,6 +94,7 @@ def test_every_operator_setting_is_a_value() -> None:
         "router.image": "example.com/router:2",
         "runtimes.ray.image": "example.com/flotilla-ray:3",
         "runtimes.ray.vllmImage": "example.com/flotilla-ray-vllm:3",
+        "runtimes.finetune.gpuImage": "example.com/flotilla-finetune-gpu:4",
     }
     env = chartkit.container_env(chartkit.only(chartkit.template(values=overrides), "Deployment"))
     assert variables <= set(env), f"settings without a chart value: {sorted(variables - set(env))}"
@@ -107,12 +108,15 @@ def test_every_operator_setting_is_a_value() -> None:
         "example.com/flotilla-ray:3",
         "example.com/flotilla-ray-vllm:3",
     )
+    assert loaded.finetune_gpu_image == "example.com/flotilla-finetune-gpu:4"
 
 
 def test_pack_images_default_to_the_operators_settings() -> None:
     env = chartkit.container_env(chartkit.only(chartkit.template(), "Deployment"))
     assert "FLOTILLA_RAY_IMAGE" not in env and "FLOTILLA_RAY_VLLM_IMAGE" not in env
     assert settings.load({}).ray_image.startswith("flotilla-ray:")
+    assert "FLOTILLA_FINETUNE_GPU_IMAGE" not in env
+    assert settings.load({}).finetune_gpu_image.startswith("flotilla-finetune-gpu:")
 
 
 def test_router_image_defaults_to_the_operator_image() -> None:

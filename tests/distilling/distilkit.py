@@ -151,3 +151,49 @@ def format_share(texts: Sequence[str]) -> float:
 def final_number(text: str) -> str | None:
     match = TEACHER_FORMAT.match(text)
     return re.sub(r"[^\d-]", "", match.group(0)) if match else None
+
+
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% set system = '' %}{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{% set system = message['content'] | trim + '\n\n' %}"
+    "{% else %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + (system if role == 'user' else '') + message['content'] | trim"
+    " + '<end_of_turn>\n' }}{% if role == 'user' %}{% set system = '' %}{% endif %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+"""Gemma's turn format as a jinja chat template (what HF Gemma repositories ship and vLLM applies): the GGUF
+carries none, so the HF-format copy of it gets this one."""
+
+HF_MODEL_SCRIPT = """
+import sys, torch, transformers
+gguf, out, template = sys.argv[1], sys.argv[2], sys.argv[3]
+from pathlib import Path
+path = Path(gguf)
+model = transformers.AutoModelForCausalLM.from_pretrained(
+    str(path.parent), gguf_file=path.name, dtype=torch.float32
+)
+tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+tokenizer.chat_template = template
+# dequantised to float32 already: drop the GGUF "quantization" marker, which save_pretrained refuses
+model.hf_quantizer = None
+model.is_quantized = False
+if hasattr(model.config, "quantization_config"):
+    del model.config.quantization_config
+model.save_pretrained(out)
+tokenizer.save_pretrained(out)
+"""
+
+
+def hf_model(gguf: Path, out: Path, deps: Path) -> Path:
+    """An HF-format model directory (config.json, safetensors, tokenizer with a chat template) made from the
+    real Gemma 3 270M GGUF by transformers (dequantised to float32), once per ``out``."""
+    if (out / "config.json").is_file():
+        return out
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(deps), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [PYTHON, "-c", HF_MODEL_SCRIPT, str(gguf), str(out), GEMMA_CHAT_TEMPLATE],
+        capture_output=True, text=True, env=env, timeout=1200, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise AssertionError(f"making the HF-format model failed:\n{done.stderr[-3000:]}")
+    return out

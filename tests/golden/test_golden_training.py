@@ -108,3 +108,64 @@ def test_a_task_without_train_is_refused() -> None:
     del body["spec"]["routing"]["tasks"][1]["distillation"]["train"]
     with pytest.raises(errors.InvalidSpecError, match=r"has no distillation\.train"):
         training.render_training_job(ModelFleet.from_body(body), "chat", 1, RenderSettings())
+
+
+GPU = Path(__file__).resolve().parent / "training-gpu"
+
+
+def _render_gpu() -> list[dict[str, Any]]:
+    body: dict[str, Any] = yaml.safe_load((GPU / "fleet.yaml").read_text())
+    fleet = ModelFleet.from_body(body)
+    return [
+        training.render_training_job(fleet, "math", 1, RenderSettings()),
+        training.render_training_job(fleet, "code", 2, RenderSettings()),
+    ]
+
+
+def test_golden_gpu() -> None:
+    rendered = _render_gpu()
+    if UPDATE:
+        (GPU / "expected.yaml").write_text(documents.dump_all(rendered))
+    expected = list(yaml.safe_load_all((GPU / "expected.yaml").read_text()))
+    assert list(yaml.safe_load_all(documents.dump_all(rendered))) == expected
+
+
+def test_a_vllm_base_trains_on_its_gpus_with_the_gpu_image_and_publishes_the_adapter_directory() -> None:
+    math, code = _render_gpu()
+    assert [s["name"] for s in _steps(math)] == ["export", "finetune", "publish"]  # hf://: the trainer pulls
+    assert [s["name"] for s in _steps(code)] == ["download", "export", "finetune", "publish"]
+    finetune = _steps(math)[1]
+    assert finetune["image"] == RenderSettings().finetune_gpu_image
+    assert (
+        finetune["command"][finetune["command"].index("--base") + 1] == "hf://Qwen/Qwen2.5-1.5B-Instruct@main"
+    )
+    env = {e["name"]: e for e in finetune["env"]}
+    assert env["HF_HOME"]["value"] == training.HF_CACHE_DIR and "HF_HUB_OFFLINE" not in env
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf", "key": "token"}
+    assert finetune["resources"] == {
+        "requests": {"cpu": "2", "memory": "16Gi"},
+        "limits": {"nvidia.com/gpu": "1"},
+    }
+    pod = math["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-L4", "pool": "gpu"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert math["metadata"]["annotations"]["flotilla.dev/adapter"] == "/sink/adapters/gpu/math/v1/"
+
+    download, _, tune, publish = _steps(code)
+    assert download["command"][3:5] == ["s3://weights/qwen2.5-coder-1.5b/", "/models/qwen2.5-coder-1.5b"]
+    assert "--recursive" in download["command"]  # a directory, not one file
+    assert tune["image"] == "registry.example/flotilla-finetune-gpu:0.1.0"  # train.image
+    assert tune["command"][tune["command"].index("--base") + 1] == "/models/qwen2.5-coder-1.5b"
+    assert tune["resources"] == {
+        "requests": {"cpu": "2", "memory": "16Gi"},
+        "limits": {"nvidia.com/gpu": "2"},  # train.resources, plus the base's GPUs
+    }
+    assert publish["command"][-1] == "/sink/adapters/gpu/code/v2/"
+
+
+def test_the_gpu_image_comes_from_the_environment() -> None:
+    from flotilla.render import settings
+
+    loaded = settings.load({"FLOTILLA_FINETUNE_GPU_IMAGE": "registry.example/ft-gpu:1"})
+    assert loaded.finetune_gpu_image == "registry.example/ft-gpu:1"
+    assert "FLOTILLA_FINETUNE_GPU_IMAGE" in settings.settings_reference()

@@ -32,6 +32,9 @@ from flotilla.api.routerconfig import (
 )
 
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+LORA_RANK = 16
+"""Rank of the LoRA adapters a training Job trains (`flotilla distill finetune --rank` default), and so
+vLLM's `--max-lora-rank` when it serves one."""
 
 
 class CaptureSpec(SpecModel):
@@ -108,19 +111,24 @@ class TrainSpec(SpecModel):
     (docs/distillation.md, "Training Job")."""
 
     base: Name
-    """The fleet model (spec.models) fine-tuned: runtime llamacpp with a GGUF file source (CPU LoRA)."""
+    """The fleet model (spec.models) fine-tuned: runtime llamacpp with a GGUF file source (CPU LoRA, an
+    adapter GGUF) or runtime vllm with HF-format weights by hf://, pvc:// or s3:// (GPU LoRA with peft and
+    trl, a PEFT adapter directory served with vLLM's LoRA support)."""
     when: TrainWhen
     """The trigger."""
     method: Literal["lora"] = "lora"
-    """lora: a LoRA adapter (rank 16) trained on CPU with torch + peft and converted to an adapter GGUF."""
+    """lora: a LoRA adapter (rank 16): for a llamacpp base trained on CPU with torch + peft and converted to
+    an adapter GGUF; for a vllm base trained on the base's GPUs with trl's SFTTrainer and peft."""
     steps: Annotated[int, Field(ge=1, le=100_000)] = 200
     """Optimizer steps (batch 4): about 1.8 s each for Gemma 3 270M on 2 CPU cores."""
     image: Annotated[str, Field(min_length=1, max_length=512)] | None = None
     """Image of the training container: it needs the `flotilla` command with the finetune extra (torch,
-    peft); the operator's default (the router image) lacks it (docs/distillation.md)."""
+    peft, trl). Unset: for a llamacpp base the operator's default (the router image, which lacks the extra:
+    docs/distillation.md); for a vllm base FLOTILLA_FINETUNE_GPU_IMAGE (CUDA torch)."""
     resources: Resources | None = None
-    """Requests and limits of the fine-tune container. Unset: requests cpu 1 and memory 4Gi, limit memory 5Gi
-    (peak RSS 3.6-4.1 GiB for Gemma 3 270M; no CPU limit: torch uses the idle cores)."""
+    """Requests and limits of the fine-tune container. Unset: for a llamacpp base requests cpu 1 and memory
+    4Gi, limit memory 5Gi (peak RSS 3.6-4.1 GiB for Gemma 3 270M; no CPU limit: torch uses the idle cores);
+    for a vllm base the base model's resources, its GPUs always requested (nvidia.com/gpu)."""
     shadow: ShadowSettings = Field(default_factory=ShadowSettings, json_schema_extra=object_default())
     """How each version that trained successfully is evaluated as the task's candidate: the operator adds it
     to the fleet as the model `<base>-<task>-v<N>` (the base with the adapter) and mirrors the task's

@@ -106,7 +106,8 @@ class ModelFleetSpec(SpecModel):
         ("!has(self.routing) || !has(self.routing.tasks) || !has(self.models) || self.routing.tasks.all(t, "
          "!has(t.distillation) || !has(t.distillation.train) || "
          "self.models.all(m, m.name != t.distillation.train.base || "
-         "(m.runtime == 'llamacpp' && !m.source.uri.startsWith('hf://'))))",
+         "(m.runtime == 'llamacpp' && !m.source.uri.startsWith('hf://')) || "
+         "(m.runtime == 'vllm' && !m.source.uri.startsWith('file://'))))",
          messages.TRAIN_BASE_RUNTIME),
     )  # fmt: skip
 
@@ -211,7 +212,7 @@ class ModelFleetSpec(SpecModel):
             if train.base not in model_names:
                 raise ValueError(f"{messages.TRAIN_UNKNOWN_BASE} {where}")
             base = self.model(train.base)
-            if base.runtime != "llamacpp" or base.source.scheme == "hf":
+            if base.train_format is None:
                 raise ValueError(f"{messages.TRAIN_BASE_RUNTIME} {where}")
             judge = train.shadow.judge
             if judge is not None and judge not in fallback_names:

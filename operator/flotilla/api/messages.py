@@ -15,10 +15,18 @@ DUPLICATE_FALLBACK = "fallback names must be unique: two entries in spec.fallbac
 DUPLICATE_TASK = "task names must be unique: two entries in spec.routing.tasks have the same name"
 NAME_CLASH = "a fallback cannot have the same name as a model"
 RESERVED_MODEL_NAME = "model name 'router' is reserved for the fleet's router"
-ADAPTER_RUNTIME = "adapter (a LoRA adapter GGUF) needs runtime llamacpp"
+ADAPTER_RUNTIME = (
+    "adapter needs runtime llamacpp (a LoRA adapter GGUF) or vllm (a PEFT adapter directory, vLLM's LoRA "
+    "support)"
+)
 ADAPTER_FILE = (
     "adapter.uri must name one .gguf file by pvc://, s3://, http(s):// or file:// (llama.cpp loads the "
     "adapter from a local path; hf:// is not fetched for adapters)"
+)
+ADAPTER_DIRECTORY = (
+    "a vllm model's adapter.uri must name a PEFT adapter directory (adapter_config.json and "
+    "adapter_model.safetensors) by pvc:// or s3://, not a .gguf file (vLLM loads LoRA adapters in PEFT's "
+    "format from a local directory)"
 )
 UNKNOWN_ROUTE_MODEL = "spec.routing.tasks[].models may only name models defined in spec.models"
 UNKNOWN_ROUTE_FALLBACK = "spec.routing.tasks[].fallbacks may only name fallbacks defined in spec.fallbacks"
@@ -119,7 +127,8 @@ TRAIN_SHADOW_UNKNOWN_JUDGE = (
 TRAIN_UNKNOWN_BASE = "spec.routing.tasks[].distillation.train.base must name an entry of spec.models"
 TRAIN_BASE_RUNTIME = (
     "spec.routing.tasks[].distillation.train.base must be a model with runtime llamacpp and a GGUF file "
-    "source (pvc://, s3://, http(s)://, file://; not hf://): the CPU fine-tune reads the base GGUF file"
+    "source (pvc://, s3://, http(s)://, file://; not hf://: the CPU fine-tune reads the base GGUF file) or "
+    "with runtime vllm (HF-format weights by hf://, pvc:// or s3://: the GPU fine-tune)"
 )
 SHADOW_MODEL_ROUTED = (
     "spec.routing.tasks[].distillation.shadow.model must not be one of the task's models: a candidate gets "

@@ -32,6 +32,11 @@ SOURCE_SHAPE_RE = (
     r"^(hf://[^/@]+/[^/@]+(@.+)?|pvc://[a-z0-9][-a-z0-9.]*(/.*)?|s3://[^/]+/.+|https?://[^/]+.*|file:///.+)$"
 )
 
+GGUF_FILE_RE = r"(?i)[.]gguf([?].*)?$"
+"""A URI naming a .gguf file (llama.cpp's adapters)."""
+ADAPTER_DIRECTORY_RE = r"^(pvc|s3)://"
+"""Where a vllm model's PEFT adapter directory may come from (mounted, or copied by the init container)."""
+
 
 class SourceKeyRef(SpecModel):
     """A Secret key handed to the runtime as an environment variable."""
@@ -200,11 +205,20 @@ class ModelSpec(SpecModel):
             messages.HPA_ZERO,
         ),
         *_runtime_rules(),
-        ("!has(self.adapter) || self.runtime == 'llamacpp'", messages.ADAPTER_RUNTIME),
         (
-            "!has(self.adapter) || (!self.adapter.uri.startsWith('hf://') && "
-            "self.adapter.uri.matches('(?i)[.]gguf([?].*)?$'))",
+            "!has(self.adapter) || self.runtime == 'llamacpp' || self.runtime == 'vllm'",
+            messages.ADAPTER_RUNTIME,
+        ),
+        (
+            "!has(self.adapter) || self.runtime != 'llamacpp' || (!self.adapter.uri.startsWith('hf://') && "
+            f"self.adapter.uri.matches('{GGUF_FILE_RE}'))",
             messages.ADAPTER_FILE,
+        ),
+        (
+            "!has(self.adapter) || self.runtime != 'vllm' || "
+            f"(self.adapter.uri.matches('{ADAPTER_DIRECTORY_RE}') && "
+            f"!self.adapter.uri.matches('{GGUF_FILE_RE}'))",
+            messages.ADAPTER_DIRECTORY,
         ),
     )
 
@@ -214,9 +228,11 @@ class ModelSpec(SpecModel):
     source: ModelSource
     """Where the weights come from."""
     adapter: ModelSource | None = None
-    """A LoRA adapter GGUF llama.cpp applies on top of `source` (llamacpp only; `llama-server --lora`), e.g.
-    the adapter a distillation training Job wrote to the sink. Fetched like `source` (s3:// and http(s)://
-    by an init container, pvc:// mounted read-only, file:// inside the image)."""
+    """A LoRA adapter served on top of `source`, e.g. the adapter a distillation training Job wrote to the
+    sink. llamacpp: an adapter GGUF file (`llama-server --lora`; fetched like `source`: s3:// and http(s)://
+    by an init container, pvc:// mounted read-only, file:// inside the image). vllm: a PEFT adapter
+    directory by pvc:// or s3:// (vLLM's LoRA support: `--enable-lora --lora-modules`; the model's name
+    reaches the adapter)."""
     runtime: Annotated[str, Field(max_length=32, json_schema_extra={"enum": list(capabilities.CAPABILITIES)})]
     """Serving runtime: vllm (GPU, OpenAI server) or llamacpp (CPU, llama.cpp server; GGUF files)."""
     served_model_name: Annotated[str, Field(min_length=1, max_length=MAX_SHORT)] | None = None
@@ -274,6 +290,16 @@ class ModelSpec(SpecModel):
         return self.autoscaling.mode != "none" and self.replicas.min < self.replicas.upper
 
     @property
+    def train_format(self) -> Literal["gguf", "hf"] | None:
+        """What a distillation fine-tune of this model reads: its GGUF file (llamacpp, not hf://: CPU LoRA)
+        or its HF-format weights (vllm, not file://: GPU LoRA); None when it cannot be a `train.base`."""
+        if self.runtime == "llamacpp" and self.source.scheme != "hf":
+            return "gguf"
+        if self.runtime == "vllm" and self.source.scheme != "file":
+            return "hf"
+        return None
+
+    @property
     def model_name(self) -> str:
         """The name the model server answers to."""
         return self.served_model_name or self.name
@@ -299,9 +325,16 @@ class ModelSpec(SpecModel):
         if self.autoscaling.mode == "hpa" and self.replicas.min < 1:
             raise ValueError(messages.HPA_ZERO)
         if self.adapter is not None:
-            if self.runtime != "llamacpp":
-                raise ValueError(messages.ADAPTER_RUNTIME)
-            uri = self.adapter.uri
-            if uri.startswith("hf://") or not re.search(r"(?i)[.]gguf([?].*)?$", uri):
-                raise ValueError(f"{messages.ADAPTER_FILE} (got {uri!r})")
+            self._check_adapter(self.adapter.uri)
         return self
+
+    def _check_adapter(self, uri: str) -> None:
+        gguf = re.search(GGUF_FILE_RE, uri) is not None
+        if self.runtime == "llamacpp":
+            if uri.startswith("hf://") or not gguf:
+                raise ValueError(f"{messages.ADAPTER_FILE} (got {uri!r})")
+        elif self.runtime == "vllm":
+            if not re.match(ADAPTER_DIRECTORY_RE, uri) or gguf:
+                raise ValueError(f"{messages.ADAPTER_DIRECTORY} (got {uri!r})")
+        else:
+            raise ValueError(messages.ADAPTER_RUNTIME)

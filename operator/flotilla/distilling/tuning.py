@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from flotilla import errors
+from flotilla.api.distillation import LORA_RANK
 from flotilla.distilling import examples
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class Settings:
     """Passes over the data, instead of ``steps``."""
     batch_size: int = 4
     learning_rate: float = 1e-3
-    rank: int = 16
+    rank: int = LORA_RANK
     alpha: float = 32.0
     """LoRA scale numerator: the update is ``alpha / rank * B @ A`` (peft and llama.cpp agree)."""
     max_tokens: int = 384

@@ -38,6 +38,9 @@ class RenderSettings:
     """Image of CPU pack pods: `flotilla pack-serve` (Ray Serve + llama-cpp-python)."""
     ray_vllm_image: str = f"flotilla-ray-vllm:{__version__}"
     """Image of GPU pack pods: Ray Serve with `ray.serve.llm` and vLLM (`serve run`)."""
+    finetune_gpu_image: str = f"flotilla-finetune-gpu:{__version__}"
+    """Image of the fine-tune step of a training Job whose base is a vllm model (GPU LoRA: CUDA torch, peft,
+    trl; images/finetune/Dockerfile.gpu) unless `train.image` names one."""
     in_flight_metric: str = "flotilla_model_in_flight_requests"
     """Pods metric (custom metrics API) the HPA mode scales on."""
     keda_prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
@@ -59,6 +62,11 @@ def settings_reference() -> str:
         ("FLOTILLA_ROUTER_IMAGE", defaults.router_image, _doc(RenderSettings, "router_image")),
         ("FLOTILLA_RAY_IMAGE", defaults.ray_image, _doc(RenderSettings, "ray_image")),
         ("FLOTILLA_RAY_VLLM_IMAGE", defaults.ray_vllm_image, _doc(RenderSettings, "ray_vllm_image")),
+        (
+            "FLOTILLA_FINETUNE_GPU_IMAGE",
+            defaults.finetune_gpu_image,
+            _doc(RenderSettings, "finetune_gpu_image"),
+        ),
         ("FLOTILLA_IN_FLIGHT_METRIC", defaults.in_flight_metric, _doc(RenderSettings, "in_flight_metric")),
         (
             "FLOTILLA_KEDA_PROMETHEUS_URL",
@@ -111,6 +119,8 @@ def load(environ: Mapping[str, str] | None = None) -> RenderSettings:
         settings = dataclasses.replace(settings, ray_image=env["FLOTILLA_RAY_IMAGE"])
     if env.get("FLOTILLA_RAY_VLLM_IMAGE"):
         settings = dataclasses.replace(settings, ray_vllm_image=env["FLOTILLA_RAY_VLLM_IMAGE"])
+    if env.get("FLOTILLA_FINETUNE_GPU_IMAGE"):
+        settings = dataclasses.replace(settings, finetune_gpu_image=env["FLOTILLA_FINETUNE_GPU_IMAGE"])
     if env.get("FLOTILLA_IN_FLIGHT_METRIC"):
         settings = dataclasses.replace(settings, in_flight_metric=env["FLOTILLA_IN_FLIGHT_METRIC"])
     if env.get("FLOTILLA_KEDA_PROMETHEUS_URL"):

@@ -78,14 +78,18 @@ def versions(fleet: ModelFleet, task: TaskSpec) -> Versions:
 
 
 def version_model(fleet: ModelFleet, task: TaskSpec, version: int) -> ModelSpec:
-    """The base model with version ``version`` of the task's adapter, read from where the Job wrote it.
+    """The base model with version ``version`` of the task's adapter, read from where the Job wrote it: the
+    adapter GGUF for a llamacpp base, the whole versioned directory (a PEFT adapter) for a vllm base.
 
     It keeps the base's args: serve the base with the chat template the fine-tune trains with (gemma)."""
     train = _train(task)
     distillation = fleet.spec.distillation
     if train is None or distillation is None:  # the spec's validators refuse both
         raise ValueError(f"task {task.name!r} trains no adapter")
-    key = training.adapter_prefix(fleet, task.name, version) + ADAPTER_FILE
+    base = fleet.spec.model(train.base)
+    key = training.adapter_prefix(fleet, task.name, version)
+    if base.train_format == "gguf":
+        key += ADAPTER_FILE
     s3, volume = distillation.sink.s3, distillation.sink.volume
     if s3 is not None:
         adapter = ModelSource(
@@ -98,7 +102,6 @@ def version_model(fleet: ModelFleet, task: TaskSpec, version: int) -> ModelSpec:
         assert volume is not None  # SinkSpec holds exactly one
         sub_path = volume.sub_path.strip("/")
         adapter = ModelSource(uri=f"pvc://{volume.claim_name}/{sub_path + '/' if sub_path else ''}{key}")
-    base = fleet.spec.model(train.base)
     return base.model_copy(
         update={"name": model_name(base.name, task.name, version), "adapter": adapter, "tasks": [task.name]}
     )

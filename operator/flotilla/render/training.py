@@ -1,6 +1,8 @@
 """The training Job of a task (`routing.tasks[].distillation.train`): export the task's traces from the
-fleet's sink, fine-tune the base model on them (CPU LoRA), and write the adapter and its manifest back to the
-sink under a versioned prefix. Pure: the operator decides when to create it (docs/distillation.md).
+fleet's sink, fine-tune the base model on them (a llamacpp base: CPU LoRA on its GGUF; a vllm base: LoRA on
+the base's GPUs, its HF-format weights staged as the vllm runtime stages them), and write the adapter and its
+manifest back to the sink under a versioned prefix. Pure: the operator decides when to create it
+(docs/distillation.md).
 
 The steps run in order as init containers (download the base when its source needs it, export, fine-tune)
 and the container publishes `/work/out` to the sink, so a failed step fails the pod and the Job retries it
@@ -39,6 +41,12 @@ RESOURCES = {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "5G
 """Peak RSS measured at 3.65-3.9 GiB (docs/distillation.md); no CPU limit, torch uses the idle cores."""
 WORK_SIZE = "2Gi"
 """Scratch: the exported JSONL and the adapter (15 MB) are small; transformers' caches are not."""
+GPU_RESOURCES = {"requests": {"cpu": "2", "memory": "16Gi"}}
+"""A vllm base's fine-tune when neither `train.resources` nor the base model's own resources say more: the
+HF-format weights are loaded into host memory once before they move to the GPU."""
+HF_CACHE_DIR = "/hf-cache"
+"""HF_HOME of a GPU fine-tune: an hf:// base is downloaded there by the trainer itself (an emptyDir with no
+size limit: a 1-8B model is 2-16 GB)."""
 MAX_JOB_NAME = 63
 
 
@@ -85,10 +93,19 @@ def render_training_job(
     if distillation is None:
         raise errors.InvalidSpecError(f"task {task!r}: distillation.train needs spec.distillation (the sink)")
     model = fleet.spec.model(train.base)
-    staged = sources.stage(model, settings.runtimes, single_file=True)
-    if staged.path is None:
-        raise errors.InvalidSpecError(f"train.base {model.name!r}: the training Job needs a GGUF file source")
-    trainer = train.image or settings.router_image
+    gpu = model.train_format == "hf"
+    staged = sources.stage(model, settings.runtimes, single_file=not gpu)
+    if gpu and staged.hf_repo:  # the trainer pulls it, as vLLM does (HF_HOME on scratch)
+        revision = f"@{staged.hf_revision}" if staged.hf_revision else ""
+        base_arg = f"hf://{staged.hf_repo}{revision}"
+    elif staged.path is not None and model.train_format is not None:
+        base_arg = staged.path
+    else:
+        raise errors.InvalidSpecError(
+            f"train.base {model.name!r}: the training Job needs a llamacpp model with a GGUF file source or "
+            "a vllm model with HF-format weights (hf://, pvc://, s3://)"
+        )
+    trainer = train.image or (settings.finetune_gpu_image if gpu else settings.router_image)
     prefix = adapter_prefix(fleet, task, version)
     export = ["flotilla", "traces", "export", "--task", task, "--fleet", fleet.name,
               "--format", "openai-chat", "-o", DATA_DIR]  # fmt: skip
@@ -104,12 +121,17 @@ def render_training_job(
         export += ["--source", SINK_DIR]
     export_step = _step("export", settings.router_image, export, settings)
     export_step["env"] += copy.deepcopy(sink_env)
-    finetune = ["flotilla", "distill", "finetune", "--data", f"{DATA_DIR}/train.jsonl", "--base", staged.path,
+    finetune = ["flotilla", "distill", "finetune", "--data", f"{DATA_DIR}/train.jsonl", "--base", base_arg,
                 "--out", OUT_DIR, "--method", train.method, "--steps", str(train.steps)]  # fmt: skip
     finetune_step = _step("finetune", trainer, finetune, settings)
     finetune_step["env"] += [*staged.env, {"name": "TMPDIR", "value": "/tmp"}]
     finetune_step["volumeMounts"] += staged.mounts
     sized = train.resources.to_k8s() if train.resources else {}
+    if gpu:
+        finetune_step["env"].append({"name": "HF_HOME", "value": HF_CACHE_DIR})
+        finetune_step["volumeMounts"].append({"name": "hf-cache", "mountPath": HF_CACHE_DIR})
+        sized = sized or model.resources.to_k8s() or copy.deepcopy(GPU_RESOURCES)
+        sized.setdefault("limits", {})["nvidia.com/gpu"] = str(model.gpus)  # the base's GPUs, always
     finetune_step["resources"] = sized or copy.deepcopy(RESOURCES)
     if s3 is not None:
         dest = f"s3://{s3.bucket}/{s3.prefix}{prefix}"
@@ -125,6 +147,7 @@ def render_training_job(
         {"name": "tmp", "emptyDir": {}},
         {"name": "work", "emptyDir": {"sizeLimit": WORK_SIZE}},
         *staged.volumes,
+        *([{"name": "hf-cache", "emptyDir": {}}] if gpu else []),
     ]
     if volume is not None:
         mount: dict[str, Any] = {"name": "sink", "mountPath": SINK_DIR}
@@ -142,8 +165,9 @@ def render_training_job(
         "initContainers": [*staged.init_containers, export_step, finetune_step],
         "containers": [publish],
         "volumes": volumes,
-        # Where the base model's own pods may run (its nodeSelector and tolerations): the nodes a user set
-        # aside for CPU models (a tainted pool) are also where their adapters can be trained.
+        # Where the base model's own pods may run (its nodeSelector and tolerations, and for a GPU model the
+        # nvidia.com/gpu toleration and product selector): the nodes set aside for the model (a tainted CPU
+        # pool, a GPU product) are also where its adapters are trained.
         **models.pod_scheduling(model),
     }
     return {

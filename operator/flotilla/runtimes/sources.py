@@ -77,12 +77,20 @@ def stage(
     )
 
 
-def stage_adapter(model: ModelSpec, settings: base.RuntimeSettings) -> StagedSource | None:
-    """The model's LoRA adapter file, staged like weights in a volume of its own (None without one)."""
+def stage_adapter(
+    model: ModelSpec, settings: base.RuntimeSettings, single_file: bool = True
+) -> StagedSource | None:
+    """The model's LoRA adapter, staged like weights in a volume of its own (None without one): a file
+    (llama.cpp's adapter GGUF) or, with ``single_file`` False, a directory (a PEFT adapter for vLLM)."""
     if model.adapter is None:
         return None
     return stage(
-        model, settings, single_file=True, volume=ADAPTER_VOLUME, directory=ADAPTERS_DIR, source=model.adapter
+        model,
+        settings,
+        single_file=single_file,
+        volume=ADAPTER_VOLUME,
+        directory=ADAPTERS_DIR,
+        source=model.adapter,
     )
 
 

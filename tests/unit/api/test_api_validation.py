@@ -87,9 +87,10 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
         },
         messages.TRAIN_UNKNOWN_BASE,
     ),
-    "train base served by vllm": (
+    "train base a vllm model baked into its image": (
         {
             "spec__distillation": SINK,
+            f"{CODER}__source": {"uri": "file:///models/qwen"},
             "spec__routing__tasks": [{"name": "code", "distillation": {"train": {**TRAIN, "base": "coder"}}}],
         },
         messages.TRAIN_BASE_RUNTIME,
@@ -252,7 +253,19 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
         },
         messages.HF_TOKEN_SCHEME,
     ),
-    "adapter on vllm": ({f"{CODER}__adapter": {"uri": "s3://b/adapter.gguf"}}, messages.ADAPTER_RUNTIME),
+    "vllm adapter a gguf file": (
+        {f"{CODER}__adapter": {"uri": "s3://b/adapter.gguf"}},
+        messages.ADAPTER_DIRECTORY,
+    ),
+    "vllm adapter from hf": ({f"{CODER}__adapter": {"uri": "hf://org/adapter"}}, messages.ADAPTER_DIRECTORY),
+    "vllm adapter over http": (
+        {f"{CODER}__adapter": {"uri": "https://example.com/adapters/v1/"}},
+        messages.ADAPTER_DIRECTORY,
+    ),
+    "llamacpp adapter a peft directory": (
+        {f"{POCKET}__adapter": {"uri": "pvc://traces/adapters/f/math/v1/"}},
+        messages.ADAPTER_FILE,
+    ),
     "adapter from hf": ({f"{POCKET}__adapter": {"uri": "hf://org/adapter"}}, messages.ADAPTER_FILE),
     "adapter not a gguf": (
         {f"{POCKET}__adapter": {"uri": "s3://b/adapter_model.safetensors"}},
@@ -336,6 +349,32 @@ def test_invalid_spec_is_rejected_with_its_message(case: str) -> None:
         ModelFleet.from_body(fleet(**changes))
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)  # one line for the CLI and for Events
+
+
+VALID_TRAINING: dict[str, dict[str, Any]] = {
+    "vllm base from hf": {},
+    "vllm base on a claim": {f"{CODER}__source": {"uri": "pvc://models/qwen2.5-1.5b"}},
+    "vllm base in a bucket": {f"{CODER}__source": {"uri": "s3://weights/qwen2.5-1.5b/"}},
+}
+
+
+@pytest.mark.parametrize("case", list(VALID_TRAINING), ids=list(VALID_TRAINING))
+def test_a_vllm_model_may_be_the_train_base(case: str) -> None:
+    changes = {
+        "spec__distillation": SINK,
+        "spec__routing__tasks": [{"name": "code", "distillation": {"train": {**TRAIN, "base": "coder"}}}],
+        **VALID_TRAINING[case],
+    }
+    coder = ModelFleet.from_body(fleet(**changes)).spec.model("coder")
+    assert coder.train_format == "hf"
+
+
+@pytest.mark.parametrize(
+    "uri", ["pvc://traces/adapters/f/code/v1/", "s3://sink/flotilla-traces/adapters/f/code/v1/"]
+)
+def test_a_vllm_model_takes_a_peft_adapter_directory(uri: str) -> None:
+    coder = ModelFleet.from_body(fleet(**{f"{CODER}__adapter": {"uri": uri}})).spec.model("coder")
+    assert coder.adapter is not None and coder.adapter.uri == uri
 
 
 def test_official_endpoints_may_be_written_out() -> None:

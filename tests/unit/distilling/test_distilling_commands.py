@@ -61,6 +61,8 @@ def test_bad_base_and_flags(tmp_path: Path) -> None:
         (["--base", str(not_gguf)], "not a GGUF file"),
         (["--base", str(not_gguf), "--steps", "0"], "must be at least 1"),
         (["--base", str(not_gguf), "--method", "full"], "invalid choice"),
+        (["--base", str(tmp_path)], "a directory without config.json"),
+        (["--base", "hf://just-a-name"], "expected hf://ORG/REPO[@REVISION]"),
     ]:
         done = _run("--data", str(data), "--out", str(tmp_path / "out"), *args)
         assert done.returncode == 2, (args, done.stderr)
@@ -73,6 +75,21 @@ def test_a_base_that_cannot_load_fails_with_one_line(tmp_path: Path, base: Path)
     data = tmp_path / "train.jsonl"
     data.write_text(json.dumps(GOOD) + "\n")
     done = _run("--data", str(data), "--base", str(base), "--out", str(tmp_path / "out"))
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+    assert "finetune" in done.stderr or "cannot load" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_hf_format_base_that_cannot_load_fails_with_one_line(tmp_path: Path) -> None:
+    """A directory with config.json takes the HF-format path (trl + peft): without the extra it says how to
+    install it; with it, that the base does not load. One line, exit 1, nothing written."""
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps(GOOD) + "\n")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    done = _run("--data", str(data), "--base", str(model), "--out", str(tmp_path / "out"))
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
     assert "finetune" in done.stderr or "cannot load" in done.stderr

@@ -183,3 +183,38 @@ def test_the_render_cache_key_follows_new_versions_and_decisions() -> None:
     assert desiring.decisions(_body([(1, "Succeeded")])) == "math/v1=Succeeded"
     key = desiring.decisions(_body([(2, "Succeeded")], candidates=[(1, "Promoted")]))
     assert key == "math/pocket-math-v1=Promoted,math/v2=Succeeded"
+
+
+VLLM_BASE = {"name": "qwen", "source": {"uri": "hf://Qwen/Qwen2.5-1.5B-Instruct"}, "runtime": "vllm",
+             "accelerator": {"gpus": 1}, "servedModelName": "qwen-instruct", "tasks": ["math"]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("sink", "uri"),
+    [
+        (None, "pvc://traces/sink/adapters/f/math/v1/"),
+        (S3_SINK, "s3://traces/t/adapters/f/math/v1/"),
+    ],
+)
+def test_a_vllm_bases_version_serves_the_peft_adapter_directory_through_vllms_lora_support(
+    sink: dict[str, Any] | None, uri: str
+) -> None:
+    body = _body([(1, "Succeeded")], sink=sink, base="qwen")
+    body["spec"]["models"][0] = VLLM_BASE
+    fleet = _served(body)
+    model = fleet.spec.model("qwen-math-v1")
+    assert model.adapter is not None and model.adapter.uri == uri  # the Job's whole versioned directory
+    assert (model.runtime, model.source.uri, model.gpus) == ("vllm", "hf://Qwen/Qwen2.5-1.5B-Instruct", 1)
+    [deployment] = [
+        c for c in desiring.desired_children(body)
+        if c["kind"] == "Deployment" and c["metadata"]["name"] == "f-qwen-math-v1"
+    ]  # fmt: skip
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    # The router asks the version's Service for its served name: that name must be the LoRA module's, or vLLM
+    # answers with the bare base (it matches served model names before LoRA modules).
+    routed = next(m for m in render_router_config(fleet).to_wire()["models"] if m["name"] == "qwen-math-v1")
+    module = args[args.index("--lora-modules") + 1]
+    assert module.split("=", 1)[0] == routed["servedModelName"] == "qwen-instruct"
+    assert args[args.index("--served-model-name") + 1] == "qwen-instruct-base"
+    assert args[args.index("--max-lora-rank") + 1] == "16" and "--enable-lora" in args
+    assert module.split("=", 1)[1].startswith("/adapters/")

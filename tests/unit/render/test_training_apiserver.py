@@ -47,3 +47,19 @@ def test_training_jobs_pass_the_apiserver(namespace: str, sink: str) -> None:
     assert "Warning" not in done.stderr, done.stderr  # PodSecurity `restricted` warnings
     assert done.stdout.count("job.batch/") == len(jobs) == 2
     assert done.stdout.count("(server dry run)") == 2
+
+
+GPU_FLEET = Path(__file__).resolve().parents[2] / "golden" / "training-gpu" / "fleet.yaml"
+
+
+def test_gpu_training_jobs_pass_the_apiserver(namespace: str) -> None:
+    """The Jobs of vllm bases (GPU LoRA: an nvidia.com/gpu limit, the hf-cache volume, the base's GPU
+    placement): rendered, not run, so a dry run is the only check Kubernetes gives them here."""
+    body = yaml.safe_load(GPU_FLEET.read_text(encoding="utf-8"))
+    body["metadata"]["namespace"] = namespace
+    fleet = ModelFleet.from_body(body)
+    jobs = [training.render_training_job(fleet, task, 1, RenderSettings()) for task in ("math", "code")]
+    done = dry_run(namespace, jobs)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+    assert done.stdout.count("(server dry run)") == 2
