@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from objectstores import Store, on_node
 
 from clusterlib.sessions import RealNode
 from demolib import installing
@@ -55,3 +56,13 @@ def router_url(installed: Target, tools: Tools) -> Iterator[str]:
     """The example fleet's router Service, reached from outside the cluster through kubectl port-forward."""
     with port_forward(tools, installed.namespace, f"svc/{installing.FLEET}-router", 8080) as port:
         yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="package")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """A real S3-compatible store (SeaweedFS built from source) that the scenarios' pods reach; stopped when
+    the scenarios end."""
+    store = on_node(tmp_path_factory.mktemp("object-store"))
+    store.start()
+    yield store
+    store.stop()

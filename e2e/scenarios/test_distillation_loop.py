@@ -43,11 +43,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.realnode, pytest.mark.finetune, pytes
 
 FLEET = "distil"
 TEACHER = "teacher"
-TRACES = 48  # when.traces: the teacher's answers the first version is trained on
-STEPS = 144  # 12 passes over them (batch 4)
+TRACES = 200  # when.traces: the teacher's answers the first version is trained on (a few hundred pairs)
+STEPS = 540  # 12 passes over the ~180 the export keeps for training (batch 4)
 MIRRORS = 12  # train.shadow.requests
-# bench/distillation.py --train 48 --steps 144 --seen 48: 100% agreement on the prompts trained on; the Job's
-# export holds about a tenth of the traces back for evaluation, and the mirrors repeat any captured prompt.
+# bench/distillation.py --train 48 --steps 144 --seen 48: 12 passes, 100% agreement on the prompts trained on
+# (6 passes: 48%); the Job's export holds about a tenth of the traces back for evaluation, and the mirrors
+# repeat any captured prompt.
 PROMOTE_AT = 0.7
 ANSWER_WORDS = 12  # max_tokens of the captured requests: the teacher's answers are this long
 HELD_OUT = 16

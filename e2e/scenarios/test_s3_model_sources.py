@@ -4,10 +4,10 @@ default), which fetch both objects from a real SeaweedFS (built from source, sig
 Secret under names of the fleet's choosing); llama.cpp then serves the base with the adapter and answers
 through the fleet's router. The files in the pod are byte for byte the objects in the store.
 
-The store runs on this machine, bound to the real node's bridge address, which the pods reach (the node
-is this machine). A second model names an object that is not in the store: its download fails, and the
-pod's init container says why in its termination message (`kubectl describe`), not in a traceback, and the
-operator puts that line in the model's status.
+The store (`object_store`, conftest) runs on this machine, bound to the real node's bridge address, which
+the pods reach (the node is this machine). A second model names an object that is not in the store: its
+download fails, and the pod's init container says why in its termination message (`kubectl describe`), not
+in a traceback, and the operator puts that line in the model's status.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 import yaml
 
-from clusterlib import nodeconfig
 from clusterlib.waiting import wait_until
 from demolib import asking, hostdirs, installing
 from demolib.forwarding import port_forward
@@ -29,10 +28,9 @@ from demolib.installing import Target
 from demolib.tools import Tools
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "router"))  # storekit: the SeaweedFS process
 sys.path.insert(0, str(ROOT / "tests" / "distilling"))  # distilkit: an adapter GGUF for the base
 from distilkit import random_adapter  # noqa: E402
-from storekit import ACCESS_KEY, BUCKET, SECRET_KEY, Store  # noqa: E402
+from objectstores import BUCKET, Store, secret, source_keys  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realnode]
 
@@ -52,8 +50,7 @@ def s3_source(store: Store, key: str) -> dict[str, Any]:
     return {
         "uri": f"s3://{BUCKET}/{key}",
         "endpoint": store.url,
-        "accessKeyID": {"name": SECRET, "key": "id"},
-        "secretAccessKey": {"name": SECRET, "key": "secret"},
+        **source_keys(SECRET),
     }
 
 
@@ -86,29 +83,21 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    """SeaweedFS on the bridge address, holding the Gemma GGUF and an adapter GGUF for it."""
-    root = tmp_path_factory.mktemp("objects")
-    (root / "logs").mkdir()
-    running = Store(root, root / "logs", host=nodeconfig.NODE_IP)
-    running.start()
-    try:
-        adapter = root / "adapter.gguf"
-        random_adapter(adapter, hostdirs.GGUF)
-        client = running.client()
-        client.upload_file(str(hostdirs.GGUF), BUCKET, WEIGHTS_KEY)
-        client.upload_file(str(adapter), BUCKET, ADAPTER_KEY)
-        yield running
-    finally:
-        running.stop()
+def store(object_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """The scenarios' store, holding the Gemma GGUF and an adapter GGUF for it."""
+    adapter = tmp_path_factory.mktemp("adapter") / "adapter.gguf"
+    random_adapter(adapter, hostdirs.GGUF)
+    client = object_store.client()
+    client.upload_file(str(hostdirs.GGUF), BUCKET, WEIGHTS_KEY)
+    client.upload_file(str(adapter), BUCKET, ADAPTER_KEY)
+    return object_store
 
 
 @pytest.fixture(scope="module")
 def stored(installed: Target, tools: Tools, store: Store) -> Iterator[str]:
     """The Secret and the fleet applied; the namespace."""
     namespace = installed.namespace
-    tools.apply(namespace, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET},
-                            "stringData": {"id": ACCESS_KEY, "secret": SECRET_KEY}})  # fmt: skip
+    tools.apply(namespace, secret(SECRET))
     tools.apply(namespace, fleet(store))
     try:
         yield namespace
