@@ -107,11 +107,33 @@ def test_installed_policy_refuses_fleets_outside_the_allow_lists(
                 ]
             },
             "spec.models[].image is not allowed: images must start with one of the allowed prefixes "
-            "(flotilla:, flotilla-llamacpp:, flotilla-gemma3-270m:, flotilla-ray:, flotilla-ray-vllm:)",
+            "(flotilla:, flotilla-llamacpp:, flotilla-gemma3-270m:, flotilla-ray:, flotilla-ray-vllm:, "
+            "flotilla-finetune:, flotilla-finetune-gpu:)",
         ),
         "router-image": (
             {"router": {"image": "registry.example/flotilla:1"}},
             "spec.router.image is not allowed",
+        ),
+        "train-image": (
+            {
+                "models": [{"name": "pocket", "runtime": "llamacpp", "source": {"uri": "pvc://m/a.gguf"}}],
+                "routing": {
+                    "tasks": [
+                        {
+                            "name": "math",
+                            "distillation": {
+                                "train": {
+                                    "base": "pocket",
+                                    "when": {"traces": 10},
+                                    "image": "attacker.example/miner:1",
+                                }
+                            },
+                        }
+                    ]
+                },
+                "distillation": {"sink": {"volume": {"claimName": "traces"}}},
+            },
+            "spec.routing.tasks[].distillation.train.image is not allowed",
         ),
         "jwks-plain-http": (
             {"access": _jwt("http://idp.example/jwks")},

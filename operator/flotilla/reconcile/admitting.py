@@ -31,6 +31,7 @@ from flotilla.api import fleet as fleet_api
 
 DEFAULT_IMAGE_PREFIXES = (
     "flotilla:", "flotilla-llamacpp:", "flotilla-gemma3-270m:", "flotilla-ray:", "flotilla-ray-vllm:",
+    "flotilla-finetune:", "flotilla-finetune-gpu:",
 )  # fmt: skip
 """The project's own images (``scripts/build-images``; the vLLM pack image's Dockerfile): what a fleet may
 name without further settings, and every image the operator renders by default but vLLM's own."""
@@ -92,6 +93,10 @@ def violations(fleet: fleet_api.ModelFleet, policy: Policy) -> list[str]:
     problems = []
     images = [(f"spec.models[{i}].image", m.image) for i, m in enumerate(fleet.spec.models)]
     images.append(("spec.router.image", fleet.spec.router.image))
+    for i, task in enumerate(fleet.spec.routing.tasks):  # a training Job runs the fleet's own image too
+        train = task.distillation.train if task.distillation else None
+        if train is not None:
+            images.append((f"spec.routing.tasks[{i}].distillation.train.image", train.image))
     for path, image in images:
         if image is not None and not image.startswith(policy.image_prefixes):
             allowed = ", ".join(policy.image_prefixes) or "none"
@@ -193,7 +198,8 @@ def settings_reference() -> str:
 
 
 _DOCS = {
-    "image_prefixes": "Prefixes a fleet's `spec.models[].image` and `spec.router.image` must start with.",
+    "image_prefixes": "Prefixes a fleet's `spec.models[].image`, `spec.router.image` and "
+    "`spec.routing.tasks[].distillation.train.image` must start with.",
     "provider_hosts": "Hosts an `openai-compatible` fallback may use over https: exact names, "
     "`*.example.com` (subdomains), or `*` (any host: lets a fleet author send a referenced key anywhere).",
     "http_provider_hosts": "Hosts an `openai-compatible` fallback may use over plain http: exact names of "

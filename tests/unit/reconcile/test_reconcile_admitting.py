@@ -18,11 +18,22 @@ POLICY = admitting.Policy(
 )
 
 
-def _fleet(image: str | None = None, router_image: str | None = None, base_url: str | None = None) -> Any:
+def _fleet(
+    image: str | None = None,
+    router_image: str | None = None,
+    base_url: str | None = None,
+    train_image: str | None = None,
+) -> Any:
     model: dict[str, Any] = {"name": "pocket", "source": {"uri": "pvc://m/a.gguf"}, "runtime": "llamacpp"}
     if image:
         model["image"] = image
     spec: dict[str, Any] = {"models": [model]}
+    if train_image:
+        train = {"base": "pocket", "when": {"traces": 10}, "image": train_image}
+        spec["routing"] = {
+            "tasks": [{"name": "math", "models": ["pocket"], "distillation": {"train": train}}]
+        }
+        spec["distillation"] = {"sink": {"volume": {"claimName": "traces"}}}
     if router_image:
         spec["router"] = {"image": router_image}
     if base_url:
@@ -36,6 +47,7 @@ ALLOWED = {
     "no image, no fallback": {},
     "project image": {"image": "flotilla:0.1.0"},
     "allowed registry": {"image": "registry.example/llm/gemma:1", "router_image": "flotilla:2"},
+    "training image from the allowed registry": {"train_image": "registry.example/llm/finetune:1"},
     "https to an exact host": {"base_url": "https://llm.example.com/v1"},
     "https to a subdomain": {"base_url": "https://eu.models.example:8443/v1"},
     "http to a named in-cluster host": {"base_url": "http://standin:8080/v1"},
@@ -47,6 +59,10 @@ REFUSED = {
     "other image": ({"image": "attacker.example/exfil:1"}, "spec.models[0].image"),
     "prefix look-alike": ({"image": "registry.example/llm-evil/x:1"}, "spec.models[0].image"),
     "router image": ({"router_image": "attacker.example/router:1"}, "spec.router.image"),
+    "training image": (
+        {"train_image": "attacker.example/miner:1"},
+        "spec.routing.tasks[0].distillation.train.image",
+    ),
     "plain http to an https host": ({"base_url": "http://llm.example.com/v1"}, "plain http"),
     "https to another host": ({"base_url": "https://collector.example/v1"}, "not among"),
     "suffix without the dot": ({"base_url": "https://evilmodels.example/v1"}, "not among"),
@@ -79,6 +95,7 @@ def test_metadata_refused_even_when_every_host_is_allowed() -> None:
 def test_defaults_allow_the_project_images_and_no_custom_provider() -> None:
     default = admitting.load({})
     assert admitting.violations(_fleet(image="flotilla-gemma3-270m:0.1.0"), default) == []
+    assert admitting.violations(_fleet(train_image="flotilla-finetune:0.1.0"), default) == []
     assert admitting.violations(_fleet(base_url="http://standin:8080/v1"), default)
     assert admitting.violations(_fleet(base_url="https://llm.example.com/v1"), default)
 
