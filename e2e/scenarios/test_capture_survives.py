@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from objectstores import BUCKET, Store, secret, source_keys
+from objectstores import BUCKET, Store, fleet_with_keys, source_keys
 
 from clusterlib.waiting import wait_until
 from demolib import asking, installing
@@ -73,16 +73,9 @@ def burst(tools: Tools, namespace: str, label: str) -> list[float]:
 
 @pytest.fixture(scope="module")
 def recorder(installed: Target, tools: Tools, object_store: Store) -> Iterator[str]:
-    namespace = installed.namespace
-    tools.apply(namespace, secret(SECRET))
-    tools.apply(namespace, fleet(object_store))
-    try:
-        installing.wait_fleet_ready(tools, namespace, 300, name=FLEET)
-        yield namespace
-    finally:
-        tools.kubectl("delete", "modelfleet", FLEET, "-n", namespace, "--ignore-not-found", "--wait=true",
-                      timeout=180)  # fmt: skip
-        tools.kubectl("delete", "secret", SECRET, "-n", namespace, "--ignore-not-found")
+    with fleet_with_keys(tools, installed.namespace, fleet(object_store), SECRET):
+        installing.wait_fleet_ready(tools, installed.namespace, 300, name=FLEET)
+        yield installed.namespace
 
 
 def test_no_trace_is_lost_to_a_router_pod_kill_or_a_store_outage(

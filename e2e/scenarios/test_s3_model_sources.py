@@ -30,7 +30,7 @@ from demolib.tools import Tools
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "distilling"))  # distilkit: an adapter GGUF for the base
 from distilkit import random_adapter  # noqa: E402
-from objectstores import BUCKET, Store, secret, source_keys  # noqa: E402
+from objectstores import BUCKET, Store, fleet_with_keys, source_keys  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realnode]
 
@@ -96,15 +96,8 @@ def store(object_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Stor
 @pytest.fixture(scope="module")
 def stored(installed: Target, tools: Tools, store: Store) -> Iterator[str]:
     """The Secret and the fleet applied; the namespace."""
-    namespace = installed.namespace
-    tools.apply(namespace, secret(SECRET))
-    tools.apply(namespace, fleet(store))
-    try:
-        yield namespace
-    finally:
-        tools.kubectl("delete", "modelfleet", FLEET, "-n", namespace, "--ignore-not-found", "--wait=true",
-                      timeout=180)  # fmt: skip
-        tools.kubectl("delete", "secret", SECRET, "-n", namespace, "--ignore-not-found")
+    with fleet_with_keys(tools, installed.namespace, fleet(store), SECRET):
+        yield installed.namespace
 
 
 def model_pod(tools: Tools, namespace: str, model: str) -> dict[str, Any] | None:

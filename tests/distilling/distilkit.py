@@ -197,3 +197,18 @@ def hf_model(gguf: Path, out: Path, deps: Path) -> Path:
     if done.returncode != 0:
         raise AssertionError(f"making the HF-format model failed:\n{done.stderr[-3000:]}")
     return out
+
+
+def teacher_datasets(directory: Path, train: int, held_out: int, evaluated: int | None = None) -> list[str]:
+    """``train.jsonl`` (the first ``train`` math prompts) and ``eval.jsonl`` (the first ``evaluated`` of the
+    last ``held_out``) in ``directory``, answered by the stand-in teacher; the held-out prompts."""
+    rows = math_rows()
+    train_prompts = [r["prompt"] for r in rows[:train]]
+    held_out_prompts = [r["prompt"] for r in rows[-held_out:]]
+    teacher = Teacher(directory)
+    try:
+        write_pairs(directory / "train.jsonl", teacher, train_prompts, max_tokens=12)
+        write_pairs(directory / "eval.jsonl", teacher, held_out_prompts[:evaluated], max_tokens=12)
+    finally:
+        teacher.stop()
+    return held_out_prompts

@@ -17,14 +17,12 @@ from pathlib import Path
 
 import pytest
 from distilkit import (
-    Teacher,
     answers,
     finetune_deps,
     format_share,
-    math_rows,
     run_finetune,
     serve,
-    write_pairs,
+    teacher_datasets,
 )
 from routerkit import gemma_gguf
 
@@ -34,15 +32,7 @@ TRAIN, HELD_OUT, STEPS = 120, 40, 15
 
 
 def test_finetuned_adapter_loads_in_llama_server_and_answers_like_the_teacher(tmp_path: Path) -> None:
-    rows = math_rows()
-    train_prompts = [r["prompt"] for r in rows[:TRAIN]]
-    held_out = [r["prompt"] for r in rows[-HELD_OUT:]]
-    teacher = Teacher(tmp_path)
-    try:
-        write_pairs(tmp_path / "train.jsonl", teacher, train_prompts, max_tokens=12)
-        write_pairs(tmp_path / "eval.jsonl", teacher, held_out[:16], max_tokens=12)
-    finally:
-        teacher.stop()
+    held_out = teacher_datasets(tmp_path, TRAIN, HELD_OUT, 16)
     out = tmp_path / "tuned"
     done = run_finetune(
         [

@@ -20,13 +20,11 @@ from pathlib import Path
 import pytest
 from distilkit import (
     PYTHON,
-    Teacher,
     finetune_deps,
     format_share,
     hf_model,
-    math_rows,
     run_finetune,
-    write_pairs,
+    teacher_datasets,
 )
 from routerkit import gemma_gguf
 
@@ -63,15 +61,7 @@ print(json.dumps({"base": base_texts, "tuned": tuned_texts,
 
 def test_hf_finetune_writes_a_peft_adapter_that_moves_the_model_to_the_teacher(tmp_path: Path) -> None:
     deps = finetune_deps()
-    rows = math_rows()
-    train_prompts = [r["prompt"] for r in rows[:TRAIN]]
-    held_out = [r["prompt"] for r in rows[-HELD_OUT:]]
-    teacher = Teacher(tmp_path)
-    try:
-        write_pairs(tmp_path / "train.jsonl", teacher, train_prompts, max_tokens=12)
-        write_pairs(tmp_path / "eval.jsonl", teacher, held_out, max_tokens=12)
-    finally:
-        teacher.stop()
+    held_out = teacher_datasets(tmp_path, TRAIN, HELD_OUT)
     base = hf_model(gemma_gguf(), tmp_path / "gemma-hf", deps)
     out = tmp_path / "tuned"
     done = run_finetune(

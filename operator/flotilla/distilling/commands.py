@@ -27,7 +27,7 @@ from flotilla.api.distillation import LORA_RANK
 from flotilla.distilling import examples, manifests
 
 if TYPE_CHECKING:
-    from flotilla.distilling.tuning import Settings
+    from flotilla.distilling.tuning import Settings, Trained
 
 METHODS = ("lora",)
 
@@ -125,28 +125,16 @@ def run(name: str, args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise errors.FlotillaError(str(exc)) from None
     adapters.write(adapter, arch, settings.alpha, result.lora_tensors, name=f"flotilla-lora-{data_sha[:12]}")
-    manifest = manifests.Manifest(
-        method=args.method,
-        base=args.base,
+    manifest = _manifest(
+        args,
+        settings,
+        result,
+        data_sha,
+        bool(held_out),
+        started,
         base_sha256=adapters.sha256(base),
-        data=str(args.data),
-        data_sha256=data_sha,
-        examples=result.examples,
-        steps=result.steps,
-        batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        rank=settings.rank,
-        alpha=settings.alpha,
         template=settings.template,
-        loss_before=round(result.loss_before, 4),
-        loss_after=round(result.loss_after, 4),
-        loss_on="eval" if held_out else "train",
-        load_seconds=round(result.load_seconds, 1),
-        train_seconds=round(result.train_seconds, 1),
-        total_seconds=round(time.monotonic() - started, 1),
-        peak_rss_bytes=result.peak_rss_bytes,
-        adapter="adapter.gguf",
-        adapter_sha256=adapters.sha256(adapter),
+        adapter=adapter,
     )
     manifests.write(args.out / "manifest.json", manifest)
     print(json.dumps({"out": str(args.out), **manifests.summary(manifest)}))
@@ -161,14 +149,45 @@ def _run_hf(
     settings: Settings,
 ) -> int:
     """The HF-format path: a PEFT adapter directory in ``--out`` (vLLM's LoRA format) and the manifest."""
-    from flotilla.distilling import adapters, hftuning
+    from flotilla.distilling import hftuning
 
     started = time.monotonic()
     result = hftuning.finetune(found, args.base, args.out, settings, held_out)
-    manifest = manifests.Manifest(
+    manifest = _manifest(
+        args,
+        settings,
+        result,
+        data_sha,
+        bool(held_out),
+        started,
+        base_sha256=result.base_sha256,
+        template=result.template,
+        adapter=args.out / hftuning.ADAPTER_WEIGHTS,
+    )
+    manifests.write(args.out / "manifest.json", manifest)
+    print(json.dumps({"out": str(args.out), **manifests.summary(manifest)}))
+    return 0
+
+
+def _manifest(
+    args: argparse.Namespace,
+    settings: Settings,
+    result: Trained,
+    data_sha: str,
+    held_out: bool,
+    started: float,
+    *,
+    base_sha256: str,
+    template: str,
+    adapter: Path,
+) -> manifests.Manifest:
+    """The manifest of either path's adapter: inputs, settings, losses, costs, and the adapter file."""
+    from flotilla.distilling import adapters
+
+    return manifests.Manifest(
         method=args.method,
         base=args.base,
-        base_sha256=result.base_sha256,
+        base_sha256=base_sha256,
         data=str(args.data),
         data_sha256=data_sha,
         examples=result.examples,
@@ -177,7 +196,7 @@ def _run_hf(
         learning_rate=settings.learning_rate,
         rank=settings.rank,
         alpha=settings.alpha,
-        template=result.template,
+        template=template,
         loss_before=round(result.loss_before, 4),
         loss_after=round(result.loss_after, 4),
         loss_on="eval" if held_out else "train",
@@ -185,9 +204,6 @@ def _run_hf(
         train_seconds=round(result.train_seconds, 1),
         total_seconds=round(time.monotonic() - started, 1),
         peak_rss_bytes=result.peak_rss_bytes,
-        adapter=hftuning.ADAPTER_WEIGHTS,
-        adapter_sha256=adapters.sha256(args.out / hftuning.ADAPTER_WEIGHTS),
+        adapter=adapter.name,
+        adapter_sha256=adapters.sha256(adapter),
     )
-    manifests.write(args.out / "manifest.json", manifest)
-    print(json.dumps({"out": str(args.out), **manifests.summary(manifest)}))
-    return 0

@@ -31,7 +31,7 @@ from typing import Any
 
 from flotilla import errors
 from flotilla.distilling import examples
-from flotilla.distilling.tuning import TARGET_MODULES, Settings, peak_rss_bytes
+from flotilla.distilling.tuning import TARGET_MODULES, Settings, Trained, peak_rss_bytes
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +45,9 @@ END_OF_TURN = "<end_of_turn>"
 
 
 @dataclass(frozen=True)
-class Result:
-    """What a fine-tune did, for the manifest."""
+class Result(Trained):
+    """What the HF path did: the common figures, and what the manifest says of its base and template."""
 
-    steps: int
-    examples: int
-    loss_before: float
-    loss_after: float
-    train_seconds: float
-    load_seconds: float
-    peak_rss_bytes: int
     base_sha256: str
     template: str
     """``chat_template`` (the tokenizer's) or ``gemma`` (llama.cpp's turn template)."""

@@ -54,8 +54,8 @@ class Settings:
 
 
 @dataclass(frozen=True)
-class Result:
-    """What a fine-tune did, for the manifest."""
+class Trained:
+    """What any fine-tune did, for the manifest (both paths)."""
 
     steps: int
     examples: int
@@ -64,6 +64,12 @@ class Result:
     train_seconds: float
     load_seconds: float
     peak_rss_bytes: int
+
+
+@dataclass(frozen=True)
+class Result(Trained):
+    """What the GGUF path did: the common figures and the adapter's tensors."""
+
     lora_tensors: dict[str, Any]
     """GGUF tensor name -> float32 numpy array (``*.lora_a`` / ``*.lora_b``)."""
 
