@@ -31,7 +31,7 @@ from typing import Any
 
 from flotilla import errors
 from flotilla.distilling import examples
-from flotilla.distilling.tuning import TARGET_MODULES, Settings, Trained, peak_rss_bytes
+from flotilla.distilling.tuning import TARGET_MODULES, Settings, Trained, peak_rss_bytes, require
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +58,6 @@ class Result(Trained):
 def is_hf_base(base: str) -> bool:
     """An HF-format base: ``hf://ORG/REPO[@REVISION]`` or a directory holding ``config.json``."""
     return base.startswith(HF_SCHEME) or (Path(base) / "config.json").is_file()
-
-
-def _require() -> None:
-    try:
-        import peft  # noqa: F401
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-        import trl  # noqa: F401
-    except ImportError as exc:
-        raise errors.FlotillaError(
-            f"the fine-tune needs the 'finetune' extra ({exc.name} is missing): "
-            "pip install 'flotilla[finetune]' (scripts/finetune-deps for the tests)"
-        ) from None
 
 
 def _local(base: str) -> Path:
@@ -134,7 +121,7 @@ def finetune(
 ) -> Result:
     """Train a LoRA adapter on ``found`` and save it as a PEFT directory in ``out``; the loss per answer token
     before and after is measured on ``held_out`` (else on up to 32 training examples)."""
-    _require()
+    require("trl")
     import peft
     import torch
     import transformers

@@ -11,6 +11,7 @@ Needs the ``finetune`` extra (torch, transformers, peft); imported only when a f
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
@@ -85,16 +86,16 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _require() -> None:
-    try:
-        import peft  # noqa: F401
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as exc:
-        raise errors.FlotillaError(
-            f"the fine-tune needs the 'finetune' extra ({exc.name} is missing): "
-            "pip install 'flotilla[finetune]' (scripts/finetune-deps for the tests)"
-        ) from None
+def require(*more: str) -> None:
+    """torch, transformers, peft (and ``more``) importable, or one clear error naming what is missing."""
+    for module in ("peft", "torch", "transformers", *more):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise errors.FlotillaError(
+                f"the fine-tune needs the 'finetune' extra ({exc.name or module} is missing): "
+                "pip install 'flotilla[finetune]' (scripts/finetune-deps for the tests)"
+            ) from None
 
 
 def tokenise(
@@ -206,7 +207,7 @@ def finetune(
 ) -> Result:
     """Train a LoRA adapter on ``found``; loss before/after is measured on ``held_out`` (else on up to 32
     training examples)."""
-    _require()
+    require()
     import peft
     import torch
     import transformers
