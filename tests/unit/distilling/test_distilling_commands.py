@@ -94,3 +94,25 @@ def test_an_hf_format_base_that_cannot_load_fails_with_one_line(tmp_path: Path) 
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
     assert "finetune" in done.stderr or "cannot load" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("base_kind", ["gguf", "hf"])
+def test_without_the_finetune_extra_both_paths_say_what_to_install(tmp_path: Path, base_kind: str) -> None:
+    """torch blocked (as on a machine without the extra): one line naming the extra, exit 1, no output."""
+    data = tmp_path / "train.jsonl"
+    turns = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "#### 4"}]
+    data.write_text(json.dumps({"messages": turns}) + "\n")
+    base = tmp_path / "base.gguf"
+    base.write_bytes(b"GGUF" + bytes(60))
+    if base_kind == "hf":
+        base = tmp_path / "hf"
+        base.mkdir()
+        (base / "config.json").write_text("{}")
+    argv = ["distill", "finetune", "--data", str(data), "--base", str(base), "--out", str(tmp_path / "out")]
+    blocked = "import sys; sys.modules['torch'] = None; from flotilla.cli import main"
+    script = f"{blocked}; sys.exit(main({argv!r}))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "the fine-tune needs the 'finetune' extra (" in done.stderr and "pip install" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
