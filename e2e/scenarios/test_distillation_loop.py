@@ -22,6 +22,7 @@ Run: `pytest -m finetune e2e/scenarios/test_distillation_loop.py`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -52,6 +53,7 @@ MIRRORS = 12  # train.shadow.requests
 PROMOTE_AT = 0.7
 ANSWER_WORDS = 12  # max_tokens of the captured requests: the teacher's answers are this long
 HELD_OUT = 16
+MIRROR_WINDOW_S = 1200  # asking repeated questions until the candidate is decided
 CANDIDATE = "pocket-math-v1"
 JOB_TIMEOUT_S = 2400
 ON_REAL_NODE = {
@@ -259,13 +261,17 @@ def test_teacher_answers_are_captured_distilled_served_shadowed_and_promoted(
     wait_until(lambda: any(installing.is_pod_ready(p) for p in installing.pods_of(tools, namespace, selector))
                or None, 600, "the candidate's pod Ready", interval=2)  # fmt: skip
 
-    # Mirrors of traffic that repeats captured prompts, served by the teacher, scored against it.
-    for row in seen[: 3 * MIRRORS]:
-        if candidate(tools, namespace).get("state") != "Shadowing":
+    # Mirrors of traffic that repeats captured prompts, served by the teacher, scored against it. Asked
+    # until the candidate is decided: a mirror beyond maxConcurrent is dropped, not queued, and the CPU
+    # candidate answers a mirror in seconds, so how many asks make MIRRORS scored ones varies (200 pairs,
+    # 2026-12-07: 36 asks at 2 s gave 9 scored before a fixed wait ran out).
+    deadline = time.monotonic() + MIRROR_WINDOW_S
+    for row in itertools.cycle(seen):
+        if candidate(tools, namespace).get("state") != "Shadowing" or time.monotonic() > deadline:
             break
         assert ask(distil, row["prompt"], "math").model == TEACHER
-        time.sleep(2)  # the mirror runs after the reply
-    decided = wait_until(lambda: candidate(tools, namespace).get("state") != "Shadowing" or None, 300,
+        time.sleep(3)  # the mirror runs after the reply
+    decided = wait_until(lambda: candidate(tools, namespace).get("state") != "Shadowing" or None, 120,
                          "the candidate decided", interval=2)  # fmt: skip
     decision = candidate(tools, namespace)
     installing.say(f"candidate: {decision}")
