@@ -16,7 +16,7 @@ traffic here repeats captured prompts, as a service's real traffic does, and `pr
 the bench measured such an adapter reach (docs/distillation.md, "The loop on the real node").
 
 Marked `finetune` (deselected by default, like the other fine-tune tests): it needs the 6.4 GB
-`flotilla-finetune` image (`scripts/build-images finetune --load`, built here when missing) and 10-30 min.
+`flotilla-finetune` image (`scripts/build-images finetune --load`, built here when missing) and 30-50 min.
 Run: `pytest -m finetune e2e/scenarios/test_distillation_loop.py`.
 """
 
