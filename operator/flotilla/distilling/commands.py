@@ -125,7 +125,7 @@ def run(name: str, args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise errors.FlotillaError(str(exc)) from None
     adapters.write(adapter, arch, settings.alpha, result.lora_tensors, name=f"flotilla-lora-{data_sha[:12]}")
-    manifest = _manifest(
+    return _publish(
         args,
         settings,
         result,
@@ -136,9 +136,6 @@ def run(name: str, args: argparse.Namespace) -> int:
         template=settings.template,
         adapter=adapter,
     )
-    manifests.write(args.out / "manifest.json", manifest)
-    print(json.dumps({"out": str(args.out), **manifests.summary(manifest)}))
-    return 0
 
 
 def _run_hf(
@@ -153,7 +150,7 @@ def _run_hf(
 
     started = time.monotonic()
     result = hftuning.finetune(found, args.base, args.out, settings, held_out)
-    manifest = _manifest(
+    return _publish(
         args,
         settings,
         result,
@@ -164,12 +161,9 @@ def _run_hf(
         template=result.template,
         adapter=args.out / hftuning.ADAPTER_WEIGHTS,
     )
-    manifests.write(args.out / "manifest.json", manifest)
-    print(json.dumps({"out": str(args.out), **manifests.summary(manifest)}))
-    return 0
 
 
-def _manifest(
+def _publish(
     args: argparse.Namespace,
     settings: Settings,
     result: Trained,
@@ -180,11 +174,12 @@ def _manifest(
     base_sha256: str,
     template: str,
     adapter: Path,
-) -> manifests.Manifest:
-    """The manifest of either path's adapter: inputs, settings, losses, costs, and the adapter file."""
+) -> int:
+    """Write either path's manifest (inputs, settings, losses, costs, the adapter file) beside the adapter and
+    print its summary; the command's exit code."""
     from flotilla.distilling import adapters
 
-    return manifests.Manifest(
+    manifest = manifests.Manifest(
         method=args.method,
         base=args.base,
         base_sha256=base_sha256,
@@ -207,3 +202,6 @@ def _manifest(
         adapter=adapter.name,
         adapter_sha256=adapters.sha256(adapter),
     )
+    manifests.write(args.out / "manifest.json", manifest)
+    print(json.dumps({"out": str(args.out), **manifests.summary(manifest)}))
+    return 0
