@@ -7,6 +7,7 @@ the same scenario and concurrency, measured minutes apart at most) before taking
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -203,5 +204,16 @@ def goals(table: list[Row], contenders: list[str]) -> str:
                 lines.append(
                     f"- throughput flotilla/{other} ({scenario}): {ratio:.2f}x max req/s, {per_cpu:.2f}x per "
                     f"CPU-second (goal ≥ {goal}x): {verdict}"
+                )
+    if "flotilla-capture" in contenders:
+        for scenario in ("json", "sse", "json-200tok"):
+            base = max_rps(table, "flotilla", scenario)
+            captured = max_rps(table, "flotilla-capture", scenario)
+            if math.isfinite(base) and math.isfinite(captured):
+                change = captured / base - 1
+                verdict = "PASS" if change >= -0.05 else "MISS"
+                lines.append(
+                    f"- capture's cost on throughput ({scenario}): {change:+.1%} max req/s "
+                    f"(goal ≥ -5%): {verdict}"
                 )
     return "\n".join(lines)

@@ -115,12 +115,18 @@ def _answer_of_chunks(chunks: Sequence[bytes]) -> tuple[str, str | None, dict[st
     return "".join(parts), finish, counted
 
 
+_last_second: tuple[int, str] = (-1, "")
+"""The last whole second formatted: traces come hundreds a second, so ``strftime`` runs once a second."""
+
+
 def _time(wall_time: float) -> str:
-    """ISO 8601 UTC with milliseconds, ``2026-12-07T00:47:57.750+00:00`` (strftime: half the cost of
-    datetime.isoformat)."""
-    seconds = int(wall_time)
+    """ISO 8601 UTC with milliseconds, ``2026-12-07T00:47:57.750+00:00``."""
+    global _last_second
+    seconds, last = int(wall_time), _last_second  # one read: a worker thread may build traces too
+    if seconds != last[0]:
+        last = _last_second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
     millis = min(999, int((wall_time - seconds) * 1000))
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}+00:00"
+    return f"{last[1]}.{millis:03d}+00:00"
 
 
 def _number(value: float) -> str:

@@ -4,6 +4,7 @@ would give (same fields, same values, ASCII only), for plain bodies, streams, co
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import given, settings
@@ -87,3 +88,11 @@ def test_an_unreadable_answer_raises() -> None:
         except (ValueError, KeyError, IndexError, TypeError):
             continue
         raise AssertionError(f"{body!r} was accepted")
+
+
+def test_timestamps_follow_the_clock_across_seconds() -> None:
+    """The formatted second is reused only within that second (ISO 8601, UTC, milliseconds)."""
+    stamps = [1765068477.75, 1765068477.125, 1765068478.5, 1700000000.0, 1765068477.25]
+    for wall in stamps:
+        expected = datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
+        assert traces._time(wall) == expected
