@@ -104,13 +104,11 @@ class StaticEmbedder:
     """Embeds text as USE does, with each token's context-dependent row replaced by a static one."""
 
     __slots__ = (
-        "_basis",
         "_coefficients",
         "_context",
         "_first_layers",
         "_first_offset",
         "_first_unfolded",
-        "_mean",
         "_mlp",
         "_scales",
         "_tokenizer",
@@ -136,25 +134,28 @@ class StaticEmbedder:
             ).view(np.ndarray)
             with np.load(asset / "static.npz", allow_pickle=False) as arrays:
                 self._scales: Vector = arrays["scales"]
-                self._mean: Vector = arrays["mean"]
-                self._basis: npt.NDArray[np.float32] = arrays["basis"]
-                self._mlp = tuple(arrays[key] for key in ("d0", "d1", "p1", "d2", "p3", "d3"))
+                mean: Vector = arrays["mean"]
+                basis: npt.NDArray[np.float32] = arrays["basis"]
+                d0, d1, p1, d2, p3, d3 = (arrays[key] for key in ("d0", "d1", "p1", "d2", "p3", "d3"))
             table = np.load(asset / "context-table.npy", mmap_mode="r", allow_pickle=False).view(np.ndarray)
             with np.load(asset / "context.npz", allow_pickle=False) as arrays:
                 self._context = _ContextCnn(arrays, table)
         except Exception as exc:  # any unreadable or foreign file: the caller reports it as config
             raise errors.ConfigError(f"embedding asset {asset} does not load: {exc}") from exc
         self.vocabulary = int(self._coefficients.shape[0])
-        self.dimensions = int(self._mlp[-1].shape[1])
-        d0, _, p1 = self._mlp[:3]
+        self.dimensions = int(d3.shape[1])
         # The MLP's first two matrices see the 512-d sum only through the PCA basis: folding it in makes
         # the first step one 256 x 640 product (0.6 MB) instead of 256 x 512 plus two 512 x 320 (1.8 MB).
         # The router is bound by memory traffic here, not by arithmetic (bench/classify_latency.py).
+        # d0 and p1 are kept only inside ``both`` (and the basis and mean only folded in): one copy each,
+        # a router's private memory being one of the issue's figures.
         both = np.concatenate([d0, p1], axis=1)
+        width = int(d0.shape[1])
         self._first_unfolded: npt.NDArray[np.float32] = both  # for in-context rows, which are 512-d
-        self._first_layers: npt.NDArray[np.float32] = (self._basis @ both).astype(np.float32)
-        self._first_offset: Vector = (self._mean @ both).astype(np.float32)
-        self.feature_dimensions = int(d0.shape[1])
+        self._first_layers: npt.NDArray[np.float32] = (basis @ both).astype(np.float32)
+        self._first_offset: Vector = (mean @ both).astype(np.float32)
+        self._mlp = (both[:, :width], d1, both[:, width:], d2, p3, d3)
+        self.feature_dimensions = width
 
     def token_ids(self, text: str) -> TokenIds:
         """SentencePiece ids of ``text`` with the sentence markers, at most ``MAX_TOKENS``."""

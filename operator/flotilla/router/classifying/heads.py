@@ -234,22 +234,33 @@ def from_bytes(data: bytes, origin: str = "classifier") -> Head:
     return head
 
 
+def _one_copy(array: Floats, other: Floats | None) -> Floats:
+    """``other`` when it holds the same values: both stages are trained on the same rows, so their idf
+    vectors are equal, and sharing them saves a router 1.5 MB."""
+    return other if other is not None and np.array_equal(array, other) else array
+
+
 def _stage(
     arrays: Any, classes: tuple[str, ...], meta: dict[str, Any], prefix: str, refine: Refinement | None = None
 ) -> Head:
     chars = f"{prefix}char_weights" in arrays.files
+    second = refine.head if refine is not None else None
+    idf = _one_copy(arrays[f"{prefix}idf"].astype(np.float32), second.idf if second else None)
+    char_idf = arrays[f"{prefix}char_idf"].astype(np.float32) if chars else None
+    if char_idf is not None and second is not None:
+        char_idf = _one_copy(char_idf, second.char_idf)
     return Head(
         classes=classes,
         embedding_weights=arrays[f"{prefix}embedding_weights"].astype(np.float32),
         bag_weights=arrays[f"{prefix}bag_weights"].astype(np.float32),
         opening_weights=arrays[f"{prefix}opening_weights"].astype(np.float32),
         bias=arrays[f"{prefix}bias"].astype(np.float32),
-        idf=arrays[f"{prefix}idf"].astype(np.float32),
+        idf=idf,
         temperature=float(arrays[f"{prefix}temperature"]),
         meta=meta,
         refine=refine,
         char_weights=arrays[f"{prefix}char_weights"].astype(np.float32) if chars else None,
-        char_idf=arrays[f"{prefix}char_idf"].astype(np.float32) if chars else None,
+        char_idf=char_idf,
     )
 
 
