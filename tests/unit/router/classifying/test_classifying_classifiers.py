@@ -217,3 +217,18 @@ def test_a_writing_request_overrides_the_head() -> None:
     assert without_writing.classify(prompt).reason != "pattern:writing-request"
     strict = classifying.build_classifier(config(fleet, threshold=0.99)).classify(prompt)
     assert strict.reason != "pattern:writing-request"  # its score (0.98) is below the threshold
+
+
+def test_a_loaded_head_is_column_major_and_saves_as_it_was_read() -> None:
+    """The router reads scattered columns of the token and n-gram weights, so a loaded head holds them
+    column-major; the file keeps its own (C) layout: loading and saving gives the same bytes, and both
+    stages share one idf vector."""
+    from flotilla.router.classifying import heads
+
+    data = heads.PACKAGED_HEAD.read_bytes()
+    head = heads.from_bytes(data)
+    assert head.refine is not None and head.char_weights is not None
+    for weights in (head.bag_weights, head.opening_weights, head.char_weights):
+        assert weights.flags.f_contiguous
+    assert head.refine.head.idf is head.idf
+    assert head.to_bytes() == data
