@@ -131,6 +131,7 @@ _SCHEME_WORDS = ("bearer", "basic", "token")
 _ASSIGNED_WORD = re.compile(r"(?:key|secret|token|passw(?:or)?d|pwd)[\"']?\s*[:=]")
 """The end of every ``_ASSIGNMENT`` key word and its separator (each word of ``_SECRET_WORDS`` ends in one
 of these), searched in the case-folded text: without ``(?i)`` the scan is 7 times faster."""
+_ASSIGNED_WORDS = ("key", "secret", "token", "passw", "pwd")
 _DIGIT = re.compile(r"\d")
 _ASCII_DIGITS = "0123456789"
 CARD_DIGITS = 13  # the fewest digits of a card number (_CARD)
@@ -154,7 +155,11 @@ def _maybe_scheme(text: str, folded: str, digits: int) -> bool:
 
 
 def _maybe_assignment(text: str, folded: str, digits: int) -> bool:
-    return ("=" in text or ":" in text) and _ASSIGNED_WORD.search(folded) is not None
+    return (
+        ("=" in text or ":" in text)
+        and any(word in folded for word in _ASSIGNED_WORDS)  # substring scans in C before the regex
+        and _ASSIGNED_WORD.search(folded) is not None
+    )
 
 
 def _maybe_email(text: str, folded: str, digits: int) -> bool:
