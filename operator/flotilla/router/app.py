@@ -105,7 +105,6 @@ class RouterState:
         classifier = await asyncio.to_thread(
             classifying.build_classifier, config, head=custom.head if custom else None
         )
-        await asyncio.to_thread(heap.release_freed)  # the build's temporaries: ~13 MB a router
         snapshot = snapshots.build(config, self.upstreams, classifier)
         self.custom = custom
         if custom is not None:
@@ -128,6 +127,7 @@ class RouterState:
             self.ctx = handling.Context(snapshot, session, httpclient.Client(), self.metrics, self.keyring)
             self.ctx.shadows = self.shadows
         await self._sync_capture(config)
+        heap.settle()  # freeze the long-lived graph just built, return the build's freed heap
 
     async def _sync_capture(self, config: RouterConfig) -> None:
         """Start the capture pipeline the first time a config has a sink."""
