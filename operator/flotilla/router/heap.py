@@ -4,7 +4,7 @@
 tables of rules and presets: ~70,000 tracked objects) and makes many short-lived ones per request. The
 cyclic collector's full collections walk all of it, about twice a second under load (27 ms each, ~5% of the
 router's CPU, measured with ``gc.callbacks`` at c=64). ``gc.freeze`` moves the graph built so far to the
-permanent generation, which collections skip (a full collection then takes ~4 ms). It is undone and redone
+permanent generation, which collections skip (a full collection then takes ~2 ms). It is undone and redone
 on each reload, so the cycles of a replaced snapshot are still collected (one reload later at the latest).
 
 **Trim.** Loading a classifier reads ~30 MB of arrays through temporaries (the head file, dtype copies).
