@@ -151,7 +151,8 @@ def _maybe_token(text: str, folded: str, digits: int) -> bool:
 
 
 def _maybe_scheme(text: str, folded: str, digits: int) -> bool:
-    return any(word in folded for word in _SCHEME_WORDS)
+    # (?i) also lets the dotless i and the dotted capital I (folded to i + U+0307) stand for "i"
+    return any(word in folded for word in _SCHEME_WORDS) or "\u0131" in folded or "\u0307" in folded
 
 
 def _maybe_assignment(text: str, folded: str, digits: int) -> bool:

@@ -128,6 +128,8 @@ NEAR_MISSES = st.lists(
                 "token ",
                 "Bearer ",
                 "ba\u017fic ",
+                "bas\u0131c ",
+                "BAS\u0130C ",
                 "\u212aey=",
                 "password: ",
                 "api_key=",
