@@ -154,7 +154,7 @@ class StaticEmbedder:
         self._first_unfolded: npt.NDArray[np.float32] = both  # for in-context rows, which are 512-d
         self._first_layers: npt.NDArray[np.float32] = (basis @ both).astype(np.float32)
         self._first_offset: Vector = (mean @ both).astype(np.float32)
-        self._mlp = (both[:, :width], d1, both[:, width:], d2, p3, d3)
+        self._mlp = (d1, d2, p3, d3)  # the layers after the first (d0 and p1 live only in ``both``)
         self.feature_dimensions = width
 
     def token_ids(self, text: str) -> TokenIds:
@@ -168,8 +168,8 @@ class StaticEmbedder:
         """The MLP's second hidden layer (not normalised) for ``ids``; the first ``prefix`` tokens get
         their in-context rows, the rest static ones."""
         head, rest = ids[:prefix], ids[prefix:]
-        d0, d1 = self._mlp[:2]
-        width = d0.shape[1]
+        d1 = self._mlp[0]
+        width = self.feature_dimensions
         # sum of static rows = n * mean + (sum of scaled coefficients) @ basis: a gather and, with the
         # basis folded into the first layers, one mat-vec
         summed = self._scales[rest] @ self._coefficients[rest].astype(np.float32)
@@ -193,7 +193,7 @@ class StaticEmbedder:
         """The unit-length sentence embedding of a token id sequence (from ``token_ids``); the first
         ``prefix`` tokens get their in-context rows, the rest static ones."""
         y1 = self._hidden(ids, prefix)
-        d2, p3, d3 = self._mlp[3:]
+        d2, p3, d3 = self._mlp[1:]
         y2 = np.maximum(y1 @ d2, 0)
         z: Vector = np.tanh(y1 @ p3 + y2 @ d3).astype(np.float32)
         norm = float(np.sqrt(z @ z))

@@ -246,13 +246,11 @@ def _stage(
     """One stage of a head file. The token and n-gram weights are held column-major (classes x columns,
     Fortran order): a prompt reads a few hundred scattered columns, and this way each one is 16 contiguous
     bytes, one cache line, instead of four lines 0.5-1 MB apart. In a busy router the lines are cold, so
-    this is what the gather costs (bench/classify_latency.py); the products are bit-identical."""
+    this is what the gather costs (bench/router/run.py, `auto` rows); the products are bit-identical."""
     chars = f"{prefix}char_weights" in arrays.files
-    second = refine.head if refine is not None else None
-    idf = _one_copy(arrays[f"{prefix}idf"].astype(np.float32), second.idf if second else None)
-    char_idf = arrays[f"{prefix}char_idf"].astype(np.float32) if chars else None
-    if char_idf is not None and second is not None:
-        char_idf = _one_copy(char_idf, second.char_idf)
+    shared_idf, shared_char_idf = (refine.head.idf, refine.head.char_idf) if refine else (None, None)
+    idf = _one_copy(arrays[f"{prefix}idf"].astype(np.float32), shared_idf)
+    char_idf = _one_copy(arrays[f"{prefix}char_idf"].astype(np.float32), shared_char_idf) if chars else None
     return Head(
         classes=classes,
         embedding_weights=arrays[f"{prefix}embedding_weights"].astype(np.float32),
