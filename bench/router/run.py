@@ -314,7 +314,7 @@ def render(args: argparse.Namespace, bench: Bench, names: list[str], elapsed: fl
         "",
         report.noise_warning(table, args.nice),
         "",
-        report.goals(table, names),
+        report.goals(table, names, bench.cells),
         "",
         "### Every cell",
         "",
