@@ -15,6 +15,7 @@ them fails).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -204,10 +205,27 @@ def _go() -> str:
 
 
 def build_target(target: Target) -> bool:
-    """Build the binaries of `target` that are missing; return True when something was built."""
-    missing = {name: pkg for name, pkg in target.packages.items() if not (target.bin_dir / name).exists()}
-    if not missing:
+    """Build the binaries of `target` that are missing; return True when something was built.
+
+    Two processes building the same target (a `make test` and a test that needs the cluster) take turns
+    on a lock file: each build empties `.build-tmp` first, so without it the second would delete the
+    first's output before it is moved into place. The one that waited finds the binaries built."""
+    if not _missing(target):
         return False
+    target.bin_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.bin_dir.parent / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return _build_locked(target)
+
+
+def _missing(target: Target) -> dict[str, str]:
+    return {name: pkg for name, pkg in target.packages.items() if not (target.bin_dir / name).exists()}
+
+
+def _build_locked(target: Target) -> bool:
+    missing = _missing(target)
+    if not missing:
+        return False  # built by the process that held the lock
     if target.prepare is not None:
         target.prepare()
     tmp = target.bin_dir.parent / ".build-tmp"
