@@ -7,10 +7,10 @@ of today's data. ~5 min on 2 cores.
 What "the same" means: the tokenizer and the encoder's CNN are copied or quantised without floating-point
 sums, so they are the same bytes anywhere. The rest goes through BLAS: single-threaded OpenBLAS gives the
 same bytes on the CPU that built the assets, but picks other kernels on another CPU, whose sums round
-differently in the last bits (measured on an AMD EPYC against the Intel-built assets: the PCA basis moved by
-6e-6, 0.013% of the int8 rows by one step, and the head, fitted on those features, routed 3,776 of the 3,777
-routing-train prompts as the shipped one). So those are compared within rounding, and the head by what it
-decides.
+differently in the last bits (2026-12-07, an AMD EPYC against the assets built on an earlier machine: the
+PCA basis moved by 6e-6, 0.013% of the int8 rows by one step, and the head, fitted on those features, routed
+3,776 of the 3,777 routing-train prompts as the shipped one). So those are compared within rounding, and
+the head by what it decides.
 """
 
 from __future__ import annotations
