@@ -20,10 +20,12 @@ session, so subprocesses (kubectl, helm, the operator) talk to the same cluster;
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 from kubernetes import client, config
@@ -32,6 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "e2e"))
 
 from clusterlib import sessions, settings
 from clusterlib.waiting import wait_until
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# A run stopped by SIGTERM (`timeout`, a CI job's cancel) tears its fixtures down as Ctrl-C does: without
+# this, pytest dies at once and the clusters, stand-in providers and model servers it started keep running.
+signal.signal(signal.SIGTERM, _interrupt)
 
 UP_TIMEOUT_S = 240  # seconds `up` may wait for readiness on a loaded 2-core machine
 SAVED_ENV = ("KUBECONFIG", "PATH", "CONTAINERD_ADDRESS")
