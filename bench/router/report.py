@@ -206,7 +206,7 @@ def paired_change(cells: Sequence[Cell], contender: str, reference: str, scenari
     return _median(changes), len(changes)
 
 
-def goals(table: list[Row], contenders: list[str], cells: Sequence[Cell] = ()) -> str:
+def goals(table: list[Row], contenders: list[str], cells: Sequence[Cell]) -> str:
     """The issue's goals for Flotilla, each with the measured value and PASS/MISS."""
     if "flotilla" not in contenders:
         return "Goals: not evaluated (flotilla was not measured)."

@@ -77,34 +77,39 @@ def _loads(data: bytes) -> Any:
         return json.loads(data)
 
 
+def _counted(usage: object) -> dict[str, int] | None:
+    """An OpenAI ``usage`` object as the record's ``usage`` (None when there is none)."""
+    if not isinstance(usage, dict):
+        return None
+    return {
+        "promptTokens": int(usage.get("prompt_tokens") or 0),
+        "completionTokens": int(usage.get("completion_tokens") or 0),
+    }
+
+
 def _answer_of_body(body: bytes) -> tuple[str, str | None, dict[str, int] | None]:
     data = _loads(body)
     choice = data["choices"][0]
     message = choice.get("message")
     text = message.get("content") if isinstance(message, dict) else choice.get("text")
-    usage = data.get("usage")
-    counted = None
-    if isinstance(usage, dict):
-        counted = {
-            "promptTokens": int(usage.get("prompt_tokens") or 0),
-            "completionTokens": int(usage.get("completion_tokens") or 0),
-        }
+    counted = _counted(data.get("usage"))
     return text if isinstance(text, str) else "", choice.get("finish_reason"), counted
 
 
-_EVENT, _DONE = b"data: ", b"data: [DONE]\n\n"
+_EVENT, _BETWEEN, _LAST = b"data: ", b"\n\ndata: ", b"\n\ndata: [DONE]\n\n"
 
 
 def _events(stream: bytes) -> Any:
     """The decoded ``data`` payloads of an SSE stream, as one JSON array: one decoder call for all events.
 
     A stream as OpenAI-compatible servers write it (every event one ``data: `` line, ``[DONE]`` last)
-    becomes that array by two slices and one replace, in C. Anything else (comments, other fields, CRLF,
+    becomes that array by one slice and one replace, in C. Anything else (comments, other fields, CRLF,
     no ``[DONE]``) makes that array invalid JSON (a JSON value cannot hold a raw newline), and the lines are
     then read one by one."""
-    if stream.startswith(_EVENT) and stream.endswith(_DONE):
+    if stream.startswith(_EVENT) and stream.endswith(_LAST):
+        inner = stream[len(_EVENT) : -len(_LAST)]
         try:
-            return orjson.loads(b"[" + stream[6:-16].replace(b"\n\ndata: ", b",") + b"]")
+            return orjson.loads(b"[" + inner.replace(_BETWEEN, b",") + b"]")
         except orjson.JSONDecodeError:
             pass
     payloads: list[bytes] = []
@@ -124,12 +129,7 @@ def _answer_of_chunks(chunks: Sequence[bytes]) -> tuple[str, str | None, dict[st
     for event in _events(b"".join(chunks)):
         if not isinstance(event, dict):
             continue
-        usage = event.get("usage")
-        if isinstance(usage, dict):
-            counted = {
-                "promptTokens": int(usage.get("prompt_tokens") or 0),
-                "completionTokens": int(usage.get("completion_tokens") or 0),
-            }
+        counted = _counted(event.get("usage")) or counted
         for choice in event.get("choices") or ():
             delta = choice.get("delta")
             text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
