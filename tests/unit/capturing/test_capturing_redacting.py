@@ -9,9 +9,11 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flotilla.capturing.redacting import Redactor, digit_count, entropy_bits, luhn_valid
+from flotilla.capturing.redacting import Redactor, digit_count, entropy_bits, luhn_valid, may_hold_any
 
 REDACTOR = Redactor([r"ACME-\d{6}"])
+BUILTINS = Redactor()
+EVERY_GATE = Redactor([r"(?!)"])  # a fleet pattern that never matches: the first check is off
 # Filler that cannot complete a secret by itself: lowercase words and short numbers, spaces, punctuation.
 WORDS = st.lists(
     st.one_of(st.text(string.ascii_lowercase, min_size=1, max_size=8), st.integers(0, 999).map(str)),
@@ -154,3 +156,26 @@ def test_a_gate_never_hides_a_match(text: str) -> None:
     for pattern, replacement, gate in REDACTOR._rules:
         if gate is not None and not gate(text, text.casefold(), digit_count(text)):
             assert pattern.sub(replacement, text) == text, (pattern.pattern, text)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(NEAR_MISSES)
+def test_the_first_check_never_hides_a_match(text: str) -> None:
+    """When ``may_hold_any`` says no, no built-in pattern would change the text."""
+    if not may_hold_any(text, text.casefold(), digit_count(text)):
+        for pattern, replacement, gate in REDACTOR._rules:
+            if gate is not None:  # the built-ins; a fleet's own patterns turn the first check off
+                assert pattern.sub(replacement, text) == text, (pattern.pattern, text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(NEAR_MISSES)
+def test_the_first_check_changes_no_redaction(text: str) -> None:
+    """A redactor with only the built-ins (first check on) redacts like one that must run every gate."""
+    assert BUILTINS.text(text) == EVERY_GATE.text(text)
+
+
+def test_plain_text_skips_the_patterns_and_marked_text_does_not() -> None:
+    assert not may_hold_any("Hello! How can I help you today?", "hello! how can i help you today?", 0)
+    for text in ("mail me at a@b.co", "key=abcd1234", "Bearer xyz", "+1 415", "I am 42", "eyJ", "ghp_"):
+        assert may_hold_any(text, text.casefold(), digit_count(text)), text
