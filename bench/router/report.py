@@ -29,6 +29,11 @@ class Cell:
     core_busy: tuple[float, ...]  # busy fraction per core during the run, every process on the machine
     rss_peak: int
 
+    @property
+    def cpu_per_request(self) -> float | None:
+        """CPU seconds of the contender's process tree per request answered (None without requests)."""
+        return self.proxy_cpu_seconds / self.wrk.requests if self.wrk.requests else None
+
 
 @dataclass(frozen=True)
 class Row:
@@ -67,9 +72,7 @@ def rows(cells: list[Cell], baseline: str = "direct") -> list[Row]:
                 added50.append((cell.wrk.p50_us - ref.wrk.p50_us) / 1000)
                 added99.append((cell.wrk.p99_us - ref.wrk.p99_us) / 1000)
         cpu = [
-            c.proxy_cpu_seconds / c.wrk.requests * 1e6
-            for c in group
-            if c.wrk.requests and contender != baseline
+            c.cpu_per_request * 1e6 for c in group if c.cpu_per_request is not None and contender != baseline
         ]
         busy = tuple(_median(b) for b in zip(*(c.core_busy for c in group), strict=True))
         result.append(
@@ -198,7 +201,7 @@ class Change:
 def median_interval(values: Sequence[float], z: float = 1.96) -> Change:
     """The median of ``values`` and its distribution-free confidence interval: the order statistics at
     ranks n/2 -+ z*sqrt(n)/2 (the normal approximation to the binomial count of values below the median).
-    Written by hand: it is three lines, and the bench must not need scipy. Below 6 values the interval is
+    Written by hand: it is three lines, and the bench must not need scipy. Below 8 values the interval is
     the whole range (too few pairs to narrow it)."""
     ordered = sorted(values)
     n = len(ordered)
@@ -220,10 +223,7 @@ def paired_change(
     steadier than a ratio of two medians."""
 
     def value(cell: Cell) -> float:
-        if measure == "rps":
-            return cell.wrk.rps
-        requests = cell.wrk.rps * cell.wrk.seconds
-        return cell.proxy_cpu_seconds / requests if requests > 0 else 0.0
+        return cell.wrk.rps if measure == "rps" else cell.cpu_per_request or 0.0
 
     def by_round(name: str) -> dict[tuple[int, int], float]:
         return {
